@@ -1,0 +1,272 @@
+//! `/v1/customers`.
+
+use super::error::ApiError;
+use super::extract::{Body, Ctx, Query};
+use super::{AppState, list, page, path_id};
+use crate::domain::contact::{Address, Country, Email, Locale, TaxId, check_text};
+use crate::domain::currency::Currency;
+use crate::domain::customer::{Customer, CustomerPatch, PaymentMethod, TaxExempt};
+use crate::domain::ids::CustomerId;
+use crate::services::customers::{self as service, NewCustomer};
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/customers", get(list_customers).post(create_customer))
+        .route(
+            "/customers/{id}",
+            get(get_customer)
+                .patch(update_customer)
+                .post(update_customer),
+        )
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressBody {
+    line1: Option<String>,
+    line2: Option<String>,
+    city: Option<String>,
+    postal_code: Option<String>,
+    state: Option<String>,
+    country: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaxIdBody {
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentMethodBody {
+    provider: String,
+    token: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    external_id: Option<String>,
+    name: String,
+    email: Option<String>,
+    currency: Option<String>,
+    locale: Option<String>,
+    address: Option<AddressBody>,
+    tax_ids: Option<Vec<TaxIdBody>>,
+    /// none | exempt | reverse
+    tax_exempt: Option<String>,
+    payment_method: Option<PaymentMethodBody>,
+}
+
+/// `null` clears a field, absence leaves it: PATCH needs to tell the two apart.
+fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomer {
+    #[serde(default, deserialize_with = "present")]
+    external_id: Option<Option<String>>,
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    currency: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    locale: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    address: Option<Option<AddressBody>>,
+    tax_ids: Option<Vec<TaxIdBody>>,
+    tax_exempt: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    payment_method: Option<Option<PaymentMethodBody>>,
+}
+
+fn text(param: &'static str, s: String, max: usize) -> Result<String, ApiError> {
+    check_text(param, &s, max).map_err(|e| ApiError::invalid(param, e))?;
+    Ok(s)
+}
+
+fn name(s: String) -> Result<String, ApiError> {
+    if s.trim().is_empty() {
+        return Err(ApiError::invalid("name", "name must not be empty"));
+    }
+    text("name", s, 200)
+}
+
+fn external_id(s: String) -> Result<String, ApiError> {
+    if s.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "external_id",
+            "external_id must not be empty",
+        ));
+    }
+    text("external_id", s, 200)
+}
+
+fn email(s: String) -> Result<Email, ApiError> {
+    Email::parse(&s).map_err(|e| ApiError::invalid("email", e))
+}
+
+fn currency(s: String) -> Result<Currency, ApiError> {
+    Currency::parse(&s).map_err(|e| ApiError::invalid("currency", e))
+}
+
+fn locale(s: String) -> Result<Locale, ApiError> {
+    Locale::parse(&s).map_err(|e| ApiError::invalid("locale", e))
+}
+
+fn address(a: AddressBody) -> Result<Address, ApiError> {
+    let field = |name: &'static str, v: Option<String>| v.map(|s| text(name, s, 200)).transpose();
+    Ok(Address {
+        line1: field("address.line1", a.line1)?,
+        line2: field("address.line2", a.line2)?,
+        city: field("address.city", a.city)?,
+        postal_code: field("address.postal_code", a.postal_code)?,
+        state: field("address.state", a.state)?,
+        country: a
+            .country
+            .map(|c| Country::parse(&c).map_err(|e| ApiError::invalid("address.country", e)))
+            .transpose()?,
+    })
+}
+
+fn tax_ids(v: Vec<TaxIdBody>) -> Result<Vec<TaxId>, ApiError> {
+    if v.len() > 5 {
+        return Err(ApiError::invalid("tax_ids", "at most 5 tax ids"));
+    }
+    v.into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            TaxId::parse(&t.kind, &t.value)
+                .map_err(|e| ApiError::invalid(format!("tax_ids[{i}]"), e))
+        })
+        .collect()
+}
+
+fn tax_exempt(s: String) -> Result<TaxExempt, ApiError> {
+    TaxExempt::parse(&s).ok_or_else(|| {
+        ApiError::invalid(
+            "tax_exempt",
+            "tax_exempt must be one of none, exempt, reverse",
+        )
+    })
+}
+
+fn payment_method(p: PaymentMethodBody) -> Result<PaymentMethod, ApiError> {
+    PaymentMethod::parse(&p.provider, &p.token).map_err(|e| ApiError::invalid("payment_method", e))
+}
+
+impl TryFrom<CreateCustomer> for NewCustomer {
+    type Error = ApiError;
+
+    fn try_from(b: CreateCustomer) -> Result<Self, ApiError> {
+        Ok(NewCustomer {
+            external_id: b.external_id.map(external_id).transpose()?,
+            name: name(b.name)?,
+            email: b.email.map(email).transpose()?,
+            currency: b.currency.map(currency).transpose()?,
+            locale: b.locale.map(locale).transpose()?,
+            address: b.address.map(address).transpose()?,
+            tax_ids: b.tax_ids.map(tax_ids).transpose()?.unwrap_or_default(),
+            tax_exempt: b
+                .tax_exempt
+                .map(tax_exempt)
+                .transpose()?
+                .unwrap_or_default(),
+            payment_method: b.payment_method.map(payment_method).transpose()?,
+        })
+    }
+}
+
+impl TryFrom<UpdateCustomer> for CustomerPatch {
+    type Error = ApiError;
+
+    fn try_from(b: UpdateCustomer) -> Result<Self, ApiError> {
+        let clearable = |v: Option<Option<String>>, f: fn(String) -> Result<String, ApiError>| {
+            v.map(|o| o.map(f).transpose()).transpose()
+        };
+        Ok(CustomerPatch {
+            external_id: clearable(b.external_id, external_id)?,
+            name: b.name.map(name).transpose()?,
+            email: b.email.map(|o| o.map(email).transpose()).transpose()?,
+            currency: b
+                .currency
+                .map(|o| o.map(currency).transpose())
+                .transpose()?,
+            locale: b.locale.map(|o| o.map(locale).transpose()).transpose()?,
+            address: b.address.map(|o| o.map(address).transpose()).transpose()?,
+            tax_ids: b.tax_ids.map(tax_ids).transpose()?,
+            tax_exempt: b.tax_exempt.map(tax_exempt).transpose()?,
+            payment_method: b
+                .payment_method
+                .map(|o| o.map(payment_method).transpose())
+                .transpose()?,
+        })
+    }
+}
+
+#[utoipa::path(post, path = "/v1/customers", request_body = CreateCustomer, responses((status = 200, description = "the customer")))]
+pub async fn create_customer(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Body(body): Body<CreateCustomer>,
+) -> Result<Json<Customer>, ApiError> {
+    let new = NewCustomer::try_from(body)?;
+    Ok(Json(
+        service::create_customer(&s.db, &ctx.tenant, new, ctx.now).await?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/v1/customers/{id}", request_body = UpdateCustomer, responses((status = 200, description = "the customer")))]
+pub async fn update_customer(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateCustomer>,
+) -> Result<Json<Customer>, ApiError> {
+    let id = path_id("customer", &id, CustomerId::parse)?;
+    let patch = CustomerPatch::try_from(body)?;
+    Ok(Json(
+        service::update_customer(&s.db, &ctx.tenant, &id, patch, ctx.now).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/customers/{id}", responses((status = 200, description = "the customer"), (status = 404, description = "unknown id")))]
+pub async fn get_customer(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<Customer>, ApiError> {
+    let id = path_id("customer", &id, CustomerId::parse)?;
+    Ok(Json(service::get_customer(&s.db, &ctx.tenant, &id).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<u32>,
+    starting_after: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/customers", params(ListParams), responses((status = 200, description = "a page of customers, newest first")))]
+pub async fn list_customers(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<ListParams>,
+) -> Result<Json<super::List<Customer>>, ApiError> {
+    let page = page(q.limit, q.starting_after)?;
+    Ok(list(
+        service::list_customers(&s.db, &ctx.tenant, &page).await?,
+    ))
+}

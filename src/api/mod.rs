@@ -1,0 +1,173 @@
+//! The HTTP API: `router(state)` builds every route, so tests can drive it with or without a
+//! socket. Handlers stay thin: extract, parse into domain input, call a service, respond.
+
+mod catalogue;
+mod customers;
+pub mod error;
+mod events;
+pub mod extract;
+mod idempotency;
+mod openapi;
+mod subscriptions;
+mod usage;
+
+use crate::config::Config;
+use crate::services::tenants::authenticate;
+use crate::store::{Db, Page};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use error::ApiError;
+use extract::Ctx;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Request bodies above this size are refused before parsing.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .merge(customers::routes())
+        .merge(catalogue::routes())
+        .merge(subscriptions::routes())
+        .merge(usage::routes())
+        .merge(events::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authenticate_request,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::document))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::NoRoute })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(state.config.server.request_timeout_secs),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.db.read().await {
+        Ok(tx) => {
+            let _ = tx.commit().await;
+            Json(serde_json::json!({ "status": "ok" })).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Resolves the bearer key to its tenant and the tenant's clock; nothing under `/v1` runs
+/// without it.
+async fn authenticate_request(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let key = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .ok_or(ApiError::Unauthorized)?;
+    let tenant = authenticate(&state.db, key)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let now = tenant.now(crate::domain::tenant::truncate_to_seconds(Utc::now()));
+    req.extensions_mut().insert(Ctx { tenant, now });
+    Ok(next.run(req).await)
+}
+
+/// `{"object": "list", "data": [...], "has_more": bool}`.
+#[derive(Serialize)]
+pub struct List<T: Serialize> {
+    object: &'static str,
+    data: Vec<T>,
+    has_more: bool,
+}
+
+pub fn list<T: Serialize>((data, has_more): (Vec<T>, bool)) -> Json<List<T>> {
+    Json(List {
+        object: "list",
+        data,
+        has_more,
+    })
+}
+
+/// Checks the common list parameters.
+pub fn page(limit: Option<u32>, starting_after: Option<String>) -> Result<Page, ApiError> {
+    let limit = limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "limit must be between 1 and 100",
+        ));
+    }
+    if let Some(cursor) = &starting_after
+        && (cursor.len() > 100
+            || !cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(ApiError::invalid(
+            "starting_after",
+            "starting_after must be an object id",
+        ));
+    }
+    Ok(Page {
+        limit,
+        starting_after,
+    })
+}
+
+/// Parses an id taken from the path; a malformed one cannot exist, so it is a 404 like any
+/// other unknown id.
+pub fn path_id<T, E>(
+    kind: &'static str,
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|_| ApiError::NotFound {
+        kind,
+        id: raw.to_owned(),
+        param: None,
+    })
+}
+
+/// Parses an id given in the body, naming the field when it is malformed.
+pub fn body_id<T, E: std::fmt::Display>(
+    param: &str,
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|e| ApiError::invalid(param, e))
+}

@@ -1,0 +1,39 @@
+//! `GET /openapi.json`, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "recur", description = "Subscription billing and invoicing API. Amounts are integers in the currency's minor unit; times are RFC 3339 UTC. Errors: {\"error\": {\"code\", \"message\", \"param\"}}."),
+    paths(
+        super::customers::create_customer, super::customers::get_customer, super::customers::update_customer, super::customers::list_customers,
+        super::catalogue::create_price, super::catalogue::get_price, super::catalogue::list_prices,
+        super::catalogue::create_tax_rate, super::catalogue::get_tax_rate, super::catalogue::list_tax_rates,
+        super::catalogue::create_coupon, super::catalogue::get_coupon, super::catalogue::list_coupons,
+        super::subscriptions::create_subscription, super::subscriptions::get_subscription, super::subscriptions::list_subscriptions,
+        super::subscriptions::update_subscription, super::subscriptions::cancel_subscription,
+        super::subscriptions::pause_subscription, super::subscriptions::resume_subscription,
+        super::usage::create_usage_record, super::events::list_events,
+    ),
+    modifiers(&BearerAuth),
+    security(("api_key" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,207 @@
+//! Typed configuration: `config/default.toml` (compiled in), then `--config FILE`, then
+//! `RECUR_*` environment variables, then command-line flags. Checked once at start-up; an
+//! error names the bad key and where it came from.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// A value that must never reach logs or terminals (passwords inside database URLs).
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Compact,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database_url: Secret,
+    pub bind: SocketAddr,
+    pub log_format: LogFormat,
+    pub database: DatabaseConfig,
+    pub server: ServerConfig,
+    pub billing: BillingConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    pub invoice_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub allow_private_urls: bool,
+}
+
+/// Values given on the command line; they win over every other layer.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration: `{key}` {message}")]
+    BadValue { key: &'static str, message: String },
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("RECUR_").split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(&e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
+            return Err(ConfigError::BadValue {
+                key: "database_url",
+                message: "must start with sqlite:// or postgres://".into(),
+            });
+        }
+        if !(1..=200).contains(&self.database.max_connections) {
+            return Err(ConfigError::BadValue {
+                key: "database.max_connections",
+                message: "must be between 1 and 200".into(),
+            });
+        }
+        if !(1..=3600).contains(&self.server.request_timeout_secs) {
+            return Err(ConfigError::BadValue {
+                key: "server.request_timeout_secs",
+                message: "must be between 1 and 3600".into(),
+            });
+        }
+        let p = &self.billing.invoice_prefix;
+        if p.is_empty() || p.len() > 12 || !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ConfigError::BadValue {
+                key: "billing.invoice_prefix",
+                message: "must be 1 to 12 letters or digits".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Figment's error with the key path and the layer it came from, on one line, with any value
+/// of `database_url` left out (it may hold a password).
+fn describe(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let origin = e
+        .metadata
+        .as_ref()
+        .map(|m| m.name.to_string())
+        .unwrap_or_else(|| "defaults".into());
+    let kind = if key == "database_url" {
+        "invalid value".to_owned()
+    } else {
+        e.kind.to_string()
+    };
+    if key.is_empty() {
+        format!("{kind} (from {origin})")
+    } else {
+        format!("`{key}`: {kind} (from {origin})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_are_valid() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.billing.invoice_prefix, "INV");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let s = Secret("postgres://u:hunter2@h/db".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn flags_override_and_are_checked() {
+        let bad = Overrides {
+            database_url: Some("mysql://x".into()),
+            bind: None,
+        };
+        let err = Config::load(None, &bad).unwrap_err().to_string();
+        assert!(err.contains("database_url"), "{err}");
+        let bad_bind = Overrides {
+            database_url: None,
+            bind: Some("nowhere".into()),
+        };
+        let err = Config::load(None, &bad_bind).unwrap_err().to_string();
+        assert!(err.contains("bind"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_named() {
+        let err = Config::load(
+            Some(Path::new("/nonexistent/recur.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/recur.toml"));
+    }
+}

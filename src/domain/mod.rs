@@ -1,0 +1,15 @@
+//! The pure domain: no I/O, no async, no sqlx. Everything else depends on it, never the
+//! reverse.
+
+pub mod contact;
+pub mod currency;
+pub mod customer;
+pub mod ids;
+pub mod invoice_math;
+pub mod period;
+pub mod price;
+pub mod pricing;
+pub mod subscription;
+pub mod tax_rate;
+pub mod tenant;
+pub mod usage;

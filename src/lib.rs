@@ -1,0 +1,10 @@
+//! recur: subscription billing and invoicing. See DESIGN.md for the data flow: `domain` is pure;
+//! `store` holds all SQL; `services` are what the API, CLI and scheduler call.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod services;
+pub mod store;
+pub mod telemetry;

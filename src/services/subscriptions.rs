@@ -1,0 +1,463 @@
+//! Subscriptions: creation against the catalogue, item changes recorded for proration,
+//! cancellation, pause and resume.
+
+use super::ServiceError;
+use crate::domain::ids::{
+    CouponId, CustomerId, PriceId, SubscriptionChangeId, SubscriptionId, SubscriptionItemId,
+    TaxRateId,
+};
+use crate::domain::invoice_math::TaxBehavior;
+use crate::domain::period::Schedule;
+use crate::domain::price::{Price, UsageType};
+use crate::domain::subscription::{
+    CollectionMethod, ItemChange, ItemChangeError, ProrationBehavior, Subscription,
+    SubscriptionItem, SubscriptionStatus, apply_item_changes,
+};
+use crate::domain::tax_rate::{CouponValue, TaxRate};
+use crate::domain::tenant::Tenant;
+use crate::store::subscriptions::{self as store, SubscriptionChange, SubscriptionFilter};
+use crate::store::{Db, Page, Tx, catalogue, customers, events};
+use chrono::{DateTime, Duration, Utc};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubscription {
+    pub customer: CustomerId,
+    pub items: Vec<(PriceId, u64)>,
+    pub trial_period_days: Option<u32>,
+    pub billing_cycle_anchor: Option<DateTime<Utc>>,
+    pub collection_method: CollectionMethod,
+    pub days_until_due: Option<u32>,
+    pub coupon: Option<CouponId>,
+    pub default_tax_rates: Vec<TaxRateId>,
+    pub proration_behavior: ProrationBehavior,
+}
+
+/// Prices on one subscription must agree on what an invoice can hold: one currency, one billing
+/// interval, recurring, and a tax behaviour that matches the tax rates applied to them.
+fn check_price(
+    price: &Price,
+    first: Option<&Price>,
+    rates: &[TaxRate],
+    param: &str,
+) -> Result<(), ServiceError> {
+    let Some(recurring) = price.recurring else {
+        return Err(ServiceError::unprocessable(
+            "price_not_recurring",
+            Some(param),
+            format!("price {} is not recurring", price.id),
+        ));
+    };
+    if let Some(first) = first {
+        if first.currency != price.currency {
+            return Err(ServiceError::unprocessable(
+                "currency_mismatch",
+                Some(param),
+                format!(
+                    "price {} is in {} but the subscription bills in {}",
+                    price.id, price.currency, first.currency
+                ),
+            ));
+        }
+        if first.recurring.map(|r| r.interval) != Some(recurring.interval) {
+            return Err(ServiceError::unprocessable(
+                "interval_mismatch",
+                Some(param),
+                format!(
+                    "price {} recurs on a different interval than the subscription's other prices",
+                    price.id
+                ),
+            ));
+        }
+    }
+    let inclusive = matches!(price.tax_behavior, TaxBehavior::Inclusive);
+    if let Some(rate) = rates.iter().find(|r| r.inclusive != inclusive) {
+        return Err(ServiceError::unprocessable(
+            "tax_behavior_mismatch",
+            Some(param),
+            format!(
+                "price {} is tax-{} but tax rate {} is {}",
+                price.id,
+                if inclusive { "inclusive" } else { "exclusive" },
+                rate.id,
+                if rate.inclusive {
+                    "inclusive"
+                } else {
+                    "exclusive"
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn load_price(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    id: &PriceId,
+    param: &str,
+) -> Result<Price, ServiceError> {
+    catalogue::find_price(tx, &tenant.id, id)
+        .await?
+        .ok_or_else(|| ServiceError::missing_in_body("price", id, param))
+}
+
+pub async fn create_subscription(
+    db: &Db,
+    tenant: &Tenant,
+    new: NewSubscription,
+    now: DateTime<Utc>,
+) -> Result<Subscription, ServiceError> {
+    let mut tx = db.begin().await?;
+    let customer = customers::find_customer(&mut tx, &tenant.id, &new.customer)
+        .await?
+        .ok_or_else(|| ServiceError::missing_in_body("customer", &new.customer, "customer"))?;
+    let mut rates = Vec::with_capacity(new.default_tax_rates.len());
+    for (i, id) in new.default_tax_rates.iter().enumerate() {
+        let rate = catalogue::find_tax_rate(&mut tx, &tenant.id, id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::missing_in_body("tax_rate", id, format!("default_tax_rates[{i}]"))
+            })?;
+        rates.push(rate);
+    }
+    if rates.iter().filter(|r| r.inclusive).count() > 1 {
+        return Err(ServiceError::unprocessable(
+            "too_many_inclusive_tax_rates",
+            Some("default_tax_rates"),
+            "at most one inclusive tax rate can apply to a price",
+        ));
+    }
+    let mut prices: Vec<Price> = Vec::with_capacity(new.items.len());
+    for (i, (price_id, _)) in new.items.iter().enumerate() {
+        let param = format!("items[{i}].price");
+        let price = load_price(&mut tx, tenant, price_id, &param).await?;
+        check_price(&price, prices.first(), &rates, &param)?;
+        if prices.iter().any(|p| p.id == price.id) {
+            return Err(ServiceError::invalid(
+                param,
+                format!("price {} appears on more than one item", price.id),
+            ));
+        }
+        prices.push(price);
+    }
+    let Some(first) = prices.first() else {
+        return Err(ServiceError::MissingParam {
+            param: "items".into(),
+        });
+    };
+    let currency = first.currency;
+    let Some(interval) = first.recurring.map(|r| r.interval) else {
+        return Err(ServiceError::unprocessable(
+            "price_not_recurring",
+            Some("items[0].price"),
+            "price is not recurring",
+        ));
+    };
+    if let Some(c) = customer.currency
+        && c != currency
+    {
+        return Err(ServiceError::unprocessable(
+            "currency_mismatch",
+            Some("items[0].price"),
+            format!(
+                "customer {} pays in {c} but the prices are in {currency}",
+                customer.id
+            ),
+        ));
+    }
+    if let Some(coupon_id) = &new.coupon {
+        let coupon = catalogue::find_coupon(&mut tx, &tenant.id, coupon_id)
+            .await?
+            .ok_or_else(|| ServiceError::missing_in_body("coupon", coupon_id, "coupon"))?;
+        if let CouponValue::Amount { currency: c, .. } = coupon.value
+            && c != currency
+        {
+            return Err(ServiceError::unprocessable(
+                "currency_mismatch",
+                Some("coupon"),
+                format!("coupon {coupon_id} is in {c} but the subscription bills in {currency}"),
+            ));
+        }
+    }
+    let trial_end = new
+        .trial_period_days
+        .filter(|d| *d > 0)
+        .map(|d| now + Duration::days(i64::from(d)));
+    let schedule =
+        Schedule::new(now, interval, trial_end, new.billing_cycle_anchor).map_err(|e| {
+            ServiceError::invalid(
+                if trial_end.is_some() && new.billing_cycle_anchor.is_none() {
+                    "trial_period_days"
+                } else {
+                    "billing_cycle_anchor"
+                },
+                e,
+            )
+        })?;
+    let (status, period) = match schedule.trial() {
+        Some(trial) => (SubscriptionStatus::Trialing, trial),
+        None => (SubscriptionStatus::Active, schedule.first_paid_period()),
+    };
+    let sub = Subscription {
+        id: SubscriptionId::generate(),
+        object: "subscription",
+        customer: customer.id,
+        status,
+        currency,
+        interval,
+        items: new
+            .items
+            .iter()
+            .map(|(price, quantity)| SubscriptionItem {
+                id: SubscriptionItemId::generate(),
+                price: price.clone(),
+                quantity: *quantity,
+            })
+            .collect(),
+        collection_method: new.collection_method,
+        days_until_due: new.days_until_due,
+        coupon: new.coupon,
+        default_tax_rates: new.default_tax_rates,
+        proration_behavior: new.proration_behavior,
+        start_date: now,
+        trial_end,
+        billing_cycle_anchor: schedule.anchor(),
+        current_period_start: period.start,
+        current_period_end: period.end,
+        cancel_at_period_end: false,
+        canceled_at: None,
+        ended_at: None,
+        paused_at: None,
+        created: now,
+    };
+    store::insert_subscription(&mut tx, &tenant.id, &sub).await?;
+    events::insert_event(
+        &mut tx,
+        &tenant.id,
+        "customer.subscription.created",
+        sub.id.as_str(),
+        &sub,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(sub)
+}
+
+async fn load(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    id: &SubscriptionId,
+) -> Result<Subscription, ServiceError> {
+    store::find_subscription(tx, &tenant.id, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("subscription", id))
+}
+
+fn state_error(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::unprocessable("subscription_invalid_state", None, e)
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscriptionUpdate {
+    pub items: Vec<ItemChange>,
+    pub proration_behavior: Option<ProrationBehavior>,
+    pub cancel_at_period_end: Option<bool>,
+}
+
+/// Applies a PATCH. Item changes are recorded with the items before and after and the period
+/// they fall in, so the billing run can add proration lines for exactly this change.
+pub async fn update_subscription(
+    db: &Db,
+    tenant: &Tenant,
+    id: &SubscriptionId,
+    update: SubscriptionUpdate,
+    now: DateTime<Utc>,
+) -> Result<Subscription, ServiceError> {
+    let mut tx = db.begin().await?;
+    let mut sub = load(&mut tx, tenant, id).await?;
+    sub.status.check_modifiable().map_err(state_error)?;
+    if !update.items.is_empty() {
+        let before = sub.items.clone();
+        let after = apply_item_changes(&before, &update.items).map_err(|e| match e {
+            ItemChangeError::UnknownItem(ref item) => {
+                ServiceError::missing_in_body("subscription_item", item, "items")
+            }
+            ItemChangeError::NoItemsLeft
+            | ItemChangeError::DuplicatePrice(_)
+            | ItemChangeError::ItemTwice(_) => ServiceError::invalid("items", e),
+        })?;
+        let mut rates = Vec::new();
+        for rate_id in &sub.default_tax_rates {
+            rates.extend(catalogue::find_tax_rate(&mut tx, &tenant.id, rate_id).await?);
+        }
+        let first = load_price(&mut tx, tenant, &before[0].price, "items").await?;
+        let mut checked = Vec::new();
+        for (i, item) in after.iter().enumerate() {
+            if before.iter().any(|b| b.price == item.price) || checked.contains(&item.price) {
+                continue;
+            }
+            let param = format!("items[{i}].price");
+            let price = load_price(&mut tx, tenant, &item.price, &param).await?;
+            check_price(&price, Some(&first), &rates, &param)?;
+            checked.push(item.price.clone());
+        }
+        for gone in before
+            .iter()
+            .filter(|b| !after.iter().any(|a| a.id == b.id))
+        {
+            store::retire_item(&mut tx, &tenant.id, &gone.id, now).await?;
+        }
+        store::upsert_items(&mut tx, &tenant.id, &sub.id, &after, now).await?;
+        let behavior = update.proration_behavior.unwrap_or(sub.proration_behavior);
+        let change = SubscriptionChange {
+            id: SubscriptionChangeId::generate(),
+            subscription: sub.id.clone(),
+            effective_at: now,
+            proration_behavior: behavior,
+            items_before: before,
+            items_after: after.clone(),
+            period_start: sub.current_period_start,
+            period_end: sub.current_period_end,
+        };
+        store::insert_subscription_change(&mut tx, &tenant.id, &change).await?;
+        sub.items = after;
+    }
+    if let Some(flag) = update.cancel_at_period_end {
+        sub.cancel_at_period_end = flag;
+    }
+    store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
+    events::insert_event(
+        &mut tx,
+        &tenant.id,
+        "customer.subscription.updated",
+        sub.id.as_str(),
+        &sub,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(sub)
+}
+
+pub async fn cancel_subscription(
+    db: &Db,
+    tenant: &Tenant,
+    id: &SubscriptionId,
+    at_period_end: bool,
+    now: DateTime<Utc>,
+) -> Result<Subscription, ServiceError> {
+    let mut tx = db.begin().await?;
+    let mut sub = load(&mut tx, tenant, id).await?;
+    let kind = if at_period_end {
+        sub.status.check_modifiable().map_err(state_error)?;
+        sub.cancel_at_period_end = true;
+        "customer.subscription.updated"
+    } else {
+        sub.status = sub.status.cancel().map_err(state_error)?;
+        sub.canceled_at = Some(now);
+        sub.ended_at = Some(now);
+        "customer.subscription.deleted"
+    };
+    store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
+    events::insert_event(&mut tx, &tenant.id, kind, sub.id.as_str(), &sub, now).await?;
+    tx.commit().await?;
+    Ok(sub)
+}
+
+pub async fn pause_subscription(
+    db: &Db,
+    tenant: &Tenant,
+    id: &SubscriptionId,
+    now: DateTime<Utc>,
+) -> Result<Subscription, ServiceError> {
+    let mut tx = db.begin().await?;
+    let mut sub = load(&mut tx, tenant, id).await?;
+    sub.status = sub.status.pause().map_err(state_error)?;
+    sub.paused_at = Some(now);
+    store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
+    events::insert_event(
+        &mut tx,
+        &tenant.id,
+        "customer.subscription.paused",
+        sub.id.as_str(),
+        &sub,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(sub)
+}
+
+pub async fn resume_subscription(
+    db: &Db,
+    tenant: &Tenant,
+    id: &SubscriptionId,
+    now: DateTime<Utc>,
+) -> Result<Subscription, ServiceError> {
+    let mut tx = db.begin().await?;
+    let mut sub = load(&mut tx, tenant, id).await?;
+    sub.status = sub.status.resume().map_err(state_error)?;
+    sub.paused_at = None;
+    store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
+    events::insert_event(
+        &mut tx,
+        &tenant.id,
+        "customer.subscription.resumed",
+        sub.id.as_str(),
+        &sub,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(sub)
+}
+
+pub async fn get_subscription(
+    db: &Db,
+    tenant: &Tenant,
+    id: &SubscriptionId,
+) -> Result<Subscription, ServiceError> {
+    let mut tx = db.read().await?;
+    let sub = load(&mut tx, tenant, id).await;
+    tx.commit().await?;
+    sub
+}
+
+pub async fn list_subscriptions(
+    db: &Db,
+    tenant: &Tenant,
+    filter: &SubscriptionFilter,
+    page: &Page,
+) -> Result<(Vec<Subscription>, bool), ServiceError> {
+    let mut tx = db.read().await?;
+    let out = store::list_subscriptions(&mut tx, &tenant.id, filter, page).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// The live item and its price's usage type, for recording usage.
+pub async fn metered_item(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    item: &SubscriptionItemId,
+) -> Result<(Subscription, SubscriptionItem), ServiceError> {
+    let (sub_id, found) = store::find_item(tx, &tenant.id, item)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::missing_in_body("subscription_item", item, "subscription_item")
+        })?;
+    let sub = load(tx, tenant, &sub_id).await?;
+    let price = load_price(tx, tenant, &found.price, "subscription_item").await?;
+    if price.recurring.map(|r| r.usage_type) != Some(UsageType::Metered) {
+        return Err(ServiceError::unprocessable(
+            "price_not_metered",
+            Some("subscription_item"),
+            format!(
+                "usage can only be recorded for metered prices; {} is licensed",
+                price.id
+            ),
+        ));
+    }
+    Ok((sub, found))
+}

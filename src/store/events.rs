@@ -1,0 +1,84 @@
+//! The transactional outbox: every state change writes its event in the same transaction.
+
+use super::rows::Rec;
+use super::{Page, StoreError, Tx, on_tx};
+use crate::domain::ids::{EventId, TenantId};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub id: EventId,
+    pub object: &'static str,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: EventData,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventData {
+    pub object: serde_json::Value,
+}
+
+/// Records `kind` for `object` (serialized as the API shows it) inside the caller's transaction.
+pub async fn insert_event(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    kind: &str,
+    object_id: &str,
+    object: &impl Serialize,
+    now: DateTime<Utc>,
+) -> Result<EventId, StoreError> {
+    let id = EventId::generate();
+    let data = super::rows::to_json(object)?;
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO events (tenant_id, id, type, object_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(kind)
+    .bind(object_id)
+    .bind(&data)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected())
+    })?;
+    Ok(id)
+}
+
+fn event_from(r: &impl Rec) -> Result<Event, StoreError> {
+    Ok(Event {
+        id: r.parsed("id", EventId::parse)?,
+        object: "event",
+        kind: r.text("type")?,
+        data: EventData {
+            object: r.json("data")?,
+        },
+        created: r.time("created_at")?,
+    })
+}
+
+pub async fn list_events(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    kind: Option<&str>,
+    page: &Page,
+) -> Result<(Vec<Event>, bool), StoreError> {
+    let rows = on_tx!(tx, |c| {
+        let rows = sqlx::query(
+            "SELECT id, type, data, created_at FROM events
+             WHERE tenant_id = $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant.as_str())
+        .bind(kind)
+        .bind(page.starting_after.as_deref())
+        .bind(page.fetch_limit())
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?
+    });
+    Ok(page.split(rows))
+}

@@ -1,0 +1,251 @@
+//! All SQL lives here. One body of code serves SQLite and PostgreSQL: every store function is
+//! written once inside [`on_tx!`], which expands it for both connection types, so a query that
+//! compiles for one backend is checked by the compiler for the other as well.
+//!
+//! Conventions (see NOTES.md): `$n` placeholders, money as BIGINT minor units, decimals as TEXT,
+//! JSON documents as TEXT, times as `timestamptz` (PostgreSQL) / RFC 3339 UTC text (SQLite,
+//! always `+00:00` and whole seconds, so string order is time order), ids generated in Rust.
+
+pub mod catalogue;
+pub mod customers;
+pub mod events;
+pub mod idempotency;
+pub mod rows;
+pub mod subscriptions;
+pub mod tenants;
+pub mod usage;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Expands `$body` once per backend with `$c` bound to the transaction's connection.
+macro_rules! on_tx {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $c: &mut sqlx::SqliteConnection = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $c: &mut sqlx::PgConnection = &mut **t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A unique constraint rejected the write; carries the constraint (index) name.
+    #[error("unique constraint `{0}` violated")]
+    Conflict(String),
+    #[error("stored value in column `{column}` is invalid: {detail}")]
+    Corrupt { column: String, detail: String },
+    #[error("unsupported database url `{0}` (expected sqlite:// or postgres://)")]
+    UnsupportedUrl(String),
+    #[error("could not create the database directory {0}: {1}")]
+    Directory(String, std::io::Error),
+}
+
+impl StoreError {
+    /// Maps a unique violation to [`StoreError::Conflict`] so callers can answer 409 without
+    /// matching on driver errors (one helper, like realworld's `on_constraint`).
+    pub fn from_write(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            return StoreError::Conflict(db.constraint().unwrap_or(db.message()).to_owned());
+        }
+        StoreError::Db(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Db {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, StoreError> {
+        if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            if let Some(dir) = opts.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Directory(dir.display().to_string(), e))?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so
+    /// a transaction that reads then writes cannot fail half-way with SQLITE_BUSY.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// A read-only unit of work: a consistent snapshot without taking SQLite's write lock.
+    pub async fn read(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(p) => migrator(SQLITE_MIGRATIONS).run(p).await?,
+            Db::Postgres(p) => migrator(POSTGRES_MIGRATIONS).run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Migrations are compiled into the binary so `recur` runs from any directory.
+type MigrationFile = (i64, &'static str, &'static str);
+
+const SQLITE_MIGRATIONS: &[MigrationFile] = &[(
+    1,
+    "foundation",
+    include_str!("../../migrations/sqlite/0001_foundation.sql"),
+)];
+
+const POSTGRES_MIGRATIONS: &[MigrationFile] = &[(
+    1,
+    "foundation",
+    include_str!("../../migrations/postgres/0001_foundation.sql"),
+)];
+
+fn migrator(files: &'static [MigrationFile]) -> Migrator {
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(*sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A database URL with any password replaced, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_leave_in_urls() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("sqlite://var/recur.db"), "sqlite://var/recur.db");
+    }
+}
+
+/// Cursor pagination: newest first, `starting_after` is the last id the caller saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub starting_after: Option<String>,
+}
+
+impl Page {
+    /// One row more than asked for tells whether there is a next page.
+    pub fn fetch_limit(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+
+    pub fn split<T>(&self, mut rows: Vec<T>) -> (Vec<T>, bool) {
+        let limit = self.limit as usize;
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        (rows, has_more)
+    }
+}

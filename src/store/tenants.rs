@@ -1,0 +1,93 @@
+use super::rows::{Rec, known};
+use super::{StoreError, Tx, on_tx};
+use crate::domain::ids::TenantId;
+use crate::domain::tenant::{Mode, Tenant};
+use chrono::{DateTime, Utc};
+
+macro_rules! select_tenant {
+    ($filter:literal) => {
+        concat!(
+            "SELECT id, name, mode, clock_time, invoice_prefix, created_at FROM tenants ",
+            $filter
+        )
+    };
+}
+
+fn tenant_from(r: &impl Rec) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: r.parsed("id", TenantId::parse)?,
+        name: r.text("name")?,
+        mode: r.parsed("mode", known(Mode::parse))?,
+        clock_time: r.opt_time("clock_time")?,
+        invoice_prefix: r.text("invoice_prefix")?,
+        created: r.time("created_at")?,
+    })
+}
+
+pub async fn insert_tenant(
+    tx: &mut Tx,
+    t: &Tenant,
+    api_key_hash: &str,
+    api_key_last4: &str,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO tenants (id, name, mode, api_key_hash, api_key_last4, clock_time, invoice_prefix, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )
+    .bind(t.id.as_str())
+    .bind(&t.name)
+    .bind(t.mode.as_str())
+    .bind(api_key_hash)
+    .bind(api_key_last4)
+    .bind(t.clock_time)
+    .bind(&t.invoice_prefix)
+    .bind(t.created)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected())
+    .map_err(StoreError::from_write)
+    })?;
+    Ok(())
+}
+
+pub async fn find_tenant_by_key_hash(
+    tx: &mut Tx,
+    hash: &str,
+) -> Result<Option<Tenant>, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(select_tenant!("WHERE api_key_hash = $1"))
+            .bind(hash)
+            .fetch_optional(&mut *c)
+            .await?;
+        row.as_ref().map(tenant_from).transpose()
+    })
+}
+
+pub async fn find_tenant(tx: &mut Tx, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(select_tenant!("WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+        row.as_ref().map(tenant_from).transpose()
+    })
+}
+
+/// Moves a test clock forward. The `clock_time < $2` guard makes a concurrent advance to an
+/// earlier time a no-op instead of moving the clock back.
+pub async fn update_tenant_clock(
+    tx: &mut Tx,
+    id: &TenantId,
+    to: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = on_tx!(tx, |c| sqlx::query(
+        "UPDATE tenants SET clock_time = $2 WHERE id = $1 AND clock_time < $2"
+    )
+    .bind(id.as_str())
+    .bind(to)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(done == 1)
+}

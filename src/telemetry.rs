@@ -1,0 +1,17 @@
+//! Logging with `tracing`: compact for people, JSON for collectors, filtered by `RUST_LOG`.
+//! Logs go to stderr so that stdout carries only command output (`tenant create --json`).
+
+use crate::config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Compact => builder.compact().try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
