@@ -77,7 +77,8 @@ fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
 pub struct UpdateCustomer {
     #[serde(default, deserialize_with = "present")]
     external_id: Option<Option<String>>,
-    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     email: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
@@ -86,10 +87,21 @@ pub struct UpdateCustomer {
     locale: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     address: Option<Option<AddressBody>>,
-    tax_ids: Option<Vec<TaxIdBody>>,
-    tax_exempt: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    tax_ids: Option<Option<Vec<TaxIdBody>>>,
+    #[serde(default, deserialize_with = "present")]
+    tax_exempt: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     payment_method: Option<Option<PaymentMethodBody>>,
+}
+
+/// Fields that always have a value: `null` is a mistake, not a way to clear them.
+fn required<T>(param: &'static str, v: Option<Option<T>>) -> Result<Option<T>, ApiError> {
+    match v {
+        Some(None) => Err(ApiError::invalid(param, format!("{param} cannot be null"))),
+        Some(Some(x)) => Ok(Some(x)),
+        None => Ok(None),
+    }
 }
 
 fn text(param: &'static str, s: String, max: usize) -> Result<String, ApiError> {
@@ -198,7 +210,7 @@ impl TryFrom<UpdateCustomer> for CustomerPatch {
         };
         Ok(CustomerPatch {
             external_id: clearable(b.external_id, external_id)?,
-            name: b.name.map(name).transpose()?,
+            name: required("name", b.name)?.map(name).transpose()?,
             email: b.email.map(|o| o.map(email).transpose()).transpose()?,
             currency: b
                 .currency
@@ -206,8 +218,10 @@ impl TryFrom<UpdateCustomer> for CustomerPatch {
                 .transpose()?,
             locale: b.locale.map(|o| o.map(locale).transpose()).transpose()?,
             address: b.address.map(|o| o.map(address).transpose()).transpose()?,
-            tax_ids: b.tax_ids.map(tax_ids).transpose()?,
-            tax_exempt: b.tax_exempt.map(tax_exempt).transpose()?,
+            tax_ids: required("tax_ids", b.tax_ids)?.map(tax_ids).transpose()?,
+            tax_exempt: required("tax_exempt", b.tax_exempt)?
+                .map(tax_exempt)
+                .transpose()?,
             payment_method: b
                 .payment_method
                 .map(|o| o.map(payment_method).transpose())

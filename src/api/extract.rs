@@ -42,11 +42,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         } else {
             &bytes
         };
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
-        de.end()
+        let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))?;
-        Ok(Body(value))
+        if !value.is_object() {
+            return Err(ApiError::InvalidJson(
+                "the body must be a JSON object".into(),
+            ));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(Body)
+            .map_err(json_error)
     }
 }
 
@@ -67,6 +72,8 @@ pub fn field_error(path: &str, message: &str) -> ApiError {
     let join = |field: &str| {
         if path == "." || path.is_empty() {
             field.to_owned()
+        } else if path == field || path.ends_with(&format!(".{field}")) {
+            path.to_owned()
         } else {
             format!("{path}.{field}")
         }
@@ -76,8 +83,6 @@ pub fn field_error(path: &str, message: &str) -> ApiError {
         ApiError::UnknownParam { param: join(field) }
     } else if let Some(field) = backticked(message, "missing field `") {
         ApiError::MissingParam { param: join(field) }
-    } else if path == "." && message.starts_with("invalid type") {
-        ApiError::InvalidJson(format!("the body must be a JSON object: {message}"))
     } else {
         ApiError::InvalidParam {
             param: path.to_owned(),
