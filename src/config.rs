@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::str::FromStr;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -44,7 +45,17 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub server: ServerConfig,
     pub billing: BillingConfig,
+    pub scheduler: SchedulerConfig,
     pub webhooks: WebhooksConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// When the scheduler wakes (cron with seconds: `0 * * * * *` is every minute).
+    pub cron: String,
+    /// Subscriptions billed per transaction.
+    pub batch_size: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +140,18 @@ impl Config {
             return Err(ConfigError::BadValue {
                 key: "server.request_timeout_secs",
                 message: "must be between 1 and 3600".into(),
+            });
+        }
+        if let Err(e) = cron::Schedule::from_str(&self.scheduler.cron) {
+            return Err(ConfigError::BadValue {
+                key: "scheduler.cron",
+                message: format!("is not a cron expression with seconds: {e}"),
+            });
+        }
+        if !(1..=5000).contains(&self.scheduler.batch_size) {
+            return Err(ConfigError::BadValue {
+                key: "scheduler.batch_size",
+                message: "must be between 1 and 5000".into(),
             });
         }
         let p = &self.billing.invoice_prefix;

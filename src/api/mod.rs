@@ -7,6 +7,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod idempotency;
+mod invoices;
 mod openapi;
 mod subscriptions;
 mod usage;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::routes())
         .merge(usage::routes())
         .merge(events::routes())
+        .merge(invoices::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,

@@ -16,6 +16,8 @@ use utoipa::{Modify, OpenApi};
         super::subscriptions::update_subscription, super::subscriptions::cancel_subscription,
         super::subscriptions::pause_subscription, super::subscriptions::resume_subscription,
         super::usage::create_usage_record, super::events::list_events,
+        super::invoices::list_invoices, super::invoices::get_invoice, super::invoices::void_invoice,
+        super::invoices::mark_uncollectible, super::invoices::advance,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = []))

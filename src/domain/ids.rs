@@ -78,6 +78,8 @@ prefixed_id!(SubscriptionItemId, "si", "subscription item");
 prefixed_id!(SubscriptionChangeId, "sch", "subscription change");
 prefixed_id!(UsageRecordId, "ur", "usage record");
 prefixed_id!(EventId, "evt", "event");
+prefixed_id!(InvoiceId, "in", "invoice");
+prefixed_id!(InvoiceLineId, "il", "invoice line");
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@ pub mod contact;
 pub mod currency;
 pub mod customer;
 pub mod ids;
+pub mod invoice;
 pub mod invoice_math;
 pub mod period;
 pub mod price;

@@ -183,6 +183,12 @@ pub struct Subscription {
     pub ended_at: Option<DateTime<Utc>>,
     pub paused_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
+    /// The next boundary the billing run acts on; `None` once the subscription has ended.
+    #[serde(skip)]
+    pub next_billing_at: Option<DateTime<Utc>>,
+    /// How many invoices the coupon has discounted (a `once` coupon applies while this is 0).
+    #[serde(skip)]
+    pub discount_invoices: u32,
 }
 
 /// One requested change to a subscription's items (the PATCH body's `items[]`).

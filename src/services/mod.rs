@@ -3,7 +3,9 @@
 //! with its event (the outbox), and commits.
 
 pub mod catalogue;
+pub mod clock;
 pub mod customers;
+pub mod invoices;
 pub mod subscriptions;
 pub mod tenants;
 pub mod usage;

@@ -2,11 +2,14 @@
 //! cancellation, pause and resume.
 
 use super::ServiceError;
+use crate::billing::cycle::PendingChange;
+use crate::billing::run;
 use crate::domain::ids::{
     CouponId, CustomerId, PriceId, SubscriptionChangeId, SubscriptionId, SubscriptionItemId,
     TaxRateId,
 };
 use crate::domain::invoice_math::TaxBehavior;
+use crate::domain::period::Period;
 use crate::domain::period::Schedule;
 use crate::domain::price::{Price, UsageType};
 use crate::domain::subscription::{
@@ -229,6 +232,8 @@ pub async fn create_subscription(
         ended_at: None,
         paused_at: None,
         created: now,
+        next_billing_at: Some(schedule.paid_start()),
+        discount_invoices: 0,
     };
     store::insert_subscription(&mut tx, &tenant.id, &sub).await?;
     events::insert_event(
@@ -240,8 +245,26 @@ pub async fn create_subscription(
         now,
     )
     .await?;
+    let sub = bill_if_due(&mut tx, tenant, sub, now).await?;
     tx.commit().await?;
     Ok(sub)
+}
+
+/// Invoices the period starting now (a new subscription, a resumed one) in the caller's
+/// transaction, through the same code as the billing run.
+async fn bill_if_due(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    sub: Subscription,
+    now: DateTime<Utc>,
+) -> Result<Subscription, ServiceError> {
+    if sub.next_billing_at.is_none_or(|t| t > now) {
+        return Ok(sub);
+    }
+    let mut cat = run::Catalogue::default();
+    let (mut billed, _) =
+        run::bill_batch(tx, tenant, std::slice::from_ref(&sub), &mut cat, now).await?;
+    Ok(billed.pop().unwrap_or(sub))
 }
 
 async fn load(
@@ -309,7 +332,17 @@ pub async fn update_subscription(
             store::retire_item(&mut tx, &tenant.id, &gone.id, now).await?;
         }
         store::upsert_items(&mut tx, &tenant.id, &sub.id, &after, now).await?;
-        let behavior = update.proration_behavior.unwrap_or(sub.proration_behavior);
+        // A trial is free, so changing it has nothing to prorate.
+        let behavior = match sub.status {
+            SubscriptionStatus::Trialing => ProrationBehavior::None,
+            SubscriptionStatus::Active
+            | SubscriptionStatus::PastDue
+            | SubscriptionStatus::Unpaid
+            | SubscriptionStatus::Paused
+            | SubscriptionStatus::Canceled => {
+                update.proration_behavior.unwrap_or(sub.proration_behavior)
+            }
+        };
         let change = SubscriptionChange {
             id: SubscriptionChangeId::generate(),
             subscription: sub.id.clone(),
@@ -322,6 +355,19 @@ pub async fn update_subscription(
         };
         store::insert_subscription_change(&mut tx, &tenant.id, &change).await?;
         sub.items = after;
+        if behavior == ProrationBehavior::AlwaysInvoice {
+            let pending = PendingChange {
+                id: change.id.clone(),
+                effective_at: change.effective_at,
+                period: Period {
+                    start: change.period_start,
+                    end: change.period_end,
+                },
+                before: change.items_before.clone(),
+                after: change.items_after.clone(),
+            };
+            run::invoice_change_now(&mut tx, tenant, &sub, &pending).await?;
+        }
     }
     if let Some(flag) = update.cancel_at_period_end {
         sub.cancel_at_period_end = flag;
@@ -357,6 +403,7 @@ pub async fn cancel_subscription(
         sub.status = sub.status.cancel().map_err(state_error)?;
         sub.canceled_at = Some(now);
         sub.ended_at = Some(now);
+        sub.next_billing_at = None;
         "customer.subscription.deleted"
     };
     store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
@@ -399,6 +446,15 @@ pub async fn resume_subscription(
     let mut sub = load(&mut tx, tenant, id).await?;
     sub.status = sub.status.resume().map_err(state_error)?;
     sub.paused_at = None;
+    // Resuming inside the period already invoiced simply continues it. Once the pause has
+    // outlasted that period, a new cycle starts now (Stripe's `billing_cycle_anchor: now`): the
+    // paused time is not billed and the first period after the pause is invoiced at once.
+    if now >= sub.current_period_end {
+        sub.billing_cycle_anchor = now;
+        sub.current_period_start = now;
+        sub.current_period_end = now;
+    }
+    sub.next_billing_at = Some(sub.current_period_end.max(now));
     store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
     events::insert_event(
         &mut tx,
@@ -409,6 +465,7 @@ pub async fn resume_subscription(
         now,
     )
     .await?;
+    let sub = bill_if_due(&mut tx, tenant, sub, now).await?;
     tx.commit().await?;
     Ok(sub)
 }

@@ -343,3 +343,39 @@ pub async fn list_coupons(
     });
     Ok(page.split(rows))
 }
+
+/// Catalogue rows by id, one query per kind: the billing run loads what a batch references.
+macro_rules! by_ids {
+    ($name:ident, $select:ident, $from:ident, $id:ty, $out:ty) => {
+        pub async fn $name(
+            tx: &mut Tx,
+            tenant: &TenantId,
+            ids: &[$id],
+        ) -> Result<Vec<$out>, StoreError> {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            on_tx!(tx, |c| {
+                let mut q = sqlx::QueryBuilder::new($select!("WHERE tenant_id = "));
+                q.push_bind(tenant.as_str()).push(" AND id IN (");
+                let mut list = q.separated(", ");
+                for id in ids {
+                    list.push_bind(id.as_str());
+                }
+                q.push(")");
+                let rows = q.build().fetch_all(&mut *c).await?;
+                rows.iter().map($from).collect::<Result<Vec<_>, _>>()
+            })
+        }
+    };
+}
+
+by_ids!(prices_by_ids, select_price, price_from, PriceId, Price);
+by_ids!(
+    tax_rates_by_ids,
+    select_tax_rate,
+    tax_rate_from,
+    TaxRateId,
+    TaxRate
+);
+by_ids!(coupons_by_ids, select_coupon, coupon_from, CouponId, Coupon);

@@ -82,3 +82,35 @@ pub async fn list_events(
     });
     Ok(page.split(rows))
 }
+
+/// An event to record in bulk (the billing run writes thousands per batch).
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub object_id: String,
+    pub data: String,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn insert_events(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    events: &[NewEvent],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(1000) {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO events (tenant_id, id, type, object_id, data, created_at) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(tenant.as_str())
+                    .push_bind(EventId::generate().to_string())
+                    .push_bind(e.kind)
+                    .push_bind(e.object_id.as_str())
+                    .push_bind(e.data.as_str())
+                    .push_bind(e.at);
+            });
+            q.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}

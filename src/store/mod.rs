@@ -6,10 +6,13 @@
 //! JSON documents as TEXT, times as `timestamptz` (PostgreSQL) / RFC 3339 UTC text (SQLite,
 //! always `+00:00` and whole seconds, so string order is time order), ids generated in Rust.
 
+pub mod billing;
 pub mod catalogue;
 pub mod customers;
 pub mod events;
 pub mod idempotency;
+pub mod invoices;
+pub mod leases;
 pub mod rows;
 pub mod subscriptions;
 pub mod tenants;
@@ -172,17 +175,31 @@ impl Tx {
 /// Migrations are compiled into the binary so `recur` runs from any directory.
 type MigrationFile = (i64, &'static str, &'static str);
 
-const SQLITE_MIGRATIONS: &[MigrationFile] = &[(
-    1,
-    "foundation",
-    include_str!("../../migrations/sqlite/0001_foundation.sql"),
-)];
+const SQLITE_MIGRATIONS: &[MigrationFile] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "billing",
+        include_str!("../../migrations/sqlite/0002_billing.sql"),
+    ),
+];
 
-const POSTGRES_MIGRATIONS: &[MigrationFile] = &[(
-    1,
-    "foundation",
-    include_str!("../../migrations/postgres/0001_foundation.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "billing",
+        include_str!("../../migrations/postgres/0002_billing.sql"),
+    ),
+];
 
 fn migrator(files: &'static [MigrationFile]) -> Migrator {
     Migrator::with_migrations(

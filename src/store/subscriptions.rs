@@ -19,7 +19,7 @@ macro_rules! select_subscription {
         concat!(
             "SELECT id, customer_id, status, currency, interval_unit, interval_count, collection_method, days_until_due, coupon_id,
                     default_tax_rates, proration_behavior, start_date, trial_end, billing_cycle_anchor, current_period_start,
-                    current_period_end, cancel_at_period_end, canceled_at, ended_at, paused_at, created_at
+                    current_period_end, cancel_at_period_end, canceled_at, ended_at, paused_at, created_at, next_billing_at, discount_invoices
              FROM subscriptions ",
             $filter
         )
@@ -62,6 +62,9 @@ fn subscription_from(r: &impl Rec) -> Result<Subscription, StoreError> {
         ended_at: r.opt_time("ended_at")?,
         paused_at: r.opt_time("paused_at")?,
         created: r.time("created_at")?,
+        next_billing_at: r.opt_time("next_billing_at")?,
+        discount_invoices: u32::try_from(r.int("discount_invoices")?)
+            .map_err(|e| super::rows::corrupt("discount_invoices", e))?,
     })
 }
 
@@ -86,8 +89,9 @@ pub async fn insert_subscription(
         sqlx::query(
         "INSERT INTO subscriptions (tenant_id, id, customer_id, status, currency, interval_unit, interval_count, collection_method,
              days_until_due, coupon_id, default_tax_rates, proration_behavior, start_date, trial_end, billing_cycle_anchor,
-             current_period_start, current_period_end, cancel_at_period_end, canceled_at, ended_at, paused_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)"
+             current_period_start, current_period_end, cancel_at_period_end, canceled_at, ended_at, paused_at, created_at, updated_at,
+             next_billing_at, discount_invoices)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, $23, $24)"
     )
     .bind(tenant.as_str())
     .bind(s.id.as_str())
@@ -111,6 +115,8 @@ pub async fn insert_subscription(
     .bind(s.ended_at)
     .bind(s.paused_at)
     .bind(s.created)
+    .bind(s.next_billing_at)
+    .bind(i64::from(s.discount_invoices))
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected())
@@ -182,7 +188,8 @@ pub async fn update_subscription(
     on_tx!(tx, |c| {
         sqlx::query(
         "UPDATE subscriptions SET status = $3, current_period_start = $4, current_period_end = $5, cancel_at_period_end = $6,
-             canceled_at = $7, ended_at = $8, paused_at = $9, proration_behavior = $10, updated_at = $11
+             canceled_at = $7, ended_at = $8, paused_at = $9, proration_behavior = $10, updated_at = $11,
+             next_billing_at = $12, discount_invoices = $13, billing_cycle_anchor = $14
          WHERE tenant_id = $1 AND id = $2"
     )
     .bind(tenant.as_str())
@@ -196,6 +203,9 @@ pub async fn update_subscription(
     .bind(s.paused_at)
     .bind(s.proration_behavior.as_str())
     .bind(now)
+    .bind(s.next_billing_at)
+    .bind(i64::from(s.discount_invoices))
+    .bind(s.billing_cycle_anchor)
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected())
@@ -348,4 +358,33 @@ pub async fn insert_subscription_change(
     .map_err(StoreError::from_write)
     })?;
     Ok(())
+}
+
+/// Many subscriptions with their items in two queries.
+pub async fn find_subscriptions(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[SubscriptionId],
+) -> Result<Vec<Subscription>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut subs = on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(select_subscription!("WHERE tenant_id = "));
+        q.push_bind(tenant.as_str()).push(" AND id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(subscription_from)
+            .collect::<Result<Vec<_>, _>>()?
+    });
+    let mut items = items_of(tx, tenant, ids).await?;
+    for s in &mut subs {
+        s.items = items.remove(&s.id).unwrap_or_default();
+    }
+    Ok(subs)
 }

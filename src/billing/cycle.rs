@@ -1,0 +1,532 @@
+//! What happens to one subscription at one boundary of its calendar, as a pure function: the
+//! trial ends, the subscription ends (cancel at period end), or a new period starts and is
+//! invoiced — licensed items in advance, metered usage of the period that just ended in
+//! arrears, pending prorations, the coupon before tax, tax per rate.
+
+use crate::domain::customer::TaxExempt;
+use crate::domain::ids::{
+    InvoiceId, InvoiceLineId, PriceId, SubscriptionChangeId, SubscriptionItemId,
+};
+use crate::domain::invoice::{
+    BillingReason, Invoice, InvoiceLine, InvoiceStatus, LineKind, TaxAmount,
+};
+use crate::domain::invoice_math::{
+    Discount, LineInput, TaxRateInput, TaxTreatment, compute_totals,
+};
+use crate::domain::period::{
+    Interval, IntervalUnit, Period, boundary, period_index_at, remaining_fraction,
+};
+use crate::domain::price::{Price, UsageType};
+use crate::domain::pricing::{MathError, PriceScheme, line_amount, prorate};
+use crate::domain::subscription::{
+    CollectionMethod, Subscription, SubscriptionItem, SubscriptionStatus,
+};
+use crate::domain::tax_rate::{Coupon, CouponDuration, CouponValue, TaxRate};
+use crate::domain::usage::UsageAction;
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BillingError {
+    #[error("price {0} is not in the catalogue")]
+    UnknownPrice(PriceId),
+    #[error("invoice arithmetic failed: {0}")]
+    Math(#[from] MathError),
+    #[error("the billing calendar left the representable time range")]
+    OutOfRange,
+}
+
+/// One usage record, as needed to total a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEntry {
+    pub at: DateTime<Utc>,
+    pub quantity: u64,
+    pub action: UsageAction,
+}
+
+/// A recorded item change not yet invoiced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChange {
+    pub id: SubscriptionChangeId,
+    pub effective_at: DateTime<Utc>,
+    pub period: Period,
+    pub before: Vec<SubscriptionItem>,
+    pub after: Vec<SubscriptionItem>,
+}
+
+/// Everything billing one subscription needs, loaded in bulk by the caller.
+pub struct Inputs<'a> {
+    pub prices: &'a HashMap<PriceId, Price>,
+    /// The subscription's default tax rates, in order.
+    pub tax_rates: &'a [TaxRate],
+    pub coupon: Option<&'a Coupon>,
+    pub tax_exempt: TaxExempt,
+    /// Usage of the subscription's metered items (at least the period that just ended).
+    pub usage: &'a HashMap<SubscriptionItemId, Vec<UsageEntry>>,
+    pub pending: &'a [PendingChange],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub subscription: Subscription,
+    pub invoice: Option<Invoice>,
+    /// Changes whose proration lines are on `invoice`.
+    pub invoiced_changes: Vec<SubscriptionChangeId>,
+    /// `customer.subscription.updated` (trial ended) or `.deleted` (ended at period end).
+    pub subscription_event: Option<&'static str>,
+}
+
+/// Total usage of a period: increments add, a `set` replaces what was counted before it.
+pub fn total_usage(entries: &[UsageEntry], period: &Period) -> u64 {
+    let mut inside: Vec<&UsageEntry> = entries
+        .iter()
+        .filter(|e| e.at >= period.start && e.at < period.end)
+        .collect();
+    inside.sort_by_key(|e| e.at);
+    inside.iter().fold(0u64, |total, e| match e.action {
+        UsageAction::Increment => total.saturating_add(e.quantity),
+        UsageAction::Set => e.quantity,
+    })
+}
+
+fn month() -> Result<Interval, BillingError> {
+    Interval::new(IntervalUnit::Month, 1).map_err(|_| BillingError::OutOfRange)
+}
+
+/// Whether the coupon still applies to an invoice for a period starting at `start`.
+fn coupon_applies(
+    coupon: &Coupon,
+    sub: &Subscription,
+    start: DateTime<Utc>,
+) -> Result<bool, BillingError> {
+    Ok(match coupon.duration {
+        CouponDuration::Once => sub.discount_invoices == 0,
+        CouponDuration::Forever => true,
+        CouponDuration::Repeating => {
+            let months = i64::from(coupon.duration_in_months.unwrap_or(0));
+            let end = boundary(sub.start_date, month()?, months).ok_or(BillingError::OutOfRange)?;
+            start < end
+        }
+    })
+}
+
+/// The period that starts at `at` on the subscription's calendar: a short stub before the
+/// anchor, else the anchor's k-th period.
+fn period_starting(
+    sub: &Subscription,
+    at: DateTime<Utc>,
+) -> Result<(Period, Option<(i64, i64)>), BillingError> {
+    let anchor = sub.billing_cycle_anchor;
+    if at < anchor {
+        let before = boundary(anchor, sub.interval, -1).ok_or(BillingError::OutOfRange)?;
+        let full = (anchor - before).num_seconds();
+        return Ok((
+            Period {
+                start: at,
+                end: anchor,
+            },
+            Some(((anchor - at).num_seconds(), full)),
+        ));
+    }
+    let k = period_index_at(anchor, sub.interval, at).ok_or(BillingError::OutOfRange)?;
+    let end = boundary(anchor, sub.interval, k + 1).ok_or(BillingError::OutOfRange)?;
+    Ok((Period { start: at, end }, None))
+}
+
+struct Draft {
+    lines: Vec<InvoiceLine>,
+}
+
+impl Draft {
+    fn push(
+        &mut self,
+        kind: LineKind,
+        (price, item): (&Price, &SubscriptionItem),
+        quantity: u64,
+        amount: i64,
+        period: Period,
+        description: String,
+    ) {
+        let unit = match &price.scheme {
+            PriceScheme::PerUnit { unit_amount } => Some(*unit_amount),
+            PriceScheme::Tiered { .. } => None,
+        };
+        self.lines.push(InvoiceLine {
+            id: InvoiceLineId::generate(),
+            kind,
+            description,
+            price: Some(price.id.clone()),
+            subscription_item: Some(item.id.clone()),
+            quantity,
+            unit_amount_decimal: unit,
+            amount,
+            net_amount: amount,
+            discount_amount: 0,
+            period_start: period.start,
+            period_end: period.end,
+            proration: matches!(kind, LineKind::Proration),
+            tax_rates: Vec::new(),
+        });
+    }
+}
+
+fn price_of<'a>(inputs: &'a Inputs<'_>, id: &PriceId) -> Result<&'a Price, BillingError> {
+    inputs
+        .prices
+        .get(id)
+        .ok_or_else(|| BillingError::UnknownPrice(id.clone()))
+}
+
+fn is_licensed(p: &Price) -> bool {
+    p.recurring
+        .is_none_or(|r| r.usage_type == UsageType::Licensed)
+}
+
+fn day(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// Proration lines for one change: credit the unused time on the old items, charge the rest of
+/// the period on the new ones. Unchanged items are left out (their credit and charge cancel).
+fn proration_lines(
+    draft: &mut Draft,
+    inputs: &Inputs<'_>,
+    change: &PendingChange,
+) -> Result<(), BillingError> {
+    let (num, den) = remaining_fraction(&change.period, change.effective_at);
+    let rest = Period {
+        start: change.effective_at,
+        end: change.period.end,
+    };
+    let unchanged =
+        |a: &SubscriptionItem, others: &[SubscriptionItem]| others.iter().any(|b| b == a);
+    for item in change
+        .before
+        .iter()
+        .filter(|i| !unchanged(i, &change.after))
+    {
+        let price = price_of(inputs, &item.price)?;
+        if is_licensed(price) {
+            let credit = -prorate(line_amount(&price.scheme, item.quantity)?, num, den)?;
+            let text = format!(
+                "Unused time on {} × {} after {}",
+                item.quantity,
+                price.product,
+                day(change.effective_at)
+            );
+            draft.push(
+                LineKind::Proration,
+                (price, item),
+                item.quantity,
+                credit,
+                rest,
+                text,
+            );
+        }
+    }
+    for item in change
+        .after
+        .iter()
+        .filter(|i| !unchanged(i, &change.before))
+    {
+        let price = price_of(inputs, &item.price)?;
+        if is_licensed(price) {
+            let charge = prorate(line_amount(&price.scheme, item.quantity)?, num, den)?;
+            let text = format!(
+                "Remaining time on {} × {} after {}",
+                item.quantity,
+                price.product,
+                day(change.effective_at)
+            );
+            draft.push(
+                LineKind::Proration,
+                (price, item),
+                item.quantity,
+                charge,
+                rest,
+                text,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Usage lines for the metered items over `period`.
+fn usage_lines(
+    draft: &mut Draft,
+    inputs: &Inputs<'_>,
+    sub: &Subscription,
+    period: Period,
+) -> Result<(), BillingError> {
+    for item in &sub.items {
+        let price = price_of(inputs, &item.price)?;
+        if !is_licensed(price) {
+            let total = inputs
+                .usage
+                .get(&item.id)
+                .map(|u| total_usage(u, &period))
+                .unwrap_or(0);
+            let amount = line_amount(&price.scheme, total)?;
+            let text = format!(
+                "{total} × {} (usage {} – {})",
+                price.product,
+                day(period.start),
+                day(period.end)
+            );
+            draft.push(LineKind::Usage, (price, item), total, amount, period, text);
+        }
+    }
+    Ok(())
+}
+
+/// Turns the lines into an invoice with totals; `None` when there is nothing to bill.
+fn finish(
+    draft: Draft,
+    sub: &Subscription,
+    inputs: &Inputs<'_>,
+    reason: BillingReason,
+    period: Period,
+    at: DateTime<Utc>,
+    discount: bool,
+) -> Result<Option<Invoice>, BillingError> {
+    if draft.lines.is_empty() {
+        return Ok(None);
+    }
+    let rates: Vec<TaxRateInput> = inputs
+        .tax_rates
+        .iter()
+        .map(|r| TaxRateInput {
+            percentage: r.percentage,
+            inclusive: r.inclusive,
+        })
+        .collect();
+    let all_rates: Vec<usize> = (0..rates.len()).collect();
+    let line_inputs: Vec<LineInput> = draft
+        .lines
+        .iter()
+        .map(|l| LineInput {
+            amount: l.amount,
+            tax_rates: all_rates.clone(),
+            discountable: true,
+        })
+        .collect();
+    let discount_input = match (discount, inputs.coupon) {
+        (true, Some(c)) => match &c.value {
+            CouponValue::Percent { percent_off } => Discount::Percent(*percent_off),
+            CouponValue::Amount { amount_off, .. } => Discount::Amount(*amount_off),
+        },
+        (true, None) | (false, Some(_)) | (false, None) => Discount::None,
+    };
+    let treatment = match inputs.tax_exempt {
+        TaxExempt::None => TaxTreatment::Taxable,
+        TaxExempt::Exempt => TaxTreatment::Exempt,
+        TaxExempt::Reverse => TaxTreatment::ReverseCharge,
+    };
+    let totals = compute_totals(&line_inputs, &rates, &discount_input, treatment)?;
+    let tax_ids: Vec<_> = inputs.tax_rates.iter().map(|r| r.id.clone()).collect();
+    let lines = draft
+        .lines
+        .into_iter()
+        .zip(&totals.lines)
+        .map(|(mut l, t)| {
+            l.net_amount = t.net_amount;
+            l.discount_amount = t.discount_amount;
+            l.tax_rates = tax_ids.clone();
+            l
+        })
+        .collect();
+    let taxes = totals
+        .taxes
+        .iter()
+        .map(|t| {
+            let r = &inputs.tax_rates[t.rate_index];
+            TaxAmount {
+                tax_rate: r.id.clone(),
+                display_name: r.display_name.clone(),
+                percentage: r.percentage,
+                inclusive: r.inclusive,
+                taxable_amount: t.taxable_amount,
+                amount: t.amount,
+            }
+        })
+        .collect();
+    let owed = totals.total.max(0);
+    let (status, paid_at) = if owed == 0 {
+        (InvoiceStatus::Paid, Some(at))
+    } else {
+        (InvoiceStatus::Open, None)
+    };
+    let due_date = match sub.collection_method {
+        CollectionMethod::SendInvoice => {
+            Some(at + Duration::days(i64::from(sub.days_until_due.unwrap_or(0))))
+        }
+        CollectionMethod::ChargeAutomatically => None,
+    };
+    Ok(Some(Invoice {
+        id: InvoiceId::generate(),
+        object: "invoice",
+        number: None,
+        customer: sub.customer.clone(),
+        subscription: Some(sub.id.clone()),
+        status,
+        billing_reason: reason,
+        collection_method: sub.collection_method,
+        currency: sub.currency,
+        period_start: period.start,
+        period_end: period.end,
+        lines,
+        subtotal: totals.subtotal,
+        discount: totals.discount,
+        tax: totals.tax,
+        total: totals.total,
+        total_tax_amounts: taxes,
+        tax_exempt: inputs.tax_exempt,
+        amount_paid: 0,
+        amount_due: owed,
+        attempt_count: 0,
+        next_payment_attempt: None,
+        due_date,
+        created: at,
+        finalized_at: Some(at),
+        paid_at,
+        voided_at: None,
+        marked_uncollectible_at: None,
+    }))
+}
+
+/// Bills `sub` at its next boundary `at` (= `sub.next_billing_at`).
+pub fn bill_boundary(
+    sub: &Subscription,
+    at: DateTime<Utc>,
+    inputs: &Inputs<'_>,
+) -> Result<Outcome, BillingError> {
+    let mut next = sub.clone();
+    let ending = Period {
+        start: sub.current_period_start,
+        end: sub.current_period_end,
+    };
+    // An empty period (a resumed subscription's) has not ended anything.
+    let period_ended = ending.end == at && ending.start < at;
+    let ended_paid_period = period_ended && sub.status != SubscriptionStatus::Trialing;
+    let pending: Vec<&PendingChange> = inputs
+        .pending
+        .iter()
+        .filter(|c| c.effective_at <= at)
+        .collect();
+    let mut draft = Draft { lines: Vec::new() };
+    if ended_paid_period {
+        usage_lines(&mut draft, inputs, sub, ending)?;
+    }
+    for change in &pending {
+        proration_lines(&mut draft, inputs, change)?;
+    }
+    let invoiced_changes: Vec<SubscriptionChangeId> =
+        pending.iter().map(|c| c.id.clone()).collect();
+
+    if sub.cancel_at_period_end && period_ended {
+        next.status = SubscriptionStatus::Canceled;
+        next.canceled_at = Some(sub.canceled_at.unwrap_or(at));
+        next.ended_at = Some(at);
+        next.next_billing_at = None;
+        let discount = match inputs.coupon {
+            Some(c) => coupon_applies(c, sub, ending.start)?,
+            None => false,
+        };
+        let invoice = finish(
+            draft,
+            sub,
+            inputs,
+            BillingReason::SubscriptionFinal,
+            ending,
+            at,
+            discount,
+        )?;
+        if invoice.as_ref().is_some_and(|i| i.discount != 0) {
+            next.discount_invoices += 1;
+        }
+        return Ok(Outcome {
+            subscription: next,
+            invoice,
+            invoiced_changes,
+            subscription_event: Some("customer.subscription.deleted"),
+        });
+    }
+
+    let mut event = None;
+    if sub.status == SubscriptionStatus::Trialing && sub.trial_end.is_some_and(|t| t <= at) {
+        next.status = SubscriptionStatus::Active;
+        event = Some("customer.subscription.updated");
+    }
+    let (period, stub) = period_starting(sub, at)?;
+    for item in &sub.items {
+        let price = price_of(inputs, &item.price)?;
+        if is_licensed(price) {
+            let full = line_amount(&price.scheme, item.quantity)?;
+            let amount = match stub {
+                Some((n, d)) => prorate(full, n, d)?,
+                None => full,
+            };
+            let text = format!(
+                "{} × {} ({} – {})",
+                item.quantity,
+                price.product,
+                day(period.start),
+                day(period.end)
+            );
+            draft.push(
+                LineKind::Subscription,
+                (price, item),
+                item.quantity,
+                amount,
+                period,
+                text,
+            );
+        }
+    }
+    let first = !ended_paid_period;
+    let reason = if first {
+        BillingReason::SubscriptionCreate
+    } else {
+        BillingReason::SubscriptionCycle
+    };
+    let discount = match inputs.coupon {
+        Some(c) => coupon_applies(c, sub, period.start)?,
+        None => false,
+    };
+    let invoice = finish(draft, sub, inputs, reason, period, at, discount)?;
+    if invoice.as_ref().is_some_and(|i| i.discount != 0) {
+        next.discount_invoices += 1;
+    }
+    next.current_period_start = period.start;
+    next.current_period_end = period.end;
+    next.next_billing_at = Some(period.end);
+    Ok(Outcome {
+        subscription: next,
+        invoice,
+        invoiced_changes,
+        subscription_event: event,
+    })
+}
+
+/// Prorations invoiced at once (`always_invoice`): an invoice of just these lines.
+pub fn proration_invoice(
+    sub: &Subscription,
+    change: &PendingChange,
+    inputs: &Inputs<'_>,
+) -> Result<Option<Invoice>, BillingError> {
+    let mut draft = Draft { lines: Vec::new() };
+    proration_lines(&mut draft, inputs, change)?;
+    let period = Period {
+        start: change.effective_at,
+        end: change.period.end,
+    };
+    finish(
+        draft,
+        sub,
+        inputs,
+        BillingReason::SubscriptionUpdate,
+        period,
+        change.effective_at,
+        false,
+    )
+}

@@ -1,0 +1,83 @@
+//! The test clock: a test-mode tenant's time moves only when told to, and moving it runs
+//! everything that falls due in between, in time order.
+
+use super::ServiceError;
+use crate::billing::run::{RunSummary, run_due};
+use crate::domain::tenant::{Mode, Tenant};
+use crate::store::{Db, leases, tenants};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+/// One call may move the clock at most this far, so a typo cannot start a run of centuries.
+pub const MAX_ADVANCE_DAYS: i64 = 3660;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Advanced {
+    pub object: &'static str,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    #[serde(flatten)]
+    pub summary: RunSummary,
+}
+
+pub async fn advance_clock(
+    db: &Db,
+    tenant: &Tenant,
+    to: DateTime<Utc>,
+    batch_size: i64,
+) -> Result<Advanced, ServiceError> {
+    let from = match (tenant.mode, tenant.clock_time) {
+        (Mode::Test, Some(clock)) => clock,
+        (Mode::Test, None) | (Mode::Live, Some(_) | None) => {
+            return Err(ServiceError::unprocessable(
+                "not_test_mode",
+                None,
+                "only test-mode tenants have a test clock",
+            ));
+        }
+    };
+    if to <= from {
+        return Err(ServiceError::invalid(
+            "to",
+            format!(
+                "to must be after the clock's current time {}",
+                from.to_rfc3339()
+            ),
+        ));
+    }
+    if to - from > Duration::days(MAX_ADVANCE_DAYS) {
+        return Err(ServiceError::invalid(
+            "to",
+            format!("the clock moves at most {MAX_ADVANCE_DAYS} days per call"),
+        ));
+    }
+    let holder = leases::holder_name();
+    if !leases::acquire(db, &tenant.id, "test_clock", &holder, Duration::minutes(10)).await? {
+        return Err(ServiceError::Conflict {
+            code: "clock_advance_in_progress",
+            message: "another advance of this clock is running; retry when it has finished".into(),
+            param: None,
+        });
+    }
+    let result = advance_holding_lease(db, tenant, to, batch_size).await;
+    leases::release(db, &tenant.id, "test_clock", &holder).await?;
+    Ok(Advanced {
+        object: "test_clock_advance",
+        from,
+        to,
+        summary: result?,
+    })
+}
+
+async fn advance_holding_lease(
+    db: &Db,
+    tenant: &Tenant,
+    to: DateTime<Utc>,
+    batch_size: i64,
+) -> Result<RunSummary, ServiceError> {
+    let summary = run_due(db, tenant, to, batch_size).await?;
+    let mut tx = db.begin().await?;
+    tenants::update_tenant_clock(&mut tx, &tenant.id, to).await?;
+    tx.commit().await?;
+    Ok(summary)
+}

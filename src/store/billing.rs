@@ -1,0 +1,239 @@
+//! What the billing run reads and writes in bulk: due subscriptions (claimed with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several workers split the work), the catalogue
+//! rows they reference, usage, pending prorations, and the subscriptions' new state.
+
+use super::rows::{Rec, corrupt, from_db_uint, known};
+use super::{StoreError, Tx, on_tx};
+use crate::billing::cycle::{PendingChange, UsageEntry};
+use crate::domain::customer::TaxExempt;
+use crate::domain::ids::{
+    CustomerId, InvoiceId, SubscriptionChangeId, SubscriptionId, SubscriptionItemId, TenantId,
+};
+use crate::domain::period::Period;
+use crate::domain::subscription::{Subscription, SubscriptionItem};
+use crate::domain::usage::UsageAction;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+/// Subscriptions whose next boundary is due by `until`, earliest first. Paused, canceled and
+/// ended subscriptions are never due.
+pub async fn claim_due(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Subscription>, StoreError> {
+    macro_rules! due {
+        ($lock:literal) => {
+            concat!(
+                "SELECT id FROM subscriptions WHERE tenant_id = $1 AND next_billing_at <= $2
+                   AND status IN ('trialing', 'active', 'past_due', 'unpaid')
+                 ORDER BY next_billing_at, id LIMIT $3",
+                $lock
+            )
+        };
+    }
+    let ids: Vec<String> = match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query_scalar(due!(""))
+                .bind(tenant.as_str())
+                .bind(until)
+                .bind(limit)
+                .fetch_all(&mut **t)
+                .await?
+        }
+        Tx::Postgres(t) => {
+            sqlx::query_scalar(due!(" FOR UPDATE SKIP LOCKED"))
+                .bind(tenant.as_str())
+                .bind(until)
+                .bind(limit)
+                .fetch_all(&mut **t)
+                .await?
+        }
+    };
+    let ids: Vec<SubscriptionId> = ids
+        .iter()
+        .map(|s| SubscriptionId::parse(s).map_err(|e| corrupt("id", e)))
+        .collect::<Result<_, _>>()?;
+    let mut subs = super::subscriptions::find_subscriptions(tx, tenant, &ids).await?;
+    subs.sort_by(|a, b| (a.next_billing_at, &a.id).cmp(&(b.next_billing_at, &b.id)));
+    Ok(subs)
+}
+
+pub async fn tax_exempt_of(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    customers: &[CustomerId],
+) -> Result<HashMap<CustomerId, TaxExempt>, StoreError> {
+    if customers.is_empty() {
+        return Ok(HashMap::new());
+    }
+    on_tx!(tx, |c| {
+        let mut q =
+            sqlx::QueryBuilder::new("SELECT id, tax_exempt FROM customers WHERE tenant_id = ");
+        q.push_bind(tenant.as_str()).push(" AND id IN (");
+        let mut list = q.separated(", ");
+        for id in customers {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.parsed("id", CustomerId::parse)?,
+                    r.parsed("tax_exempt", known(TaxExempt::parse))?,
+                ))
+            })
+            .collect()
+    })
+}
+
+/// Usage of the given items recorded in [from, to).
+pub async fn usage_of(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    items: &[SubscriptionItemId],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<HashMap<SubscriptionItemId, Vec<UsageEntry>>, StoreError> {
+    let mut out: HashMap<SubscriptionItemId, Vec<UsageEntry>> = HashMap::new();
+    if items.is_empty() {
+        return Ok(out);
+    }
+    let rows = on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT subscription_item_id, quantity, action, recorded_at FROM usage_records WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.as_str())
+            .push(" AND recorded_at >= ")
+            .push_bind(from)
+            .push(" AND recorded_at < ")
+            .push_bind(to);
+        q.push(" AND subscription_item_id IN (");
+        let mut list = q.separated(", ");
+        for id in items {
+            list.push_bind(id.as_str());
+        }
+        q.push(") ORDER BY recorded_at, id");
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.parsed("subscription_item_id", SubscriptionItemId::parse)?,
+                    UsageEntry {
+                        at: r.time("recorded_at")?,
+                        quantity: from_db_uint(r.int("quantity")?, "quantity")?,
+                        action: r.parsed("action", known(UsageAction::parse))?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+    });
+    for (item, entry) in rows {
+        out.entry(item).or_default().push(entry);
+    }
+    Ok(out)
+}
+
+/// Recorded item changes still waiting for their proration lines.
+pub async fn pending_changes(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    subs: &[SubscriptionId],
+) -> Result<HashMap<SubscriptionId, Vec<PendingChange>>, StoreError> {
+    let mut out: HashMap<SubscriptionId, Vec<PendingChange>> = HashMap::new();
+    if subs.is_empty() {
+        return Ok(out);
+    }
+    let rows = on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT id, subscription_id, effective_at, period_start, period_end, items_before, items_after FROM subscription_changes
+             WHERE invoice_id IS NULL AND proration_behavior = 'create_prorations' AND tenant_id = ",
+        );
+        q.push_bind(tenant.as_str())
+            .push(" AND subscription_id IN (");
+        let mut list = q.separated(", ");
+        for id in subs {
+            list.push_bind(id.as_str());
+        }
+        q.push(") ORDER BY effective_at, id");
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.parsed("subscription_id", SubscriptionId::parse)?,
+                    PendingChange {
+                        id: r.parsed("id", SubscriptionChangeId::parse)?,
+                        effective_at: r.time("effective_at")?,
+                        period: Period {
+                            start: r.time("period_start")?,
+                            end: r.time("period_end")?,
+                        },
+                        before: r.json::<Vec<SubscriptionItem>>("items_before")?,
+                        after: r.json::<Vec<SubscriptionItem>>("items_after")?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+    });
+    for (sub, change) in rows {
+        out.entry(sub).or_default().push(change);
+    }
+    Ok(out)
+}
+
+pub async fn mark_changes_invoiced(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    done: &[(SubscriptionChangeId, InvoiceId)],
+) -> Result<(), StoreError> {
+    for (change, invoice) in done {
+        on_tx!(tx, |c| sqlx::query(
+            "UPDATE subscription_changes SET invoice_id = $3 WHERE tenant_id = $1 AND id = $2"
+        )
+        .bind(tenant.as_str())
+        .bind(change.as_str())
+        .bind(invoice.as_str())
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(())
+}
+
+/// Writes the billing state of many subscriptions with one statement per chunk.
+pub async fn update_billing_state(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    subs: &[Subscription],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for chunk in subs.chunks(500) {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "WITH v (id, status, cps, cpe, nba, di, canceled_at, ended_at) AS (",
+            );
+            q.push_values(chunk, |mut b, s| {
+                b.push_bind(s.id.as_str())
+                    .push_bind(s.status.as_str())
+                    .push_bind(s.current_period_start)
+                    .push_bind(s.current_period_end)
+                    .push_bind(s.next_billing_at)
+                    .push_bind(i64::from(s.discount_invoices))
+                    .push_bind(s.canceled_at)
+                    .push_bind(s.ended_at);
+            });
+            q.push(
+                ") UPDATE subscriptions SET status = v.status, current_period_start = v.cps, current_period_end = v.cpe,
+                     next_billing_at = v.nba, discount_invoices = v.di, canceled_at = v.canceled_at, ended_at = v.ended_at, updated_at = ",
+            );
+            q.push_bind(now)
+                .push(" FROM v WHERE subscriptions.tenant_id = ")
+                .push_bind(tenant.as_str());
+            q.push(" AND subscriptions.id = v.id");
+            q.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}
