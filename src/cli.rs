@@ -1,12 +1,15 @@
 //! The `recur` command line: parses, loads configuration, and calls the library.
 
 use crate::api::{AppState, router};
-use crate::config::{Config, Overrides};
+use crate::config::{Config, ConfigError, Overrides};
+use crate::domain::ids::TenantId;
 use crate::domain::tenant::Mode;
+use crate::domain::tenant::truncate_to_seconds;
+use crate::scheduler;
 use crate::services::tenants::create_tenant;
 use crate::store::{Db, redact_url};
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,8 +39,19 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         bind: Option<String>,
     },
+    /// Run the scheduler only (several may share one PostgreSQL; one on SQLite).
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// One billing pass: renewals, trial ends and cancellations due by then.
+    RunCycle {
+        /// Only this tenant.
+        #[arg(long, value_name = "ID", value_parser = parse_tenant)]
+        tenant: Option<TenantId>,
+        /// Bill what is due by this instant (RFC 3339); for a test tenant a later time advances its clock.
+        #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+        at: Option<DateTime<Utc>>,
+    },
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
@@ -59,6 +73,16 @@ enum TenantCommand {
     },
 }
 
+fn parse_tenant(s: &str) -> Result<TenantId, String> {
+    TenantId::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| truncate_to_seconds(t.with_timezone(&Utc)))
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time (e.g. 2027-01-01T00:00:00Z): {e}"))
+}
+
 /// Errors in configuration or arguments: exit code 2, like clap's own.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
@@ -67,7 +91,9 @@ pub struct UsageError(#[from] crate::config::ConfigError);
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let bind = match &cli.command {
         Command::Serve { bind } => bind.clone(),
-        Command::Migrate | Command::Tenant { .. } => None,
+        Command::Migrate | Command::Tenant { .. } | Command::Worker | Command::RunCycle { .. } => {
+            None
+        }
     };
     let config = Config::load(
         cli.config.as_deref(),
@@ -81,6 +107,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let db = open(&config).await?;
     let result = match cli.command {
         Command::Serve { .. } => serve(db.clone(), config).await,
+        Command::Worker => worker(db.clone(), config).await,
+        Command::RunCycle { tenant, at } => {
+            let results = scheduler::run_once(&db, &config, tenant.as_ref(), at).await?;
+            if tenant.is_some() && results.is_empty() {
+                return Err(anyhow::Error::new(UsageError::from(ConfigError::Invalid(
+                    "no such tenant".into(),
+                ))));
+            }
+            println!(
+                "{:<38} {:>10} {:>9} {:>12} {:>6} {:>7}",
+                "tenant", "boundaries", "invoices", "trials_ended", "ended", "failed"
+            );
+            for (t, s) in results {
+                println!(
+                    "{:<38} {:>10} {:>9} {:>12} {:>6} {:>7}",
+                    t.id,
+                    s.boundaries,
+                    s.invoices_created,
+                    s.trials_ended,
+                    s.subscriptions_ended,
+                    s.failed
+                );
+            }
+            Ok(())
+        }
         Command::Migrate => {
             println!(
                 "migrations applied to {}",
@@ -127,19 +178,39 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 
 async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
+    let config = Arc::new(config);
     let app = router(AppState {
-        db,
-        config: Arc::new(config),
+        db: db.clone(),
+        config: config.clone(),
     });
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     tracing::info!(%bind, "recur listening");
-    axum::serve(listener, app)
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_scheduler = stop_rx.clone();
+    let jobs = tokio::spawn(scheduler::run(db.clone(), config, false, async move {
+        let _ = stop_scheduler.wait_for(|s| *s).await;
+    }));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+        .await;
+    let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = jobs.await {
+        tracing::error!(error = %e, "scheduler stopped with an error");
+    }
+    scheduler::release(&db).await?;
+    served.context("server failed")?;
     tracing::info!("recur stopped");
+    Ok(())
+}
+
+async fn worker(db: Db, config: Config) -> anyhow::Result<()> {
+    tracing::info!(cron = %config.scheduler.cron, "recur worker started");
+    let result = scheduler::run(db.clone(), Arc::new(config), true, shutdown_signal()).await;
+    scheduler::release(&db).await?;
+    result?;
+    tracing::info!("recur worker stopped");
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod scheduler;
 pub mod services;
 pub mod store;
 pub mod telemetry;

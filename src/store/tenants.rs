@@ -91,3 +91,13 @@ pub async fn update_tenant_clock(
     .rows_affected());
     Ok(done == 1)
 }
+
+/// Every tenant, for the scheduler's pass (tenants are few; their subscriptions are not).
+pub async fn list_tenants(tx: &mut Tx) -> Result<Vec<Tenant>, StoreError> {
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(select_tenant!("ORDER BY id"))
+            .fetch_all(&mut *c)
+            .await?;
+        rows.iter().map(tenant_from).collect()
+    })
+}

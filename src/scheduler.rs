@@ -1,0 +1,139 @@
+//! The scheduler: wakes on the configured cron expression and runs what is due for every
+//! tenant — live tenants up to the system time, test tenants up to their own clock. Cron only
+//! decides when to look; what is due follows each subscription's calendar.
+//!
+//! On PostgreSQL any number of schedulers may run: they split due subscriptions with
+//! `FOR UPDATE SKIP LOCKED`. On SQLite there is one writer, so one scheduler holds a lease;
+//! `recur worker` exits with a message when another holds it, and the scheduler inside
+//! `recur serve` waits and retries on each tick.
+
+use crate::billing::run::{RunSummary, run_due};
+use crate::config::Config;
+use crate::domain::ids::TenantId;
+use crate::domain::tenant::{Mode, Tenant, truncate_to_seconds};
+use crate::services::ServiceError;
+use crate::services::clock::advance_clock;
+use crate::store::{Backend, Db, StoreError, leases, tenants};
+use chrono::{DateTime, Duration, Utc};
+use std::str::FromStr;
+
+const LEASE: &str = "scheduler";
+
+/// The leases row for the installation-wide scheduler lease.
+fn global() -> TenantId {
+    TenantId::parse("ten_00000000000000000000000000000000").unwrap_or_else(|_| TenantId::generate())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(
+        "another scheduler ({holder}) holds the SQLite scheduler lease until {until}; only one may run on SQLite (use PostgreSQL for several workers)"
+    )]
+    LeaseHeld {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+    #[error("invalid scheduler.cron: {0}")]
+    Cron(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// One pass: everything due by `at` (default: now; a test tenant's own clock) for one tenant
+/// or all. For a test tenant, a later `at` advances its clock.
+pub async fn run_once(
+    db: &Db,
+    config: &Config,
+    only: Option<&TenantId>,
+    at: Option<DateTime<Utc>>,
+) -> Result<Vec<(Tenant, RunSummary)>, SchedulerError> {
+    let mut tx = db.read().await?;
+    let all = tenants::list_tenants(&mut tx).await?;
+    tx.commit().await?;
+    let batch = config.scheduler.batch_size;
+    let mut out = Vec::new();
+    for tenant in all
+        .into_iter()
+        .filter(|t| only.is_none_or(|id| &t.id == id))
+    {
+        let summary = match (tenant.mode, tenant.clock_time, at) {
+            (Mode::Test, Some(clock), Some(at)) if at > clock => {
+                advance_clock(db, &tenant, at, batch).await?.summary
+            }
+            (Mode::Test, Some(clock), Some(_) | None) => run_due(db, &tenant, clock, batch).await?,
+            (Mode::Live | Mode::Test, _, at) => {
+                run_due(
+                    db,
+                    &tenant,
+                    at.unwrap_or_else(|| truncate_to_seconds(Utc::now())),
+                    batch,
+                )
+                .await?
+            }
+        };
+        out.push((tenant, summary));
+    }
+    Ok(out)
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    db: Db,
+    config: std::sync::Arc<Config>,
+    exit_if_busy: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), SchedulerError> {
+    let schedule = cron::Schedule::from_str(&config.scheduler.cron)
+        .map_err(|e| SchedulerError::Cron(e.to_string()))?;
+    let holder = leases::holder_name();
+    tokio::pin!(shutdown);
+    let mut first = true;
+    loop {
+        if !first {
+            let Some(next) = schedule.upcoming(Utc).next() else {
+                return Ok(());
+            };
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        let may_run = match db.backend() {
+            Backend::Postgres => true,
+            Backend::Sqlite => {
+                let lease_for = Duration::minutes(5);
+                let got = leases::acquire(&db, &global(), LEASE, &holder, lease_for).await?;
+                if !got && (exit_if_busy || first) {
+                    let (holder, until) = leases::current(&db, &global(), LEASE)
+                        .await?
+                        .unwrap_or_default();
+                    let err = SchedulerError::LeaseHeld { holder, until };
+                    if exit_if_busy {
+                        return Err(err);
+                    }
+                    tracing::warn!(error = %err, "scheduler waiting for the lease");
+                }
+                got
+            }
+        };
+        first = false;
+        if may_run {
+            match run_once(&db, &config, None, None).await {
+                Ok(results) => {
+                    for (tenant, s) in results.iter().filter(|(_, s)| s.boundaries > 0) {
+                        tracing::info!(tenant.id = %tenant.id, invoices = s.invoices_created, boundaries = s.boundaries, "scheduled run");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "scheduled run failed"),
+            }
+        }
+    }
+}
+
+/// Releases the SQLite lease on a clean stop so the next scheduler need not wait it out.
+pub async fn release(db: &Db) -> Result<(), StoreError> {
+    leases::release(db, &global(), LEASE, &leases::holder_name()).await
+}
