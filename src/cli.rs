@@ -52,10 +52,28 @@ enum Command {
         #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
         at: Option<DateTime<Utc>>,
     },
+    /// Benchmarks: figures and the ratio to a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Time one billing pass over N due subscriptions against a COPY / batched-insert baseline,
+    /// on a scratch database (a temporary SQLite file, or a new schema in --database-url).
+    Cycle {
+        #[arg(long, default_value_t = 100_000)]
+        subscriptions: usize,
+        /// Subscriptions for the test-clock part (advanced 12 months).
+        #[arg(long, default_value_t = 1_000)]
+        clock_subscriptions: usize,
     },
 }
 
@@ -91,9 +109,11 @@ pub struct UsageError(#[from] crate::config::ConfigError);
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let bind = match &cli.command {
         Command::Serve { bind } => bind.clone(),
-        Command::Migrate | Command::Tenant { .. } | Command::Worker | Command::RunCycle { .. } => {
-            None
-        }
+        Command::Migrate
+        | Command::Tenant { .. }
+        | Command::Worker
+        | Command::RunCycle { .. }
+        | Command::Bench { .. } => None,
     };
     let config = Config::load(
         cli.config.as_deref(),
@@ -104,8 +124,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     )
     .map_err(UsageError::from)?;
     crate::telemetry::init(config.log_format);
+    if let Command::Bench {
+        command:
+            BenchCommand::Cycle {
+                subscriptions,
+                clock_subscriptions,
+            },
+    } = cli.command
+    {
+        let opts = crate::bench::CycleOptions {
+            subscriptions,
+            clock_subscriptions,
+            database_url: cli.database_url,
+            batch_size: config.scheduler.batch_size,
+        };
+        return crate::bench::cycle(opts).await;
+    }
     let db = open(&config).await?;
     let result = match cli.command {
+        Command::Bench { .. } => Ok(()),
         Command::Serve { .. } => serve(db.clone(), config).await,
         Command::Worker => worker(db.clone(), config).await,
         Command::RunCycle { tenant, at } => {

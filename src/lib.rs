@@ -2,6 +2,7 @@
 //! `store` holds all SQL; `services` are what the API, CLI and scheduler call.
 
 pub mod api;
+pub mod bench;
 pub mod billing;
 pub mod cli;
 pub mod config;

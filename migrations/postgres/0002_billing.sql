@@ -3,7 +3,7 @@
 
 ALTER TABLE subscriptions ADD COLUMN next_billing_at TIMESTAMPTZ;
 ALTER TABLE subscriptions ADD COLUMN discount_invoices BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX subscriptions_due ON subscriptions (tenant_id, next_billing_at);
+CREATE INDEX subscriptions_due ON subscriptions (tenant_id, next_billing_at, id);
 
 CREATE TABLE invoices (
     tenant_id TEXT NOT NULL REFERENCES tenants (id),

@@ -114,12 +114,11 @@ impl Catalogue {
 }
 
 /// The invoice as events carry it: the object without its lines (those are one GET away).
-fn event_payload(inv: &Invoice) -> Result<String, StoreError> {
-    let mut v = serde_json::to_value(inv).map_err(|e| crate::store::rows::corrupt("invoice", e))?;
-    if let Some(o) = v.as_object_mut() {
-        o.remove("lines");
-    }
-    Ok(v.to_string())
+fn event_payload(inv: &mut Invoice) -> Result<String, StoreError> {
+    let lines = std::mem::take(&mut inv.lines);
+    let json = serde_json::to_string(inv).map_err(|e| crate::store::rows::corrupt("invoice", e));
+    inv.lines = lines;
+    json
 }
 
 /// Numbers, inserts and announces freshly finalized invoices.
@@ -131,7 +130,7 @@ pub async fn write_invoices(
 ) -> Result<(), StoreError> {
     invoices::assign_numbers(tx, &tenant.id, &tenant.invoice_prefix, invoices).await?;
     invoices::insert_invoices(tx, &tenant.id, invoices).await?;
-    for inv in invoices.iter() {
+    for inv in invoices.iter_mut() {
         let data = event_payload(inv)?;
         let mut kinds = vec!["invoice.created", "invoice.finalized"];
         if inv.status == InvoiceStatus::Paid {
@@ -187,7 +186,6 @@ pub async fn bill_batch(
     };
     let ids: Vec<_> = subs.iter().map(|s| s.id.clone()).collect();
     let pending = billing::pending_changes(tx, &tenant.id, &ids).await?;
-
     let mut invoices_out: Vec<Invoice> = Vec::new();
     let mut updated: Vec<Subscription> = Vec::with_capacity(subs.len());
     let mut done_changes: Vec<(SubscriptionChangeId, InvoiceId)> = Vec::new();
@@ -273,7 +271,8 @@ pub async fn run_due(
     let mut cat = Catalogue::default();
     loop {
         let mut tx = db.begin().await?;
-        let subs = billing::claim_due(&mut tx, &tenant.id, until, batch_size).await?;
+        let subs =
+            crate::store::subscriptions::claim_due(&mut tx, &tenant.id, until, batch_size).await?;
         if subs.is_empty() {
             tx.commit().await?;
             break;

@@ -2,7 +2,7 @@
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL, so several workers split the work), the catalogue
 //! rows they reference, usage, pending prorations, and the subscriptions' new state.
 
-use super::rows::{Rec, corrupt, from_db_uint, known};
+use super::rows::{Rec, from_db_uint, known};
 use super::{StoreError, Tx, on_tx};
 use crate::billing::cycle::{PendingChange, UsageEntry};
 use crate::domain::customer::TaxExempt;
@@ -14,51 +14,6 @@ use crate::domain::subscription::{Subscription, SubscriptionItem};
 use crate::domain::usage::UsageAction;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-
-/// Subscriptions whose next boundary is due by `until`, earliest first. Paused, canceled and
-/// ended subscriptions are never due.
-pub async fn claim_due(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    until: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<Subscription>, StoreError> {
-    macro_rules! due {
-        ($lock:literal) => {
-            concat!(
-                "SELECT id FROM subscriptions WHERE tenant_id = $1 AND next_billing_at <= $2
-                   AND status IN ('trialing', 'active', 'past_due', 'unpaid')
-                 ORDER BY next_billing_at, id LIMIT $3",
-                $lock
-            )
-        };
-    }
-    let ids: Vec<String> = match tx {
-        Tx::Sqlite(t) => {
-            sqlx::query_scalar(due!(""))
-                .bind(tenant.as_str())
-                .bind(until)
-                .bind(limit)
-                .fetch_all(&mut **t)
-                .await?
-        }
-        Tx::Postgres(t) => {
-            sqlx::query_scalar(due!(" FOR UPDATE SKIP LOCKED"))
-                .bind(tenant.as_str())
-                .bind(until)
-                .bind(limit)
-                .fetch_all(&mut **t)
-                .await?
-        }
-    };
-    let ids: Vec<SubscriptionId> = ids
-        .iter()
-        .map(|s| SubscriptionId::parse(s).map_err(|e| corrupt("id", e)))
-        .collect::<Result<_, _>>()?;
-    let mut subs = super::subscriptions::find_subscriptions(tx, tenant, &ids).await?;
-    subs.sort_by(|a, b| (a.next_billing_at, &a.id).cmp(&(b.next_billing_at, &b.id)));
-    Ok(subs)
-}
 
 pub async fn tax_exempt_of(
     tx: &mut Tx,

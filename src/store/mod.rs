@@ -7,6 +7,7 @@
 //! always `+00:00` and whole seconds, so string order is time order), ids generated in Rust.
 
 pub mod billing;
+pub mod bulk;
 pub mod catalogue;
 pub mod customers;
 pub mod events;
@@ -97,6 +98,8 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
+                .pragma("cache_size", "-65536")
+                .pragma("temp_store", "memory")
                 .foreign_keys(true);
             if let Some(dir) = opts.get_filename().parent()
                 && !dir.as_os_str().is_empty()

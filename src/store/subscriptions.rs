@@ -388,3 +388,50 @@ pub async fn find_subscriptions(
     }
     Ok(subs)
 }
+
+/// Subscriptions whose next boundary is due by `until`, earliest first, with their items.
+/// Paused, canceled and ended subscriptions are never due. On PostgreSQL the rows stay locked
+/// until the batch commits and other workers skip them.
+pub async fn claim_due(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Subscription>, StoreError> {
+    let mut subs = match tx {
+        Tx::Sqlite(t) => {
+            let rows = sqlx::query(select_subscription!(
+                "WHERE tenant_id = $1 AND next_billing_at <= $2 AND status IN ('trialing', 'active', 'past_due', 'unpaid')
+                 ORDER BY next_billing_at, id LIMIT $3"
+            ))
+            .bind(tenant.as_str())
+            .bind(until)
+            .bind(limit)
+            .fetch_all(&mut **t)
+            .await?;
+            rows.iter()
+                .map(subscription_from)
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Tx::Postgres(t) => {
+            let rows = sqlx::query(select_subscription!(
+                "WHERE tenant_id = $1 AND next_billing_at <= $2 AND status IN ('trialing', 'active', 'past_due', 'unpaid')
+                 ORDER BY next_billing_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(tenant.as_str())
+            .bind(until)
+            .bind(limit)
+            .fetch_all(&mut **t)
+            .await?;
+            rows.iter()
+                .map(subscription_from)
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    let ids: Vec<SubscriptionId> = subs.iter().map(|s| s.id.clone()).collect();
+    let mut items = items_of(tx, tenant, &ids).await?;
+    for s in &mut subs {
+        s.items = items.remove(&s.id).unwrap_or_default();
+    }
+    Ok(subs)
+}
