@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod billing;
 mod catalogue;
 mod customers;
 mod idempotency;

@@ -277,6 +277,37 @@ impl TestApp {
         p["id"].as_str().expect("id").to_owned()
     }
 
+    /// Moves this tenant's test clock to `at` before anything is created, so calendars in a
+    /// test are fixed (anchors on the 31st, leap years).
+    pub async fn set_clock(&self, at: &str) {
+        let at: chrono::DateTime<chrono::Utc> = at.parse().expect("time");
+        let id = recur::domain::ids::TenantId::parse(&self.tenant_id).expect("tenant id");
+        let mut tx = self.db.begin().await.expect("tx");
+        assert!(
+            recur::store::tenants::update_tenant_clock(&mut tx, &id, at)
+                .await
+                .expect("clock")
+        );
+        tx.commit().await.expect("commit");
+    }
+
+    pub async fn advance(&self, to: &str) -> Value {
+        self.post("/v1/test_clock/advance", serde_json::json!({ "to": to }))
+            .await
+            .ok()
+    }
+
+    /// The subscription's invoices, oldest first.
+    pub async fn invoices_of(&self, sub: &str) -> Vec<Value> {
+        let page = self
+            .get(&format!("/v1/invoices?subscription={sub}&limit=100"))
+            .await
+            .ok();
+        let mut v = page["data"].as_array().expect("data").clone();
+        v.reverse();
+        v
+    }
+
     pub async fn subscription(&self, customer: &str, price: &str) -> Value {
         self.post(
             "/v1/subscriptions",
