@@ -199,8 +199,20 @@ async fn catalogue(
     Ok((prices, rates, coupons))
 }
 
-/// Seeds `n` subscriptions, each with its own customer, whose period ending at `due` is over
-/// (`start` is their anchor).
+/// Creates a mixed catalogue and `n` subscriptions (each with its own customer) whose period
+/// `[start, due)` has ended, so all are due at `due`. Used by the benchmark and by the
+/// concurrency and crash tests.
+pub async fn seed_due_subscriptions(
+    db: &Db,
+    tenant: &Tenant,
+    n: usize,
+    start: DateTime<Utc>,
+    due: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let cat = catalogue(db, tenant, start).await?;
+    seed(db, tenant, n, start, due, &cat).await
+}
+
 async fn seed(
     db: &Db,
     tenant: &Tenant,
@@ -328,9 +340,8 @@ pub async fn cycle(opts: CycleOptions) -> anyhow::Result<()> {
     );
 
     let (tenant, _) = tenants::create_tenant(db, "bench", Mode::Live, "BEN", start).await?;
-    let cat = catalogue(db, &tenant, start).await?;
     let t = Instant::now();
-    seed(db, &tenant, n, start, due, &cat).await?;
+    seed_due_subscriptions(db, &tenant, n, start, due).await?;
     println!("  seeded in {:.2}s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
@@ -369,8 +380,7 @@ pub async fn cycle(opts: CycleOptions) -> anyhow::Result<()> {
     let m = opts.clock_subscriptions;
     let (test_tenant, _) =
         tenants::create_tenant(db, "bench clock", Mode::Test, "CLK", start).await?;
-    let cat = catalogue(db, &test_tenant, start).await?;
-    seed(db, &test_tenant, m, start, start, &cat).await?;
+    seed_due_subscriptions(db, &test_tenant, m, start, start).await?;
     let year_later =
         boundary(start, Interval::new(IntervalUnit::Month, 12)?, 1).context("date range")?;
     let t = Instant::now();
