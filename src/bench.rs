@@ -31,6 +31,8 @@ use std::time::Instant;
 
 pub struct CycleOptions {
     pub subscriptions: usize,
+    /// Concurrent billing workers (PostgreSQL only; SQLite has one writer).
+    pub workers: usize,
     pub clock_subscriptions: usize,
     pub database_url: Option<String>,
     pub batch_size: i64,
@@ -210,7 +212,9 @@ pub async fn seed_due_subscriptions(
     due: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let cat = catalogue(db, tenant, start).await?;
-    seed(db, tenant, n, start, due, &cat).await
+    seed(db, tenant, n, start, due, &cat).await?;
+    bulk::analyze(db).await?;
+    Ok(())
 }
 
 async fn seed(
@@ -344,16 +348,30 @@ pub async fn cycle(opts: CycleOptions) -> anyhow::Result<()> {
     seed_due_subscriptions(db, &tenant, n, start, due).await?;
     println!("  seeded in {:.2}s", t.elapsed().as_secs_f64());
 
+    let workers = match db.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => opts.workers.max(1),
+    };
     let t = Instant::now();
-    let summary = run_due(db, &tenant, due, opts.batch_size).await?;
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (db, tenant, batch) = (db.clone(), tenant.clone(), opts.batch_size);
+        handles.push(tokio::spawn(async move {
+            run_due(&db, &tenant, due, batch).await
+        }));
+    }
+    let mut boundaries = 0;
+    for h in handles {
+        boundaries += h.await??.boundaries;
+    }
     let billing = t.elapsed().as_secs_f64();
     let mut tx = db.read().await?;
     let (invoices, lines, events) = bulk::billing_row_counts(&mut tx, &tenant.id).await?;
     tx.commit().await?;
-    let billed_rate = summary.boundaries as f64 / billing;
+    let billed_rate = boundaries as f64 / billing;
     println!(
-        "  billing pass:  {} subscriptions -> {invoices} invoices, {lines} lines, {events} events in {billing:.2}s = {billed_rate:.0} subscriptions/s",
-        summary.boundaries
+        "  billing pass ({workers} worker{}): {boundaries} subscriptions -> {invoices} invoices, {lines} lines, {events} events in {billing:.2}s = {billed_rate:.0} subscriptions/s",
+        if workers == 1 { "" } else { "s" }
     );
 
     let n_inv = usize::try_from(invoices)?.max(1);

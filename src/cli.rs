@@ -71,6 +71,9 @@ enum BenchCommand {
     Cycle {
         #[arg(long, default_value_t = 100_000)]
         subscriptions: usize,
+        /// Concurrent billing workers on PostgreSQL (SQLite always uses one).
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
         /// Subscriptions for the test-clock part (advanced 12 months).
         #[arg(long, default_value_t = 1_000)]
         clock_subscriptions: usize,
@@ -128,12 +131,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         command:
             BenchCommand::Cycle {
                 subscriptions,
+                workers,
                 clock_subscriptions,
             },
     } = cli.command
     {
         let opts = crate::bench::CycleOptions {
             subscriptions,
+            workers,
             clock_subscriptions,
             database_url: cli.database_url,
             batch_size: config.scheduler.batch_size,

@@ -269,22 +269,44 @@ pub async fn run_due(
 ) -> Result<RunSummary, StoreError> {
     let mut total = RunSummary::default();
     let mut cat = Catalogue::default();
+    let mut cursor: Option<(DateTime<Utc>, String)> = None;
     loop {
         let mut tx = db.begin().await?;
-        let subs =
-            crate::store::subscriptions::claim_due(&mut tx, &tenant.id, until, batch_size).await?;
-        if subs.is_empty() {
+        let subs = crate::store::subscriptions::claim_due(
+            &mut tx,
+            &tenant.id,
+            until,
+            cursor.as_ref(),
+            batch_size,
+        )
+        .await?;
+        let Some(last) = subs
+            .last()
+            .and_then(|s| s.next_billing_at.map(|t| (t, s.id.to_string())))
+        else {
             tx.commit().await?;
-            break;
-        }
-        let now = subs
-            .iter()
-            .filter_map(|s| s.next_billing_at)
-            .max()
-            .unwrap_or(until);
-        let (_, summary) = bill_batch(&mut tx, tenant, &subs, &mut cat, now).await?;
+            // Once more from the start: rows another worker held, or whose next boundary fell
+            // behind the cursor, are picked up before the run ends.
+            match cursor.take() {
+                Some(_) => continue,
+                None => break,
+            }
+        };
+        let now = last.0;
+        let (updated, summary) = bill_batch(&mut tx, tenant, &subs, &mut cat, now).await?;
         tx.commit().await?;
         total.add(summary);
+        // Resume after this batch, unless a billed subscription's next boundary comes earlier:
+        // then from there, so boundaries keep being billed in time order.
+        let earliest_next = updated
+            .iter()
+            .filter_map(|s| s.next_billing_at)
+            .filter(|t| *t <= until)
+            .min();
+        cursor = Some(match earliest_next {
+            Some(t) if (t, "") < (last.0, last.1.as_str()) => (t, String::new()),
+            Some(_) | None => last,
+        });
     }
     if total.boundaries > 0 {
         tracing::info!(tenant.id = %tenant.id, boundaries = total.boundaries, invoices = total.invoices_created, "billing run");

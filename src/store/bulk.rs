@@ -330,3 +330,14 @@ pub async fn create_schema(tx: &mut Tx, schema: &str) -> Result<(), StoreError> 
     .map(|r| r.rows_affected()))?;
     Ok(())
 }
+
+/// Refreshes planner statistics after a bulk load (PostgreSQL plans badly on tables it believes
+/// empty; autovacuum would get there, but only later). SQLite needs nothing here.
+pub async fn analyze(db: &super::Db) -> Result<(), StoreError> {
+    if let super::Db::Postgres(pool) = db {
+        sqlx::query("ANALYZE customers, subscriptions, subscription_items")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}

@@ -389,24 +389,30 @@ pub async fn find_subscriptions(
     Ok(subs)
 }
 
-/// Subscriptions whose next boundary is due by `until`, earliest first, with their items.
-/// Paused, canceled and ended subscriptions are never due. On PostgreSQL the rows stay locked
-/// until the batch commits and other workers skip them.
+/// Subscriptions whose next boundary is due by `until`, earliest first, with their items,
+/// strictly after the `(next_billing_at, id)` cursor when one is given. Paused, canceled and
+/// ended subscriptions are never due. On PostgreSQL the rows stay locked until the batch
+/// commits and other workers skip them; the cursor keeps each claim from re-walking the index
+/// entries that earlier batches left behind (dead until vacuumed).
 pub async fn claim_due(
     tx: &mut Tx,
     tenant: &TenantId,
     until: DateTime<Utc>,
+    after: Option<&(DateTime<Utc>, String)>,
     limit: i64,
 ) -> Result<Vec<Subscription>, StoreError> {
     let mut subs = match tx {
         Tx::Sqlite(t) => {
             let rows = sqlx::query(select_subscription!(
                 "WHERE tenant_id = $1 AND next_billing_at <= $2 AND status IN ('trialing', 'active', 'past_due', 'unpaid')
+                   AND ($4 IS NULL OR next_billing_at > $4 OR (next_billing_at = $4 AND id > $5))
                  ORDER BY next_billing_at, id LIMIT $3"
             ))
             .bind(tenant.as_str())
             .bind(until)
             .bind(limit)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1.as_str()))
             .fetch_all(&mut **t)
             .await?;
             rows.iter()
@@ -416,11 +422,14 @@ pub async fn claim_due(
         Tx::Postgres(t) => {
             let rows = sqlx::query(select_subscription!(
                 "WHERE tenant_id = $1 AND next_billing_at <= $2 AND status IN ('trialing', 'active', 'past_due', 'unpaid')
+                   AND ($4 IS NULL OR next_billing_at > $4 OR (next_billing_at = $4 AND id > $5))
                  ORDER BY next_billing_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
             ))
             .bind(tenant.as_str())
             .bind(until)
             .bind(limit)
+            .bind(after.map(|a| a.0))
+            .bind(after.map(|a| a.1.as_str()))
             .fetch_all(&mut **t)
             .await?;
             rows.iter()
