@@ -98,7 +98,7 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
-                .pragma("cache_size", "-65536")
+                .pragma("cache_size", "-16384")
                 .pragma("temp_store", "memory")
                 .foreign_keys(true);
             if let Some(dir) = opts.get_filename().parent()
