@@ -3,7 +3,7 @@
 //! rows they reference, usage, pending prorations, and the subscriptions' new state.
 
 use super::rows::{Rec, from_db_uint, known};
-use super::{StoreError, Tx, on_tx};
+use super::{StoreError, Tx, on_tx, push_id_list};
 use crate::billing::cycle::{PendingChange, UsageEntry};
 use crate::domain::customer::TaxExempt;
 use crate::domain::ids::{
@@ -26,12 +26,8 @@ pub async fn tax_exempt_of(
     on_tx!(tx, |c| {
         let mut q =
             sqlx::QueryBuilder::new("SELECT id, tax_exempt FROM customers WHERE tenant_id = ");
-        q.push_bind(tenant.as_str()).push(" AND id IN (");
-        let mut list = q.separated(", ");
-        for id in customers {
-            list.push_bind(id.as_str());
-        }
-        q.push(")");
+        q.push_bind(tenant.as_str()).push(" AND id IN ");
+        push_id_list(&mut q, customers.iter().map(|id| id.as_str()));
         let rows = q.build().fetch_all(&mut *c).await?;
         rows.iter()
             .map(|r| {
@@ -65,12 +61,9 @@ pub async fn usage_of(
             .push_bind(from)
             .push(" AND recorded_at < ")
             .push_bind(to);
-        q.push(" AND subscription_item_id IN (");
-        let mut list = q.separated(", ");
-        for id in items {
-            list.push_bind(id.as_str());
-        }
-        q.push(") ORDER BY recorded_at, id");
+        q.push(" AND subscription_item_id IN ");
+        push_id_list(&mut q, items.iter().map(|id| id.as_str()));
+        q.push(" ORDER BY recorded_at, id");
         let rows = q.build().fetch_all(&mut *c).await?;
         rows.iter()
             .map(|r| {
@@ -107,12 +100,9 @@ pub async fn pending_changes(
              WHERE invoice_id IS NULL AND proration_behavior = 'create_prorations' AND tenant_id = ",
         );
         q.push_bind(tenant.as_str())
-            .push(" AND subscription_id IN (");
-        let mut list = q.separated(", ");
-        for id in subs {
-            list.push_bind(id.as_str());
-        }
-        q.push(") ORDER BY effective_at, id");
+            .push(" AND subscription_id IN ");
+        push_id_list(&mut q, subs.iter().map(|id| id.as_str()));
+        q.push(" ORDER BY effective_at, id");
         let rows = q.build().fetch_all(&mut *c).await?;
         rows.iter()
             .map(|r| {

@@ -1,7 +1,7 @@
 //! Prices, tax rates and coupons: written once, read by every billing run.
 
 use super::rows::{Rec, corrupt, known, to_json};
-use super::{Page, StoreError, Tx, on_tx};
+use super::{Page, StoreError, Tx, on_tx, push_id_list};
 use crate::domain::contact::Country;
 use crate::domain::currency::Currency;
 use crate::domain::ids::{CouponId, PriceId, TaxRateId, TenantId};
@@ -357,12 +357,8 @@ macro_rules! by_ids {
             }
             on_tx!(tx, |c| {
                 let mut q = sqlx::QueryBuilder::new($select!("WHERE tenant_id = "));
-                q.push_bind(tenant.as_str()).push(" AND id IN (");
-                let mut list = q.separated(", ");
-                for id in ids {
-                    list.push_bind(id.as_str());
-                }
-                q.push(")");
+                q.push_bind(tenant.as_str()).push(" AND id IN ");
+                push_id_list(&mut q, ids.iter().map(|id| id.as_str()));
                 let rows = q.build().fetch_all(&mut *c).await?;
                 rows.iter().map($from).collect::<Result<Vec<_>, _>>()
             })

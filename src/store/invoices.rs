@@ -2,7 +2,7 @@
 //! transaction, read one page at a time.
 
 use super::rows::{Rec, corrupt, from_db_uint, known, to_db_int, to_json};
-use super::{Page, StoreError, Tx, on_tx};
+use super::{Page, StoreError, Tx, on_tx, push_id_list};
 use crate::domain::currency::Currency;
 use crate::domain::customer::TaxExempt;
 use crate::domain::ids::{
@@ -246,12 +246,9 @@ async fn attach_lines(
                     net_amount, discount_amount, period_start, period_end, tax_rates
              FROM invoice_lines WHERE tenant_id = ",
         );
-        q.push_bind(tenant.as_str()).push(" AND invoice_id IN (");
-        let mut list = q.separated(", ");
-        for i in invoices.iter() {
-            list.push_bind(i.id.as_str());
-        }
-        q.push(") ORDER BY invoice_id, position");
+        q.push_bind(tenant.as_str()).push(" AND invoice_id IN ");
+        push_id_list(&mut q, invoices.iter().map(|i| i.id.as_str()));
+        q.push(" ORDER BY invoice_id, position");
         let rows = q.build().fetch_all(&mut *c).await?;
         rows.iter().map(line_from).collect::<Result<Vec<_>, _>>()?
     });

@@ -249,6 +249,21 @@ mod tests {
     }
 }
 
+/// Appends `(…)` with one bound parameter per id: the IN list of a batch query.
+pub(crate) fn push_id_list<'i, DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<DB>,
+    ids: impl IntoIterator<Item = &'i str>,
+) where
+    for<'t> &'i str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    q.push(")");
+}
+
 /// Cursor pagination: newest first, `starting_after` is the last id the caller saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {

@@ -1,7 +1,7 @@
 //! Subscriptions with their items, and the recorded item changes billing prorates.
 
 use super::rows::{Rec, from_db_uint, known, to_db_int, to_json};
-use super::{Page, StoreError, Tx, on_tx};
+use super::{Page, StoreError, Tx, on_tx, push_id_list};
 use crate::domain::currency::Currency;
 use crate::domain::ids::{
     CouponId, CustomerId, PriceId, SubscriptionChangeId, SubscriptionId, SubscriptionItemId,
@@ -284,12 +284,9 @@ pub async fn items_of(
             "SELECT id, subscription_id, price_id, quantity FROM subscription_items WHERE deleted_at IS NULL AND tenant_id = ",
         );
         q.push_bind(tenant.as_str())
-            .push(" AND subscription_id IN (");
-        let mut list = q.separated(", ");
-        for s in subs {
-            list.push_bind(s.as_str());
-        }
-        q.push(") ORDER BY subscription_id, position");
+            .push(" AND subscription_id IN ");
+        push_id_list(&mut q, subs.iter().map(|s| s.as_str()));
+        q.push(" ORDER BY subscription_id, position");
         let rows = q.build().fetch_all(&mut *c).await?;
         rows.iter().map(item_from).collect::<Result<Vec<_>, _>>()?
     });
@@ -371,12 +368,8 @@ pub async fn find_subscriptions(
     }
     let mut subs = on_tx!(tx, |c| {
         let mut q = sqlx::QueryBuilder::new(select_subscription!("WHERE tenant_id = "));
-        q.push_bind(tenant.as_str()).push(" AND id IN (");
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(id.as_str());
-        }
-        q.push(")");
+        q.push_bind(tenant.as_str()).push(" AND id IN ");
+        push_id_list(&mut q, ids.iter().map(|id| id.as_str()));
         let rows = q.build().fetch_all(&mut *c).await?;
         rows.iter()
             .map(subscription_from)
