@@ -530,3 +530,181 @@ pub fn proration_invoice(
         false,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::currency::Currency;
+    use crate::domain::ids::{CustomerId, SubscriptionId, TaxRateId};
+    use crate::domain::invoice_math::TaxBehavior;
+    use crate::domain::price::Recurring;
+    use crate::domain::subscription::ProrationBehavior;
+    use proptest::prelude::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn price(unit: i64) -> Price {
+        Price {
+            id: PriceId::generate(),
+            product: "P".into(),
+            currency: Currency::parse("EUR").unwrap(),
+            scheme: PriceScheme::PerUnit {
+                unit_amount: unit.into(),
+            },
+            recurring: Some(Recurring {
+                interval: month().unwrap(),
+                usage_type: UsageType::Licensed,
+            }),
+            tax_behavior: TaxBehavior::Exclusive,
+            created: at("2027-01-01T00:00:00Z"),
+        }
+    }
+
+    fn subscription(
+        items: Vec<SubscriptionItem>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Subscription {
+        Subscription {
+            id: SubscriptionId::generate(),
+            object: "subscription",
+            customer: CustomerId::generate(),
+            status: SubscriptionStatus::Active,
+            currency: Currency::parse("EUR").unwrap(),
+            interval: month().unwrap(),
+            items,
+            collection_method: CollectionMethod::ChargeAutomatically,
+            days_until_due: None,
+            coupon: None,
+            default_tax_rates: Vec::new(),
+            proration_behavior: ProrationBehavior::CreateProrations,
+            start_date: start,
+            trial_end: None,
+            billing_cycle_anchor: start,
+            current_period_start: start,
+            current_period_end: end,
+            cancel_at_period_end: false,
+            canceled_at: None,
+            ended_at: None,
+            paused_at: None,
+            created: start,
+            next_billing_at: Some(end),
+            discount_invoices: 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever the prices, quantities, tax, coupon and mid-period change, a renewal invoice
+        /// keeps `total = subtotal − discount + tax`, its lines sum to the subtotal, and a change
+        /// that leaves an item as it was adds nothing for that item.
+        #[test]
+        fn renewal_invoices_keep_their_identities(
+            units in prop::collection::vec(0i64..1_000_000, 1..4),
+            quantities in prop::collection::vec(0u64..1000, 4),
+            new_quantity in 0u64..1000,
+            pct in prop::sample::select(vec![0u32, 5, 8, 23]),
+            percent_off in prop::option::of(1u32..=100),
+            change_secs in 0i64..(28 * 86400),
+        ) {
+            let start = at("2027-02-01T00:00:00Z");
+            let end = at("2027-03-01T00:00:00Z");
+            let prices: Vec<Price> = units.iter().map(|u| price(*u)).collect();
+            let items: Vec<SubscriptionItem> = prices.iter().zip(&quantities).map(|(p, q)| SubscriptionItem {
+                id: SubscriptionItemId::generate(), price: p.id.clone(), quantity: *q,
+            }).collect();
+            let mut after = items.clone();
+            after[0].quantity = new_quantity;
+            let change = PendingChange {
+                id: SubscriptionChangeId::generate(),
+                effective_at: start + Duration::seconds(change_secs),
+                period: Period { start, end },
+                before: items.clone(),
+                after: after.clone(),
+            };
+            let rate = TaxRate {
+                id: TaxRateId::generate(), object: "tax_rate", display_name: "VAT".into(),
+                percentage: pct.into(), inclusive: false, country: None, created: start,
+            };
+            let coupon = percent_off.map(|p| Coupon {
+                id: crate::domain::ids::CouponId::generate(), object: "coupon", name: None,
+                value: CouponValue::Percent { percent_off: p.into() }, duration: CouponDuration::Forever,
+                duration_in_months: None, created: start,
+            });
+            let by_id: HashMap<PriceId, Price> = prices.iter().map(|p| (p.id.clone(), p.clone())).collect();
+            let usage = HashMap::new();
+            let rates = [rate];
+            let pending = [change];
+            let inputs = Inputs {
+                prices: &by_id, tax_rates: &rates, coupon: coupon.as_ref(), tax_exempt: TaxExempt::None,
+                usage: &usage, pending: &pending,
+            };
+            let sub = subscription(after.clone(), start, end);
+            let out = bill_boundary(&sub, end, &inputs).unwrap();
+            let inv = out.invoice.unwrap();
+            prop_assert_eq!(inv.total, inv.subtotal - inv.discount + inv.tax);
+            prop_assert_eq!(inv.lines.iter().map(|l| l.net_amount).sum::<i64>(), inv.subtotal);
+            prop_assert_eq!(inv.lines.iter().map(|l| l.discount_amount).sum::<i64>(), inv.discount);
+            prop_assert_eq!(inv.tax, inv.total_tax_amounts.iter().map(|t| t.amount).sum::<i64>());
+            let prorated: Vec<&InvoiceLine> = inv.lines.iter().filter(|l| l.proration).collect();
+            prop_assert!(prorated.iter().all(|l| l.subscription_item.as_ref() == Some(&items[0].id)));
+            if new_quantity == quantities[0] {
+                prop_assert!(prorated.is_empty());
+            }
+            prop_assert_eq!(out.subscription.current_period_start, end);
+            prop_assert_eq!(out.invoiced_changes.len(), 1);
+        }
+
+        /// Crediting and re-charging the same items at the same price nets to zero at any
+        /// instant of the period.
+        #[test]
+        fn a_same_price_change_nets_zero(unit in 0i64..10_000_000, q in 0u64..10_000, secs in 0i64..(31 * 86400)) {
+            let start = at("2027-01-01T00:00:00Z");
+            let end = at("2027-02-01T00:00:00Z");
+            let p = price(unit);
+            let before = vec![SubscriptionItem { id: SubscriptionItemId::generate(), price: p.id.clone(), quantity: q }];
+            let after = vec![SubscriptionItem { id: SubscriptionItemId::generate(), price: p.id.clone(), quantity: q }];
+            let change = PendingChange {
+                id: SubscriptionChangeId::generate(), effective_at: start + Duration::seconds(secs),
+                period: Period { start, end }, before, after,
+            };
+            let by_id: HashMap<PriceId, Price> = [(p.id.clone(), p.clone())].into();
+            let usage = HashMap::new();
+            let inputs = Inputs { prices: &by_id, tax_rates: &[], coupon: None, tax_exempt: TaxExempt::None, usage: &usage, pending: &[] };
+            let sub = subscription(Vec::new(), start, end);
+            if let Some(inv) = proration_invoice(&sub, &change, &inputs).unwrap() {
+                prop_assert_eq!(inv.lines.len(), 2);
+                prop_assert_eq!(inv.subtotal, 0);
+                prop_assert_eq!(inv.total, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn usage_totals_increments_and_lets_a_set_replace_what_came_before() {
+        let p = Period {
+            start: at("2027-01-01T00:00:00Z"),
+            end: at("2027-02-01T00:00:00Z"),
+        };
+        let e = |day: u32, quantity, action| UsageEntry {
+            at: at(&format!("2027-01-{day:02}T00:00:00Z")),
+            quantity,
+            action,
+        };
+        let entries = [
+            e(2, 10, UsageAction::Increment),
+            e(3, 5, UsageAction::Set),
+            e(4, 2, UsageAction::Increment),
+        ];
+        assert_eq!(total_usage(&entries, &p), 7);
+        let outside = [UsageEntry {
+            at: p.end,
+            quantity: 100,
+            action: UsageAction::Increment,
+        }];
+        assert_eq!(total_usage(&outside, &p), 0);
+    }
+}
