@@ -760,6 +760,103 @@ fn cases() -> Vec<Case> {
             INVALID,
             Some("limit"),
         ),
+        // invoices and the test clock
+        case(
+            GET,
+            "/v1/invoices?status=bogus",
+            "",
+            400,
+            INVALID,
+            Some("status"),
+        ),
+        case(
+            GET,
+            "/v1/invoices?subscription=sub_1",
+            "",
+            400,
+            INVALID,
+            Some("subscription"),
+        ),
+        case(
+            GET,
+            "/v1/invoices/nonsense",
+            "",
+            404,
+            "resource_missing",
+            None,
+        ),
+        case(
+            POST,
+            "/v1/invoices/{missing_inv}/void",
+            "{}",
+            404,
+            "resource_missing",
+            None,
+        ),
+        case(
+            POST,
+            "/v1/invoices/{inv}/void",
+            r#"{"reason": "oops"}"#,
+            400,
+            "parameter_unknown",
+            Some("reason"),
+        ),
+        case(
+            POST,
+            "/v1/invoices/{paid_inv}/mark_uncollectible",
+            "{}",
+            422,
+            "invoice_invalid_state",
+            None,
+        ),
+        case(
+            POST,
+            "/v1/invoices/{paid_inv}/void",
+            "{}",
+            422,
+            "invoice_invalid_state",
+            None,
+        ),
+        case(
+            POST,
+            "/v1/test_clock/advance",
+            "{}",
+            400,
+            MISSING,
+            Some("to"),
+        ),
+        case(
+            POST,
+            "/v1/test_clock/advance",
+            r#"{"to": "yesterday"}"#,
+            400,
+            INVALID,
+            Some("to"),
+        ),
+        case(
+            POST,
+            "/v1/test_clock/advance",
+            r#"{"to": 1767225600}"#,
+            400,
+            INVALID,
+            Some("to"),
+        ),
+        case(
+            POST,
+            "/v1/test_clock/advance",
+            r#"{"to": "{past}"}"#,
+            400,
+            INVALID,
+            Some("to"),
+        ),
+        case(
+            POST,
+            "/v1/test_clock/advance",
+            r#"{"to": "2099-01-01T00:00:00Z"}"#,
+            400,
+            INVALID,
+            Some("to"),
+        ),
         case(GET, "/v1/nowhere", "", 404, "route_not_found", None),
     ]
 }
@@ -812,6 +909,16 @@ both!(
             .await
             .ok();
         let s = |v: &serde_json::Value| v["id"].as_str().unwrap().to_owned();
+        let inv = app.invoices_of(&s(&sub)).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let free = app.monthly_price(0).await;
+        let free_sub = app.subscription(&cus, &free).await;
+        let paid_inv = app.invoices_of(&s(&free_sub)).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let fill = |t: &str| {
             t.replace("{cus}", &cus)
                 .replace("{cus_none}", &cus_none)
@@ -839,6 +946,12 @@ both!(
                     "{missing_item}",
                     &recur::domain::ids::SubscriptionItemId::generate().to_string(),
                 )
+                .replace(
+                    "{missing_inv}",
+                    &recur::domain::ids::InvoiceId::generate().to_string(),
+                )
+                .replace("{paid_inv}", &paid_inv)
+                .replace("{inv}", &inv)
                 .replace("{price_usd}", &s(&price_usd))
                 .replace("{price}", &price)
                 .replace("{yearly}", &s(&yearly))
