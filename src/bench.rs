@@ -36,6 +36,7 @@ pub struct CycleOptions {
     pub clock_subscriptions: usize,
     pub database_url: Option<String>,
     pub batch_size: i64,
+    pub payments: crate::payments::Payments,
 }
 
 struct Scratch {
@@ -402,7 +403,14 @@ pub async fn cycle(opts: CycleOptions) -> anyhow::Result<()> {
     let year_later =
         boundary(start, Interval::new(IntervalUnit::Month, 12)?, 1).context("date range")?;
     let t = Instant::now();
-    let advanced = clock::advance_clock(db, &test_tenant, year_later, opts.batch_size).await?;
+    let advanced = clock::advance_clock(
+        db,
+        &opts.payments,
+        &test_tenant,
+        year_later,
+        opts.batch_size,
+    )
+    .await?;
     println!(
         "  test clock: {m} subscriptions advanced 12 months -> {} invoices in {:.2}s",
         advanced.summary.invoices_created,

@@ -142,6 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             clock_subscriptions,
             database_url: cli.database_url,
             batch_size: config.scheduler.batch_size,
+            payments: crate::payments::Payments::from_config(&config),
         };
         return crate::bench::cycle(opts).await;
     }
@@ -151,7 +152,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { .. } => serve(db.clone(), config).await,
         Command::Worker => worker(db.clone(), config).await,
         Command::RunCycle { tenant, at } => {
-            let results = scheduler::run_once(&db, &config, tenant.as_ref(), at).await?;
+            let results = scheduler::run_once(
+                &db,
+                &config,
+                &crate::payments::Payments::from_config(&config),
+                tenant.as_ref(),
+                at,
+            )
+            .await?;
             if tenant.is_some() && results.is_empty() {
                 return Err(anyhow::Error::new(UsageError::from(ConfigError::Invalid(
                     "no such tenant".into(),
@@ -221,9 +229,11 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
     let config = Arc::new(config);
+    let payments = Arc::new(crate::payments::Payments::from_config(&config));
     let app = router(AppState {
         db: db.clone(),
         config: config.clone(),
+        payments: payments.clone(),
     });
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -231,9 +241,15 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     tracing::info!(%bind, "recur listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_scheduler = stop_rx.clone();
-    let jobs = tokio::spawn(scheduler::run(db.clone(), config, false, async move {
-        let _ = stop_scheduler.wait_for(|s| *s).await;
-    }));
+    let jobs = tokio::spawn(scheduler::run(
+        db.clone(),
+        config,
+        payments,
+        false,
+        async move {
+            let _ = stop_scheduler.wait_for(|s| *s).await;
+        },
+    ));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
@@ -249,7 +265,15 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
 
 async fn worker(db: Db, config: Config) -> anyhow::Result<()> {
     tracing::info!(cron = %config.scheduler.cron, "recur worker started");
-    let result = scheduler::run(db.clone(), Arc::new(config), true, shutdown_signal()).await;
+    let payments = Arc::new(crate::payments::Payments::from_config(&config));
+    let result = scheduler::run(
+        db.clone(),
+        Arc::new(config),
+        payments,
+        true,
+        shutdown_signal(),
+    )
+    .await;
     scheduler::release(&db).await?;
     result?;
     tracing::info!("recur worker stopped");

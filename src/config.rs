@@ -46,7 +46,26 @@ pub struct Config {
     pub server: ServerConfig,
     pub billing: BillingConfig,
     pub scheduler: SchedulerConfig,
+    pub dunning: DunningConfig,
     pub webhooks: WebhooksConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DunningConfig {
+    /// Days after the first failed charge on which it is retried.
+    pub retry_days: Vec<u32>,
+    /// cancel | leave_past_due | mark_unpaid, after the last retry fails.
+    pub final_action: crate::domain::payment::FinalAction,
+}
+
+impl DunningConfig {
+    pub fn plan(&self) -> crate::domain::payment::DunningPlan {
+        crate::domain::payment::DunningPlan {
+            retry_days: self.retry_days.clone(),
+            final_action: self.final_action,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +171,15 @@ impl Config {
             return Err(ConfigError::BadValue {
                 key: "scheduler.batch_size",
                 message: "must be between 1 and 5000".into(),
+            });
+        }
+        if self.dunning.retry_days.len() > 10
+            || self.dunning.retry_days.windows(2).any(|w| w[0] >= w[1])
+            || self.dunning.retry_days.iter().any(|d| *d == 0 || *d > 60)
+        {
+            return Err(ConfigError::BadValue {
+                key: "dunning.retry_days",
+                message: "must be at most 10 increasing days between 1 and 60".into(),
             });
         }
         let p = &self.billing.invoice_prefix;

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod payments;
 pub mod scheduler;
 pub mod services;
 pub mod store;

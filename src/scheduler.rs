@@ -11,6 +11,8 @@ use crate::billing::run::{RunSummary, run_due};
 use crate::config::Config;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{Mode, Tenant, truncate_to_seconds};
+use crate::payments::Payments;
+use crate::payments::collect::collect_due;
 use crate::services::ServiceError;
 use crate::services::clock::advance_clock;
 use crate::store::{Backend, Db, StoreError, leases, tenants};
@@ -46,6 +48,7 @@ pub enum SchedulerError {
 pub async fn run_once(
     db: &Db,
     config: &Config,
+    payments: &Payments,
     only: Option<&TenantId>,
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<(Tenant, RunSummary)>, SchedulerError> {
@@ -60,17 +63,20 @@ pub async fn run_once(
     {
         let summary = match (tenant.mode, tenant.clock_time, at) {
             (Mode::Test, Some(clock), Some(at)) if at > clock => {
-                advance_clock(db, &tenant, at, batch).await?.summary
+                advance_clock(db, payments, &tenant, at, batch)
+                    .await?
+                    .summary
             }
-            (Mode::Test, Some(clock), Some(_) | None) => run_due(db, &tenant, clock, batch).await?,
+            (Mode::Test, Some(clock), Some(_) | None) => {
+                let billed = run_due(db, &tenant, clock, batch).await?;
+                collect_due(db, &tenant, payments, clock).await?;
+                billed
+            }
             (Mode::Live | Mode::Test, _, at) => {
-                run_due(
-                    db,
-                    &tenant,
-                    at.unwrap_or_else(|| truncate_to_seconds(Utc::now())),
-                    batch,
-                )
-                .await?
+                let now = at.unwrap_or_else(|| truncate_to_seconds(Utc::now()));
+                let billed = run_due(db, &tenant, now, batch).await?;
+                collect_due(db, &tenant, payments, now).await?;
+                billed
             }
         };
         out.push((tenant, summary));
@@ -82,6 +88,7 @@ pub async fn run_once(
 pub async fn run(
     db: Db,
     config: std::sync::Arc<Config>,
+    payments: std::sync::Arc<Payments>,
     exit_if_busy: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SchedulerError> {
@@ -121,7 +128,7 @@ pub async fn run(
         };
         first = false;
         if may_run {
-            match run_once(&db, &config, None, None).await {
+            match run_once(&db, &config, &payments, None, None).await {
                 Ok(results) => {
                     for (tenant, s) in results.iter().filter(|(_, s)| s.boundaries > 0) {
                         tracing::info!(tenant.id = %tenant.id, invoices = s.invoices_created, boundaries = s.boundaries, "scheduled run");

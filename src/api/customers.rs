@@ -251,9 +251,19 @@ pub async fn update_customer(
 ) -> Result<Json<Customer>, ApiError> {
     let id = path_id("customer", &id, CustomerId::parse)?;
     let patch = CustomerPatch::try_from(body)?;
-    Ok(Json(
-        service::update_customer(&s.db, &ctx.tenant, &id, patch, ctx.now).await?,
-    ))
+    let new_method = matches!(patch.payment_method, Some(Some(_)));
+    let customer = service::update_customer(&s.db, &ctx.tenant, &id, patch, ctx.now).await?;
+    if new_method {
+        crate::services::payments::retry_with_new_method(
+            &s.db,
+            &s.payments,
+            &ctx.tenant,
+            &customer,
+            ctx.now,
+        )
+        .await?;
+    }
+    Ok(Json(customer))
 }
 
 #[utoipa::path(get, path = "/v1/customers/{id}", responses((status = 200, description = "the customer"), (status = 404, description = "unknown id")))]

@@ -23,6 +23,8 @@ pub fn routes() -> Router<AppState> {
             "/invoices/{id}/mark_uncollectible",
             post(mark_uncollectible),
         )
+        .route("/invoices/{id}/pay", post(pay_invoice))
+        .route("/payments", get(list_payments))
         .route("/test_clock/advance", post(advance))
 }
 
@@ -130,6 +132,52 @@ pub async fn advance(
 ) -> Result<Json<Advanced>, ApiError> {
     let to = crate::domain::tenant::truncate_to_seconds(b.to);
     Ok(Json(
-        advance_clock(&s.db, &ctx.tenant, to, s.config.scheduler.batch_size).await?,
+        advance_clock(
+            &s.db,
+            &s.payments,
+            &ctx.tenant,
+            to,
+            s.config.scheduler.batch_size,
+        )
+        .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/invoices/{id}/pay", responses((status = 200, description = "the invoice after an immediate charge attempt")))]
+pub async fn pay_invoice(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Body(_): Body<NoFields>,
+) -> Result<Json<Invoice>, ApiError> {
+    let id = path_id("invoice", &id, InvoiceId::parse)?;
+    Ok(Json(
+        crate::services::payments::pay_invoice(&s.db, &s.payments, &ctx.tenant, &id, ctx.now)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListPayments {
+    invoice: Option<String>,
+    limit: Option<u32>,
+    starting_after: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/payments", params(ListPayments), responses((status = 200, description = "payment attempts, newest first")))]
+pub async fn list_payments(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<ListPayments>,
+) -> Result<Json<List<crate::domain::payment::Payment>>, ApiError> {
+    let invoice = q
+        .invoice
+        .map(|i| body_id("invoice", &i, InvoiceId::parse))
+        .transpose()?;
+    let page = page(q.limit, q.starting_after)?;
+    Ok(list(
+        crate::services::payments::list_payments(&s.db, &ctx.tenant, invoice.as_ref(), &page)
+            .await?,
     ))
 }

@@ -37,6 +37,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
+    pub payments: Arc<crate::payments::Payments>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         super::usage::create_usage_record, super::events::list_events,
         super::invoices::list_invoices, super::invoices::get_invoice, super::invoices::void_invoice,
         super::invoices::mark_uncollectible, super::invoices::advance,
+        super::invoices::pay_invoice, super::invoices::list_payments,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = []))

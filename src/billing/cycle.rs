@@ -384,13 +384,19 @@ fn finish(
         amount_paid: 0,
         amount_due: owed,
         attempt_count: 0,
-        next_payment_attempt: None,
+        // Automatic collection charges as soon as the invoice is final.
+        next_payment_attempt: match sub.collection_method {
+            CollectionMethod::ChargeAutomatically if owed > 0 => Some(at),
+            CollectionMethod::ChargeAutomatically | CollectionMethod::SendInvoice => None,
+        },
         due_date,
         created: at,
         finalized_at: Some(at),
         paid_at,
         voided_at: None,
         marked_uncollectible_at: None,
+        first_failed_at: None,
+        awaiting_payment_method: false,
     }))
 }
 

@@ -35,7 +35,7 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    fn add(&mut self, o: RunSummary) {
+    pub fn add(&mut self, o: RunSummary) {
         self.boundaries += o.boundaries;
         self.invoices_created += o.invoices_created;
         self.trials_ended += o.trials_ended;

@@ -80,6 +80,7 @@ prefixed_id!(UsageRecordId, "ur", "usage record");
 prefixed_id!(EventId, "evt", "event");
 prefixed_id!(InvoiceId, "in", "invoice");
 prefixed_id!(InvoiceLineId, "il", "invoice line");
+prefixed_id!(PaymentId, "pay", "payment");
 
 #[cfg(test)]
 mod tests {

@@ -217,6 +217,12 @@ pub struct Invoice {
     pub paid_at: Option<DateTime<Utc>>,
     pub voided_at: Option<DateTime<Utc>>,
     pub marked_uncollectible_at: Option<DateTime<Utc>>,
+    /// When dunning started (the first failed attempt).
+    #[serde(skip)]
+    pub first_failed_at: Option<DateTime<Utc>>,
+    /// A hard decline: no retry until the customer's payment method changes.
+    #[serde(skip)]
+    pub awaiting_payment_method: bool,
 }
 
 /// `{prefix}-{year}-{seq:06}`: the sequence restarts each year of the finalization date.

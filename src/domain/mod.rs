@@ -7,6 +7,7 @@ pub mod customer;
 pub mod ids;
 pub mod invoice;
 pub mod invoice_math;
+pub mod payment;
 pub mod period;
 pub mod price;
 pub mod pricing;

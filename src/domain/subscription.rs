@@ -87,6 +87,22 @@ impl SubscriptionStatus {
         }
     }
 
+    /// A failed charge makes a live subscription past due; other states keep theirs.
+    pub fn after_failed_payment(self) -> Self {
+        match self {
+            Self::Active | Self::Trialing | Self::PastDue => Self::PastDue,
+            Self::Unpaid | Self::Paused | Self::Canceled => self,
+        }
+    }
+
+    /// A successful charge brings a past-due or unpaid subscription back to active.
+    pub fn after_successful_payment(self) -> Self {
+        match self {
+            Self::PastDue | Self::Unpaid => Self::Active,
+            Self::Active | Self::Trialing | Self::Paused | Self::Canceled => self,
+        }
+    }
+
     pub fn trial_ended(self) -> Result<Self, TransitionError> {
         match self {
             Self::Trialing => Ok(Self::Active),

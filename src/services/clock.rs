@@ -4,7 +4,9 @@
 use super::ServiceError;
 use crate::billing::run::{RunSummary, run_due};
 use crate::domain::tenant::{Mode, Tenant};
-use crate::store::{Db, leases, tenants};
+use crate::payments::Payments;
+use crate::payments::collect::{CollectSummary, collect_due};
+use crate::store::{Db, invoices, leases, subscriptions, tenants};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -18,10 +20,13 @@ pub struct Advanced {
     pub to: DateTime<Utc>,
     #[serde(flatten)]
     pub summary: RunSummary,
+    #[serde(flatten)]
+    pub payments: CollectSummary,
 }
 
 pub async fn advance_clock(
     db: &Db,
+    payments: &Payments,
     tenant: &Tenant,
     to: DateTime<Utc>,
     batch_size: i64,
@@ -59,25 +64,53 @@ pub async fn advance_clock(
             param: None,
         });
     }
-    let result = advance_holding_lease(db, tenant, to, batch_size).await;
+    let result = advance_holding_lease(db, payments, tenant, to, batch_size).await;
     leases::release(db, &tenant.id, "test_clock", &holder).await?;
+    let (summary, payments) = result?;
     Ok(Advanced {
         object: "test_clock_advance",
         from,
         to,
-        summary: result?,
+        summary,
+        payments,
     })
 }
 
+/// Steps through every instant something falls due — a subscription boundary or a payment
+/// retry — earliest first, billing then collecting at each, so dunning and renewals interleave
+/// exactly as they would in real time.
 async fn advance_holding_lease(
     db: &Db,
+    payments: &Payments,
     tenant: &Tenant,
     to: DateTime<Utc>,
     batch_size: i64,
-) -> Result<RunSummary, ServiceError> {
-    let summary = run_due(db, tenant, to, batch_size).await?;
+) -> Result<(RunSummary, CollectSummary), ServiceError> {
+    let mut billed = RunSummary::default();
+    let mut collected = CollectSummary::default();
+    loop {
+        let mut tx = db.read().await?;
+        let next_boundary = subscriptions::next_billing_time(&mut tx, &tenant.id).await?;
+        let next_charge = invoices::next_collection_time(&mut tx, &tenant.id).await?;
+        tx.commit().await?;
+        let Some(step) = [next_boundary, next_charge]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t <= to)
+            .min()
+        else {
+            break;
+        };
+        let b = run_due(db, tenant, step, batch_size).await?;
+        let c = collect_due(db, tenant, payments, step).await?;
+        if b.boundaries == 0 && c.payment_attempts == 0 {
+            break;
+        }
+        billed.add(b);
+        collected.add(c);
+    }
     let mut tx = db.begin().await?;
     tenants::update_tenant_clock(&mut tx, &tenant.id, to).await?;
     tx.commit().await?;
-    Ok(summary)
+    Ok((billed, collected))
 }

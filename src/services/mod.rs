@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod clock;
 pub mod customers;
 pub mod invoices;
+pub mod payments;
 pub mod subscriptions;
 pub mod tenants;
 pub mod usage;

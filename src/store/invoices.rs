@@ -23,7 +23,8 @@ macro_rules! select_invoice {
         concat!(
             "SELECT id, number, customer_id, subscription_id, status, billing_reason, collection_method, currency, period_start,
                     period_end, subtotal, discount, tax, total, total_tax_amounts, tax_exempt, amount_paid, amount_due, attempt_count,
-                    next_payment_attempt, due_date, created_at, finalized_at, paid_at, voided_at, marked_uncollectible_at
+                    next_payment_attempt, due_date, created_at, finalized_at, paid_at, voided_at, marked_uncollectible_at,
+                    first_failed_at, awaiting_payment_method
              FROM invoices ",
             $filter
         )
@@ -61,6 +62,8 @@ fn invoice_from(r: &impl Rec) -> Result<Invoice, StoreError> {
         paid_at: r.opt_time("paid_at")?,
         voided_at: r.opt_time("voided_at")?,
         marked_uncollectible_at: r.opt_time("marked_uncollectible_at")?,
+        first_failed_at: r.opt_time("first_failed_at")?,
+        awaiting_payment_method: r.flag("awaiting_payment_method")?,
     })
 }
 
@@ -344,4 +347,94 @@ pub async fn update_invoice_status(
     .map(|r| r.rows_affected())
     })?;
     Ok(n == 1)
+}
+
+/// Invoices to charge now: open (or written off and retried with `/pay`), collected
+/// automatically, whose next attempt is due; earliest first.
+pub async fn due_for_collection(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> Result<Vec<Invoice>, StoreError> {
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(select_invoice!(
+            "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
+               AND collection_method = 'charge_automatically'
+             ORDER BY next_payment_attempt, id LIMIT $3"
+        ))
+        .bind(tenant.as_str())
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter().map(invoice_from).collect()
+    })
+}
+
+/// The earliest pending collection, for the test clock's stepping.
+pub async fn next_collection_time(
+    tx: &mut Tx,
+    tenant: &TenantId,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(
+            "SELECT MIN(next_payment_attempt) AS t FROM invoices
+             WHERE tenant_id = $1 AND status IN ('open', 'uncollectible') AND collection_method = 'charge_automatically'",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *c)
+        .await?;
+        row.opt_time("t")
+    })
+}
+
+/// Writes what collection changes on an invoice.
+pub async fn update_collection(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    inv: &Invoice,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "UPDATE invoices SET status = $3, amount_paid = $4, amount_due = $5, attempt_count = $6, next_payment_attempt = $7,
+             paid_at = $8, marked_uncollectible_at = $9, first_failed_at = $10, awaiting_payment_method = $11
+         WHERE tenant_id = $1 AND id = $2"
+    )
+    .bind(tenant.as_str())
+    .bind(inv.id.as_str())
+    .bind(inv.status.as_str())
+    .bind(inv.amount_paid)
+    .bind(inv.amount_due)
+    .bind(i64::from(inv.attempt_count))
+    .bind(inv.next_payment_attempt)
+    .bind(inv.paid_at)
+    .bind(inv.marked_uncollectible_at)
+    .bind(inv.first_failed_at)
+    .bind(inv.awaiting_payment_method)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// After a customer's payment method changes: hard-declined invoices are due again now.
+pub async fn retry_awaiting_method(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    customer: &CustomerId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, StoreError> {
+    on_tx!(tx, |c| sqlx::query(
+        "UPDATE invoices SET next_payment_attempt = $3, awaiting_payment_method = FALSE
+         WHERE tenant_id = $1 AND customer_id = $2 AND awaiting_payment_method AND status = 'open'"
+    )
+    .bind(tenant.as_str())
+    .bind(customer.as_str())
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+    .map_err(StoreError::from)
 }

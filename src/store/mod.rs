@@ -14,6 +14,7 @@ pub mod events;
 pub mod idempotency;
 pub mod invoices;
 pub mod leases;
+pub mod payments;
 pub mod rows;
 pub mod subscriptions;
 pub mod tenants;
@@ -189,6 +190,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "billing",
         include_str!("../../migrations/sqlite/0002_billing.sql"),
     ),
+    (
+        3,
+        "payments",
+        include_str!("../../migrations/sqlite/0003_payments.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -201,6 +207,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         2,
         "billing",
         include_str!("../../migrations/postgres/0002_billing.sql"),
+    ),
+    (
+        3,
+        "payments",
+        include_str!("../../migrations/postgres/0003_payments.sql"),
     ),
 ];
 

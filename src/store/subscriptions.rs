@@ -437,3 +437,20 @@ pub async fn claim_due(
     }
     Ok(subs)
 }
+
+/// The earliest boundary any live subscription waits for, for the test clock's stepping.
+pub async fn next_billing_time(
+    tx: &mut Tx,
+    tenant: &TenantId,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(
+            "SELECT MIN(next_billing_at) AS t FROM subscriptions
+             WHERE tenant_id = $1 AND status IN ('trialing', 'active', 'past_due', 'unpaid')",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *c)
+        .await?;
+        row.opt_time("t")
+    })
+}

@@ -83,9 +83,13 @@ both!(
                     i["total"].as_i64(),
                     i["amount_due"].as_i64()
                 ),
-                (Some(4900), Some(1127), Some(6027), Some(6027))
+                (Some(4900), Some(1127), Some(6027), Some(0))
             );
-            assert_eq!(i["status"], "open");
+            assert_eq!(
+                (i["status"].as_str(), i["amount_paid"].as_i64()),
+                (Some("paid"), Some(6027)),
+                "tok_visa pays each invoice"
+            );
             assert_eq!(i["lines"].as_array().unwrap().len(), 1);
         }
         let numbers: Vec<&str> = inv.iter().map(|i| i["number"].as_str().unwrap()).collect();

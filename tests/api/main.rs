@@ -8,6 +8,7 @@ mod billing;
 mod catalogue;
 mod customers;
 mod idempotency;
+mod payments;
 mod subscriptions;
 mod tenancy;
 mod usage;

@@ -46,6 +46,8 @@ pub struct TestApp {
     pub db: Db,
     pub key: String,
     pub tenant_id: String,
+    /// The sandbox provider the server charges through, to count real charges.
+    pub payments: Arc<recur::payments::Payments>,
     client: Client,
     _dir: Option<tempfile::TempDir>,
 }
@@ -135,9 +137,11 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let payments = Arc::new(recur::payments::Payments::from_config(&config));
         let app = router(AppState {
             db: db.clone(),
             config: Arc::new(config),
+            payments: payments.clone(),
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         Some(TestApp {
@@ -145,6 +149,7 @@ impl TestApp {
             db,
             key: key.0,
             tenant_id: tenant.id.to_string(),
+            payments,
             client: Client::new(),
             _dir: dir,
         })

@@ -1,0 +1,125 @@
+//! Payment attempts and the dunning plan.
+
+use super::currency::Currency;
+use super::customer::Provider;
+use super::ids::{InvoiceId, PaymentId};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptStatus {
+    /// Committed before the provider is called; the outcome is not known yet.
+    Pending,
+    Succeeded,
+    Failed,
+    /// The provider may have charged (a timeout after sending); resolved by asking it, never by
+    /// charging again.
+    Unknown,
+    Refunded,
+}
+
+impl AttemptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Pending => "pending",
+            AttemptStatus::Succeeded => "succeeded",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::Unknown => "unknown",
+            AttemptStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(AttemptStatus::Pending),
+            "succeeded" => Some(AttemptStatus::Succeeded),
+            "failed" => Some(AttemptStatus::Failed),
+            "unknown" => Some(AttemptStatus::Unknown),
+            "refunded" => Some(AttemptStatus::Refunded),
+            _ => None,
+        }
+    }
+}
+
+/// Whether retrying the same payment method can work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeclineKind {
+    /// Retry on the dunning plan (insufficient funds, try again later).
+    Soft,
+    /// Wait for a new payment method (expired, stolen, invalid account).
+    Hard,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub object: &'static str,
+    pub invoice: InvoiceId,
+    pub attempt_number: u32,
+    pub status: AttemptStatus,
+    pub amount: i64,
+    pub currency: Currency,
+    pub provider: Provider,
+    /// The provider's id for the charge, once known.
+    pub provider_ref: Option<String>,
+    pub decline_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub created: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// What happens after the last retry fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalAction {
+    /// Invoice uncollectible, subscription canceled (the default).
+    Cancel,
+    /// Invoice stays open, subscription stays past_due.
+    LeavePastDue,
+    /// Invoice uncollectible, subscription unpaid (kept, not invoiced for payment).
+    MarkUnpaid,
+}
+
+/// Retries counted in days after the first failure (default 1, 3, 5, 7: five attempts in all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DunningPlan {
+    pub retry_days: Vec<u32>,
+    pub final_action: FinalAction,
+}
+
+impl DunningPlan {
+    /// When to try again after `failures` failed attempts, the first at `first_failed_at`;
+    /// `None` when the plan is exhausted.
+    pub fn next_retry(
+        &self,
+        first_failed_at: DateTime<Utc>,
+        failures: u32,
+    ) -> Option<DateTime<Utc>> {
+        let idx = usize::try_from(failures).ok()?.checked_sub(1)?;
+        self.retry_days
+            .get(idx)
+            .map(|d| first_failed_at + Duration::days(i64::from(*d)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_plan_retries_one_three_five_and_seven_days_after_the_first_failure() {
+        let plan = DunningPlan {
+            retry_days: vec![1, 3, 5, 7],
+            final_action: FinalAction::Cancel,
+        };
+        let t: DateTime<Utc> = "2027-01-01T00:00:00Z".parse().unwrap();
+        let days: Vec<i64> = (1..=4)
+            .map(|f| (plan.next_retry(t, f).unwrap() - t).num_days())
+            .collect();
+        assert_eq!(days, [1, 3, 5, 7]);
+        assert_eq!(plan.next_retry(t, 5), None);
+        assert_eq!(plan.next_retry(t, 0), None);
+    }
+}

@@ -1,0 +1,82 @@
+//! Paying invoices on request, and listing payment attempts.
+
+use super::ServiceError;
+use crate::domain::customer::Customer;
+use crate::domain::ids::InvoiceId;
+use crate::domain::invoice::{Invoice, InvoiceStatus};
+use crate::domain::payment::Payment;
+use crate::domain::subscription::CollectionMethod;
+use crate::domain::tenant::Tenant;
+use crate::payments::Payments;
+use crate::payments::collect::collect_due;
+use crate::store::{Db, Page, invoices, payments as store};
+use chrono::{DateTime, Utc};
+
+/// `POST /v1/invoices/{id}/pay`: an attempt now, whatever the dunning plan says.
+pub async fn pay_invoice(
+    db: &Db,
+    payments: &Payments,
+    tenant: &Tenant,
+    id: &InvoiceId,
+    now: DateTime<Utc>,
+) -> Result<Invoice, ServiceError> {
+    let mut tx = db.begin().await?;
+    let mut inv = invoices::find_invoice(&mut tx, &tenant.id, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("invoice", id))?;
+    match inv.status {
+        InvoiceStatus::Open | InvoiceStatus::Uncollectible => {}
+        InvoiceStatus::Draft | InvoiceStatus::Paid | InvoiceStatus::Void => {
+            return Err(ServiceError::unprocessable(
+                "invoice_invalid_state",
+                None,
+                format!("a {} invoice cannot be paid", inv.status.as_str()),
+            ));
+        }
+    }
+    if inv.collection_method == CollectionMethod::SendInvoice {
+        return Err(ServiceError::unprocessable(
+            "invoice_not_charged",
+            None,
+            "this invoice is collected by sending it, not by charging",
+        ));
+    }
+    inv.next_payment_attempt = Some(now);
+    inv.awaiting_payment_method = false;
+    invoices::update_collection(&mut tx, &tenant.id, &inv).await?;
+    tx.commit().await?;
+    collect_due(db, tenant, payments, now).await?;
+    let mut tx = db.read().await?;
+    let inv = invoices::find_invoice(&mut tx, &tenant.id, id).await?;
+    tx.commit().await?;
+    inv.ok_or_else(|| ServiceError::not_found("invoice", id))
+}
+
+/// A new payment method makes the customer's hard-declined invoices due again at once.
+pub async fn retry_with_new_method(
+    db: &Db,
+    payments: &Payments,
+    tenant: &Tenant,
+    customer: &Customer,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let mut tx = db.begin().await?;
+    let due = invoices::retry_awaiting_method(&mut tx, &tenant.id, &customer.id, now).await?;
+    tx.commit().await?;
+    if due > 0 {
+        collect_due(db, tenant, payments, now).await?;
+    }
+    Ok(())
+}
+
+pub async fn list_payments(
+    db: &Db,
+    tenant: &Tenant,
+    invoice: Option<&InvoiceId>,
+    page: &Page,
+) -> Result<(Vec<Payment>, bool), ServiceError> {
+    let mut tx = db.read().await?;
+    let out = store::list_payments(&mut tx, &tenant.id, invoice, page).await?;
+    tx.commit().await?;
+    Ok(out)
+}

@@ -1,0 +1,138 @@
+//! Payment attempts: the row (with its idempotency key) commits before the provider is called;
+//! the outcome is written after.
+
+use super::rows::{Rec, corrupt, known};
+use super::{Page, StoreError, Tx, on_tx};
+use crate::domain::currency::Currency;
+use crate::domain::customer::Provider;
+use crate::domain::ids::{InvoiceId, PaymentId, TenantId};
+use crate::domain::payment::{AttemptStatus, Payment};
+
+macro_rules! select_payment {
+    ($filter:literal) => {
+        concat!(
+            "SELECT id, invoice_id, attempt_number, idempotency_key, provider, payment_method, status, amount, currency, provider_ref,
+                    decline_code, failure_message, created_at, completed_at FROM payment_attempts ",
+            $filter
+        )
+    };
+}
+
+/// An attempt with what retrying or resolving it needs.
+pub struct Attempt {
+    pub payment: Payment,
+    pub idempotency_key: String,
+    pub token: Option<String>,
+}
+
+fn attempt_from(r: &impl Rec) -> Result<Attempt, StoreError> {
+    Ok(Attempt {
+        payment: Payment {
+            id: r.parsed("id", PaymentId::parse)?,
+            object: "payment",
+            invoice: r.parsed("invoice_id", InvoiceId::parse)?,
+            attempt_number: u32::try_from(r.int("attempt_number")?)
+                .map_err(|e| corrupt("attempt_number", e))?,
+            status: r.parsed("status", known(AttemptStatus::parse))?,
+            amount: r.int("amount")?,
+            currency: r.parsed("currency", Currency::parse)?,
+            provider: r.parsed("provider", known(Provider::parse))?,
+            provider_ref: r.opt_text("provider_ref")?,
+            decline_code: r.opt_text("decline_code")?,
+            failure_message: r.opt_text("failure_message")?,
+            created: r.time("created_at")?,
+            completed_at: r.opt_time("completed_at")?,
+        },
+        idempotency_key: r.text("idempotency_key")?,
+        token: r.opt_text("payment_method")?,
+    })
+}
+
+/// Records the intent to charge. The unique index on in-flight attempts per invoice makes a
+/// concurrent second attempt fail here, before any provider call.
+pub async fn insert_attempt(tx: &mut Tx, tenant: &TenantId, a: &Attempt) -> Result<(), StoreError> {
+    let p = &a.payment;
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO payment_attempts (tenant_id, id, invoice_id, attempt_number, idempotency_key, provider, payment_method, status,
+             amount, currency, provider_ref, decline_code, failure_message, created_at, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    )
+    .bind(tenant.as_str())
+    .bind(p.id.as_str())
+    .bind(p.invoice.as_str())
+    .bind(i64::from(p.attempt_number))
+    .bind(&a.idempotency_key)
+    .bind(p.provider.as_str())
+    .bind(&a.token)
+    .bind(p.status.as_str())
+    .bind(p.amount)
+    .bind(p.currency.code())
+    .bind(&p.provider_ref)
+    .bind(&p.decline_code)
+    .bind(&p.failure_message)
+    .bind(p.created)
+    .bind(p.completed_at)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected())
+    .map_err(StoreError::from_write)
+    })?;
+    Ok(())
+}
+
+pub async fn update_attempt(tx: &mut Tx, tenant: &TenantId, p: &Payment) -> Result<(), StoreError> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "UPDATE payment_attempts SET status = $3, provider_ref = $4, decline_code = $5, failure_message = $6, completed_at = $7
+         WHERE tenant_id = $1 AND id = $2"
+    )
+    .bind(tenant.as_str())
+    .bind(p.id.as_str())
+    .bind(p.status.as_str())
+    .bind(&p.provider_ref)
+    .bind(&p.decline_code)
+    .bind(&p.failure_message)
+    .bind(p.completed_at)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// Attempts whose outcome is not known (timeouts), oldest first.
+pub async fn unknown_attempts(tx: &mut Tx, tenant: &TenantId) -> Result<Vec<Attempt>, StoreError> {
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(select_payment!(
+            "WHERE tenant_id = $1 AND status = 'unknown' ORDER BY id LIMIT 500"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter().map(attempt_from).collect()
+    })
+}
+
+pub async fn list_payments(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    invoice: Option<&InvoiceId>,
+    page: &Page,
+) -> Result<(Vec<Payment>, bool), StoreError> {
+    let rows = on_tx!(tx, |c| {
+        let rows = sqlx::query(select_payment!(
+            "WHERE tenant_id = $1 AND ($2 IS NULL OR invoice_id = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        ))
+        .bind(tenant.as_str())
+        .bind(invoice.map(InvoiceId::as_str))
+        .bind(page.starting_after.as_deref())
+        .bind(page.fetch_limit())
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(|r| attempt_from(r).map(|a| a.payment))
+            .collect::<Result<Vec<_>, _>>()?
+    });
+    Ok(page.split(rows))
+}
