@@ -254,6 +254,9 @@ fn baseline_row(kind: u8, tenant: &str, i: usize, ts: &str, sep: char, null: &st
             null.into(),
             null.into(),
             null.into(),
+            // first_failed_at, awaiting_payment_method
+            null.into(),
+            (if sep == '\t' { "f" } else { "0" }).into(),
         ],
         1 => vec![
             q(tenant),
