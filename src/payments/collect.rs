@@ -4,15 +4,18 @@
 //! Attempts whose outcome is unknown are resolved by asking the provider before any new attempt.
 
 use super::{ChargeRequest, ChargeResult, Payments};
+use crate::domain::customer::{PaymentMethod, Provider};
 use crate::domain::ids::PaymentId;
 use crate::domain::invoice::{Invoice, InvoiceStatus};
 use crate::domain::payment::{AttemptStatus, DeclineKind, FinalAction, Payment};
-use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::subscription::{Subscription, SubscriptionStatus};
 use crate::domain::tenant::Tenant;
+use crate::store::events::NewEvent;
 use crate::store::payments::{self as store, Attempt};
 use crate::store::{Db, StoreError, customers, events, invoices, subscriptions};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CollectSummary {
@@ -29,6 +32,10 @@ impl CollectSummary {
     }
 }
 
+/// Invoices charged per batch: one transaction commits their attempts, the provider calls
+/// run outside any transaction, one transaction records the outcomes.
+const BATCH: i64 = 200;
+
 /// Charges every invoice of the tenant whose next attempt is due by `now`.
 pub async fn collect_due(
     db: &Db,
@@ -38,15 +45,24 @@ pub async fn collect_due(
 ) -> Result<CollectSummary, StoreError> {
     let mut summary = resolve_unknown(db, tenant, payments, now).await?;
     loop {
-        let mut tx = db.read().await?;
-        let due = invoices::due_for_collection(&mut tx, &tenant.id, now, 100).await?;
-        tx.commit().await?;
-        if due.is_empty() {
+        let attempts = claim_batch(db, tenant, now).await?;
+        if attempts.is_empty() {
             break;
         }
-        for inv in due {
-            summary.add(attempt(db, tenant, payments, inv, now).await?);
+        let mut outcomes = Vec::with_capacity(attempts.len());
+        for a in attempts {
+            let method = a.token.clone().map(|token| PaymentMethod {
+                provider: a.payment.provider,
+                token,
+            });
+            let result = match payments.provider_for(method.as_ref()) {
+                Ok((provider, _)) => provider.charge(&request(&a)).await,
+                Err(declined) => declined,
+            };
+            summary.payment_attempts += 1;
+            outcomes.push((a.payment, result));
         }
+        summary.add(record(db, tenant, payments, outcomes, now).await?);
     }
     summary.add(resolve_unknown(db, tenant, payments, now).await?);
     Ok(summary)
@@ -62,23 +78,22 @@ async fn resolve_unknown(
     let mut tx = db.read().await?;
     let unknown = store::unknown_attempts(&mut tx, &tenant.id).await?;
     tx.commit().await?;
-    let mut summary = CollectSummary::default();
+    if unknown.is_empty() {
+        return Ok(CollectSummary::default());
+    }
+    let mut outcomes = Vec::with_capacity(unknown.len());
     for a in unknown {
-        let req = request(&a);
-        let method = a
-            .token
-            .clone()
-            .map(|token| crate::domain::customer::PaymentMethod {
-                provider: a.payment.provider,
-                token,
-            });
+        let method = a.token.clone().map(|token| PaymentMethod {
+            provider: a.payment.provider,
+            token,
+        });
         let result = match payments.provider_for(method.as_ref()) {
-            Ok((provider, _)) => provider.retrieve(&req).await,
+            Ok((provider, _)) => provider.retrieve(&request(&a)).await,
             Err(declined) => declined,
         };
-        summary.add(record(db, tenant, payments, a.payment, result, now).await?);
+        outcomes.push((a.payment, result));
     }
-    Ok(summary)
+    record(db, tenant, payments, outcomes, now).await
 }
 
 fn request(a: &Attempt) -> ChargeRequest {
@@ -92,57 +107,56 @@ fn request(a: &Attempt) -> ChargeRequest {
     }
 }
 
-/// One attempt: intent committed, provider called, outcome recorded.
-async fn attempt(
+/// Commits the intent for a batch of due invoices: an attempt row each (with its idempotency
+/// key), and the invoices taken off the due list. An invoice that already has an attempt in
+/// flight is left to it; a concurrent collector racing for the same invoice fails on the
+/// in-flight unique index and its whole batch rolls back.
+async fn claim_batch(
     db: &Db,
     tenant: &Tenant,
-    payments: &Payments,
-    mut inv: Invoice,
     now: DateTime<Utc>,
-) -> Result<CollectSummary, StoreError> {
+) -> Result<Vec<Attempt>, StoreError> {
     let mut tx = db.begin().await?;
-    let customer = customers::find_customer(&mut tx, &tenant.id, &inv.customer).await?;
-    let method = customer.and_then(|c| c.payment_method);
-    let number = inv.attempt_count + 1;
-    let a = Attempt {
-        payment: Payment {
-            id: PaymentId::generate(),
-            object: "payment",
-            invoice: inv.id.clone(),
-            attempt_number: number,
-            status: AttemptStatus::Pending,
-            amount: inv.amount_due,
-            currency: inv.currency,
-            provider: method
-                .as_ref()
-                .map_or(crate::domain::customer::Provider::Sandbox, |m| m.provider),
-            provider_ref: None,
-            decline_code: None,
-            failure_message: None,
-            created: now,
-            completed_at: None,
-        },
-        idempotency_key: format!("{}-attempt-{number}", inv.id),
-        token: method.as_ref().map(|m| m.token.clone()),
-    };
-    match store::insert_attempt(&mut tx, &tenant.id, &a).await {
-        Ok(()) => {}
-        // Another attempt for this invoice is in flight: it owns the invoice.
-        Err(StoreError::Conflict(_)) => return Ok(CollectSummary::default()),
-        Err(e) => return Err(e),
+    let due = invoices::due_for_collection(&mut tx, &tenant.id, now, BATCH).await?;
+    let customer_ids: Vec<_> = due.iter().map(|i| i.customer.clone()).collect();
+    let methods = customers::payment_methods_of(&mut tx, &tenant.id, &customer_ids).await?;
+    let invoice_ids: Vec<_> = due.iter().map(|i| i.id.clone()).collect();
+    let busy = store::in_flight(&mut tx, &tenant.id, &invoice_ids).await?;
+    let mut attempts = Vec::with_capacity(due.len());
+    for mut inv in due {
+        let method = methods.get(&inv.customer);
+        let number = inv.attempt_count + 1;
+        let a = Attempt {
+            payment: Payment {
+                id: PaymentId::generate(),
+                object: "payment",
+                invoice: inv.id.clone(),
+                attempt_number: number,
+                status: AttemptStatus::Pending,
+                amount: inv.amount_due,
+                currency: inv.currency,
+                provider: method.map_or(Provider::Sandbox, |m| m.provider),
+                provider_ref: None,
+                decline_code: None,
+                failure_message: None,
+                created: now,
+                completed_at: None,
+            },
+            idempotency_key: format!("{}-attempt-{number}", inv.id),
+            token: method.map(|m| m.token.clone()),
+        };
+        // Off the due list either way; an attempt already in flight is resolved by asking the
+        // provider, which sets the next attempt if one is needed.
+        inv.next_payment_attempt = None;
+        if !busy.contains(&inv.id) {
+            store::insert_attempt(&mut tx, &tenant.id, &a).await?;
+            inv.attempt_count = number;
+            attempts.push(a);
+        }
+        invoices::update_collection(&mut tx, &tenant.id, &inv).await?;
     }
-    inv.next_payment_attempt = None;
-    inv.attempt_count = number;
-    invoices::update_collection(&mut tx, &tenant.id, &inv).await?;
     tx.commit().await?;
-
-    let result = match payments.provider_for(method.as_ref()) {
-        Ok((provider, _)) => provider.charge(&request(&a)).await,
-        Err(declined) => declined,
-    };
-    let mut summary = record(db, tenant, payments, a.payment, result, now).await?;
-    summary.payment_attempts += 1;
-    Ok(summary)
+    Ok(attempts)
 }
 
 /// An object as event data (the API's JSON).
@@ -150,33 +164,21 @@ fn data<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
-/// Writes an attempt's outcome and what follows from it for the invoice and subscription.
-async fn record(
-    db: &Db,
-    tenant: &Tenant,
-    payments: &Payments,
-    mut p: Payment,
+/// What an outcome does to the invoice and its subscription (pure): returns the events to write.
+fn apply(
+    plan: &crate::domain::payment::DunningPlan,
+    p: &mut Payment,
+    inv: &mut Invoice,
+    sub: Option<&mut Subscription>,
     result: ChargeResult,
     now: DateTime<Utc>,
-) -> Result<CollectSummary, StoreError> {
+) -> (Vec<(&'static str, serde_json::Value)>, CollectSummary) {
     let mut summary = CollectSummary::default();
-    let mut tx = db.begin().await?;
-    let Some(mut inv) = invoices::find_invoice(&mut tx, &tenant.id, &p.invoice).await? else {
-        return Ok(summary);
-    };
-    let mut sub = match &inv.subscription {
-        Some(id) => subscriptions::find_subscription(&mut tx, &tenant.id, id).await?,
-        None => None,
-    };
-    let before = sub.as_ref().map(|s| s.status);
-    let mut evts: Vec<(&'static str, serde_json::Value)> = Vec::new();
+    let mut evts = Vec::new();
     match result {
         ChargeResult::Unknown { message } => {
             p.status = AttemptStatus::Unknown;
             p.failure_message = Some(message);
-            store::update_attempt(&mut tx, &tenant.id, &p).await?;
-            tx.commit().await?;
-            return Ok(summary);
         }
         ChargeResult::Succeeded { provider_ref } => {
             summary.payments_succeeded += 1;
@@ -191,11 +193,11 @@ async fn record(
                 inv.next_payment_attempt = None;
                 inv.awaiting_payment_method = false;
             }
-            if let Some(s) = sub.as_mut() {
+            if let Some(s) = sub {
                 s.status = s.status.after_successful_payment();
             }
-            evts.push(("payment.succeeded", data(&p)));
-            evts.push(("invoice.paid", data(&inv)));
+            evts.push(("payment.succeeded", data(p)));
+            evts.push(("invoice.paid", data(inv)));
         }
         ChargeResult::Declined {
             code,
@@ -214,47 +216,82 @@ async fn record(
                     inv.awaiting_payment_method = true;
                 }
                 DeclineKind::Soft => {
-                    inv.next_payment_attempt = payments.plan.next_retry(first, inv.attempt_count)
+                    inv.next_payment_attempt = plan.next_retry(first, inv.attempt_count)
                 }
             }
-            if let Some(s) = sub.as_mut() {
-                s.status = s.status.after_failed_payment();
-            }
-            evts.push(("payment.failed", data(&p)));
-            evts.push(("invoice.payment_failed", data(&inv)));
+            evts.push(("payment.failed", data(p)));
+            evts.push(("invoice.payment_failed", data(inv)));
             let exhausted = kind == DeclineKind::Soft
                 && inv.next_payment_attempt.is_none()
                 && inv.status == InvoiceStatus::Open;
-            if exhausted {
-                match payments.plan.final_action {
-                    FinalAction::LeavePastDue => {}
-                    FinalAction::Cancel | FinalAction::MarkUnpaid => {
-                        if let Ok(status) = inv.status.mark_uncollectible() {
-                            inv.status = status;
-                            inv.marked_uncollectible_at = Some(now);
-                            evts.push(("invoice.marked_uncollectible", data(&inv)));
-                        }
-                        if let Some(s) = sub.as_mut() {
-                            if payments.plan.final_action == FinalAction::Cancel
-                                && let Ok(status) = s.status.cancel()
-                            {
-                                s.status = status;
-                                s.canceled_at = Some(now);
-                                s.ended_at = Some(now);
-                                s.next_billing_at = None;
-                            } else if payments.plan.final_action == FinalAction::MarkUnpaid {
-                                s.status = SubscriptionStatus::Unpaid;
-                            }
-                        }
-                    }
+            let cancel = exhausted && plan.final_action == FinalAction::Cancel;
+            let unpaid = exhausted && plan.final_action == FinalAction::MarkUnpaid;
+            if (cancel || unpaid)
+                && let Ok(status) = inv.status.mark_uncollectible()
+            {
+                inv.status = status;
+                inv.marked_uncollectible_at = Some(now);
+                evts.push(("invoice.marked_uncollectible", data(inv)));
+            }
+            if let Some(s) = sub {
+                s.status = s.status.after_failed_payment();
+                if cancel && let Ok(status) = s.status.cancel() {
+                    s.status = status;
+                    s.canceled_at = Some(now);
+                    s.ended_at = Some(now);
+                    s.next_billing_at = None;
+                } else if unpaid {
+                    s.status = SubscriptionStatus::Unpaid;
                 }
             }
         }
     }
-    store::update_attempt(&mut tx, &tenant.id, &p).await?;
-    invoices::update_collection(&mut tx, &tenant.id, &inv).await?;
-    if let Some(s) = &sub
-        && Some(s.status) != before
+    (evts, summary)
+}
+
+/// Writes a batch of outcomes and what follows from them, in one transaction.
+async fn record(
+    db: &Db,
+    tenant: &Tenant,
+    payments: &Payments,
+    outcomes: Vec<(Payment, ChargeResult)>,
+    now: DateTime<Utc>,
+) -> Result<CollectSummary, StoreError> {
+    let mut summary = CollectSummary::default();
+    let mut tx = db.begin().await?;
+    let ids: Vec<_> = outcomes.iter().map(|(p, _)| p.invoice.clone()).collect();
+    let mut invs: HashMap<_, _> = invoices::find_invoice_headers(&mut tx, &tenant.id, &ids)
+        .await?
+        .into_iter()
+        .map(|i| (i.id.clone(), i))
+        .collect();
+    let sub_ids: Vec<_> = invs
+        .values()
+        .filter_map(|i| i.subscription.clone())
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut subs: HashMap<_, _> = subscriptions::find_subscriptions(&mut tx, &tenant.id, &sub_ids)
+        .await?
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    let before: HashMap<_, _> = subs.iter().map(|(id, s)| (id.clone(), s.status)).collect();
+    let mut evts = Vec::new();
+    for (mut p, result) in outcomes {
+        let Some(inv) = invs.get_mut(&p.invoice) else {
+            continue;
+        };
+        let sub = inv.subscription.as_ref().and_then(|id| subs.get_mut(id));
+        let (e, s) = apply(&payments.plan, &mut p, inv, sub, result, now);
+        summary.add(s);
+        evts.extend(e);
+        store::update_attempt(&mut tx, &tenant.id, &p).await?;
+        invoices::update_collection(&mut tx, &tenant.id, inv).await?;
+    }
+    for s in subs
+        .values()
+        .filter(|s| before.get(&s.id) != Some(&s.status))
     {
         subscriptions::update_subscription(&mut tx, &tenant.id, s, now).await?;
         let kind = if s.status == SubscriptionStatus::Canceled {
@@ -264,14 +301,20 @@ async fn record(
         };
         evts.push((kind, data(s)));
     }
-    for (kind, data) in &evts {
-        let id = data
-            .get("id")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned();
-        events::insert_event(&mut tx, &tenant.id, kind, &id, data, now).await?;
-    }
+    let rows: Vec<NewEvent> = evts
+        .into_iter()
+        .map(|(kind, data)| NewEvent {
+            kind,
+            object_id: data
+                .get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            data: data.to_string(),
+            at: now,
+        })
+        .collect();
+    events::insert_events(&mut tx, &tenant.id, &rows).await?;
     tx.commit().await?;
     Ok(summary)
 }

@@ -142,3 +142,34 @@ pub async fn list_customers(
     });
     Ok(page.split(rows))
 }
+
+/// Payment methods of many customers in one query (collection works in batches).
+pub async fn payment_methods_of(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[CustomerId],
+) -> Result<std::collections::HashMap<CustomerId, PaymentMethod>, StoreError> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT id, pm_provider, pm_token FROM customers WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.as_str())
+            .push(" AND pm_token IS NOT NULL AND id IN ");
+        super::push_id_list(&mut q, ids.iter().map(|i| i.as_str()));
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.parsed("id", CustomerId::parse)?,
+                    PaymentMethod {
+                        provider: r.parsed("pm_provider", known(Provider::parse))?,
+                        token: r.text("pm_token")?,
+                    },
+                ))
+            })
+            .collect()
+    })
+}

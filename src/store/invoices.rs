@@ -438,3 +438,21 @@ pub async fn retry_awaiting_method(
     .map(|r| r.rows_affected()))
     .map_err(StoreError::from)
 }
+
+/// Many invoices by id, without their lines (collection needs only the header).
+pub async fn find_invoice_headers(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[InvoiceId],
+) -> Result<Vec<Invoice>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(select_invoice!("WHERE tenant_id = "));
+        q.push_bind(tenant.as_str()).push(" AND id IN ");
+        push_id_list(&mut q, ids.iter().map(|i| i.as_str()));
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter().map(invoice_from).collect()
+    })
+}

@@ -136,3 +136,25 @@ pub async fn list_payments(
     });
     Ok(page.split(rows))
 }
+
+/// Invoices among `ids` that already have an attempt in flight (pending or unknown).
+pub async fn in_flight(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[InvoiceId],
+) -> Result<std::collections::HashSet<InvoiceId>, StoreError> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT invoice_id FROM payment_attempts WHERE status IN ('pending', 'unknown') AND tenant_id = ",
+        );
+        q.push_bind(tenant.as_str()).push(" AND invoice_id IN ");
+        super::push_id_list(&mut q, ids.iter().map(|i| i.as_str()));
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| r.parsed("invoice_id", InvoiceId::parse))
+            .collect()
+    })
+}
