@@ -123,6 +123,7 @@ async fn claim_batch(
     let invoice_ids: Vec<_> = due.iter().map(|i| i.id.clone()).collect();
     let busy = store::in_flight(&mut tx, &tenant.id, &invoice_ids).await?;
     let mut attempts = Vec::with_capacity(due.len());
+    let mut taken = Vec::with_capacity(due.len());
     for mut inv in due {
         let method = methods.get(&inv.customer);
         let number = inv.attempt_count + 1;
@@ -149,12 +150,13 @@ async fn claim_batch(
         // provider, which sets the next attempt if one is needed.
         inv.next_payment_attempt = None;
         if !busy.contains(&inv.id) {
-            store::insert_attempt(&mut tx, &tenant.id, &a).await?;
             inv.attempt_count = number;
             attempts.push(a);
         }
-        invoices::update_collection(&mut tx, &tenant.id, &inv).await?;
+        taken.push(inv);
     }
+    store::insert_attempts(&mut tx, &tenant.id, &attempts).await?;
+    invoices::update_collections(&mut tx, &tenant.id, &taken).await?;
     tx.commit().await?;
     Ok(attempts)
 }
@@ -278,6 +280,7 @@ async fn record(
         .collect();
     let before: HashMap<_, _> = subs.iter().map(|(id, s)| (id.clone(), s.status)).collect();
     let mut evts = Vec::new();
+    let mut recorded = Vec::with_capacity(outcomes.len());
     for (mut p, result) in outcomes {
         let Some(inv) = invs.get_mut(&p.invoice) else {
             continue;
@@ -286,9 +289,11 @@ async fn record(
         let (e, s) = apply(&payments.plan, &mut p, inv, sub, result, now);
         summary.add(s);
         evts.extend(e);
-        store::update_attempt(&mut tx, &tenant.id, &p).await?;
-        invoices::update_collection(&mut tx, &tenant.id, inv).await?;
+        recorded.push(p);
     }
+    store::update_attempts(&mut tx, &tenant.id, &recorded).await?;
+    let changed: Vec<Invoice> = invs.into_values().collect();
+    invoices::update_collections(&mut tx, &tenant.id, &changed).await?;
     for s in subs
         .values()
         .filter(|s| before.get(&s.id) != Some(&s.status))

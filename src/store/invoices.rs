@@ -456,3 +456,39 @@ pub async fn find_invoice_headers(
         rows.iter().map(invoice_from).collect()
     })
 }
+
+/// Writes what collection changes on many invoices, one statement per chunk.
+pub async fn update_collections(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    invoices: &[Invoice],
+) -> Result<(), StoreError> {
+    for chunk in invoices.chunks(500) {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "WITH v (id, status, paid, due, attempts, next_at, paid_at, uncollectible_at, first_failed_at, awaiting) AS (",
+            );
+            q.push_values(chunk, |mut b, i| {
+                b.push_bind(i.id.as_str())
+                    .push_bind(i.status.as_str())
+                    .push_bind(i.amount_paid)
+                    .push_bind(i.amount_due)
+                    .push_bind(i64::from(i.attempt_count))
+                    .push_bind(i.next_payment_attempt)
+                    .push_bind(i.paid_at)
+                    .push_bind(i.marked_uncollectible_at)
+                    .push_bind(i.first_failed_at)
+                    .push_bind(i.awaiting_payment_method);
+            });
+            q.push(
+                ") UPDATE invoices SET status = v.status, amount_paid = v.paid, amount_due = v.due, attempt_count = v.attempts,
+                     next_payment_attempt = v.next_at, paid_at = v.paid_at, marked_uncollectible_at = v.uncollectible_at,
+                     first_failed_at = v.first_failed_at, awaiting_payment_method = v.awaiting
+                 FROM v WHERE invoices.tenant_id = ",
+            );
+            q.push_bind(tenant.as_str()).push(" AND invoices.id = v.id");
+            q.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}

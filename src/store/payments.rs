@@ -48,59 +48,6 @@ fn attempt_from(r: &impl Rec) -> Result<Attempt, StoreError> {
     })
 }
 
-/// Records the intent to charge. The unique index on in-flight attempts per invoice makes a
-/// concurrent second attempt fail here, before any provider call.
-pub async fn insert_attempt(tx: &mut Tx, tenant: &TenantId, a: &Attempt) -> Result<(), StoreError> {
-    let p = &a.payment;
-    on_tx!(tx, |c| {
-        sqlx::query(
-        "INSERT INTO payment_attempts (tenant_id, id, invoice_id, attempt_number, idempotency_key, provider, payment_method, status,
-             amount, currency, provider_ref, decline_code, failure_message, created_at, completed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-    )
-    .bind(tenant.as_str())
-    .bind(p.id.as_str())
-    .bind(p.invoice.as_str())
-    .bind(i64::from(p.attempt_number))
-    .bind(&a.idempotency_key)
-    .bind(p.provider.as_str())
-    .bind(&a.token)
-    .bind(p.status.as_str())
-    .bind(p.amount)
-    .bind(p.currency.code())
-    .bind(&p.provider_ref)
-    .bind(&p.decline_code)
-    .bind(&p.failure_message)
-    .bind(p.created)
-    .bind(p.completed_at)
-    .execute(&mut *c)
-    .await
-    .map(|r| r.rows_affected())
-    .map_err(StoreError::from_write)
-    })?;
-    Ok(())
-}
-
-pub async fn update_attempt(tx: &mut Tx, tenant: &TenantId, p: &Payment) -> Result<(), StoreError> {
-    on_tx!(tx, |c| {
-        sqlx::query(
-        "UPDATE payment_attempts SET status = $3, provider_ref = $4, decline_code = $5, failure_message = $6, completed_at = $7
-         WHERE tenant_id = $1 AND id = $2"
-    )
-    .bind(tenant.as_str())
-    .bind(p.id.as_str())
-    .bind(p.status.as_str())
-    .bind(&p.provider_ref)
-    .bind(&p.decline_code)
-    .bind(&p.failure_message)
-    .bind(p.completed_at)
-    .execute(&mut *c)
-    .await
-    .map(|r| r.rows_affected())
-    })?;
-    Ok(())
-}
-
 /// Attempts whose outcome is not known (timeouts), oldest first.
 pub async fn unknown_attempts(tx: &mut Tx, tenant: &TenantId) -> Result<Vec<Attempt>, StoreError> {
     on_tx!(tx, |c| {
@@ -157,4 +104,70 @@ pub async fn in_flight(
             .map(|r| r.parsed("invoice_id", InvoiceId::parse))
             .collect()
     })
+}
+
+/// Inserts many attempts with multi-row statements.
+pub async fn insert_attempts(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    attempts: &[Attempt],
+) -> Result<(), StoreError> {
+    for chunk in attempts.chunks(500) {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO payment_attempts (tenant_id, id, invoice_id, attempt_number, idempotency_key, provider, payment_method, status,
+                     amount, currency, created_at) ",
+            );
+            q.push_values(chunk, |mut b, a| {
+                b.push_bind(tenant.as_str())
+                    .push_bind(a.payment.id.as_str())
+                    .push_bind(a.payment.invoice.as_str())
+                    .push_bind(i64::from(a.payment.attempt_number))
+                    .push_bind(a.idempotency_key.as_str())
+                    .push_bind(a.payment.provider.as_str())
+                    .push_bind(a.token.as_deref())
+                    .push_bind(a.payment.status.as_str())
+                    .push_bind(a.payment.amount)
+                    .push_bind(a.payment.currency.code())
+                    .push_bind(a.payment.created);
+            });
+            q.build()
+                .execute(&mut *c)
+                .await
+                .map_err(StoreError::from_write)?;
+        });
+    }
+    Ok(())
+}
+
+/// Records many outcomes with one statement per chunk.
+pub async fn update_attempts(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    payments: &[Payment],
+) -> Result<(), StoreError> {
+    for chunk in payments.chunks(500) {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "WITH v (id, status, provider_ref, decline_code, failure_message, completed_at) AS (",
+            );
+            q.push_values(chunk, |mut b, p| {
+                b.push_bind(p.id.as_str())
+                    .push_bind(p.status.as_str())
+                    .push_bind(p.provider_ref.as_deref())
+                    .push_bind(p.decline_code.as_deref())
+                    .push_bind(p.failure_message.as_deref())
+                    .push_bind(p.completed_at);
+            });
+            q.push(
+                ") UPDATE payment_attempts SET status = v.status, provider_ref = v.provider_ref, decline_code = v.decline_code,
+                     failure_message = v.failure_message, completed_at = v.completed_at
+                 FROM v WHERE payment_attempts.tenant_id = ",
+            );
+            q.push_bind(tenant.as_str())
+                .push(" AND payment_attempts.id = v.id");
+            q.build().execute(&mut *c).await?;
+        });
+    }
+    Ok(())
 }
