@@ -43,7 +43,7 @@ pub async fn pay_invoice(
     }
     inv.next_payment_attempt = Some(now);
     inv.awaiting_payment_method = false;
-    invoices::update_collection(&mut tx, &tenant.id, &inv).await?;
+    invoices::update_collections(&mut tx, &tenant.id, std::slice::from_ref(&inv)).await?;
     tx.commit().await?;
     collect_due(db, tenant, payments, now).await?;
     let mut tx = db.read().await?;

@@ -389,36 +389,6 @@ pub async fn next_collection_time(
     })
 }
 
-/// Writes what collection changes on an invoice.
-pub async fn update_collection(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    inv: &Invoice,
-) -> Result<(), StoreError> {
-    on_tx!(tx, |c| {
-        sqlx::query(
-        "UPDATE invoices SET status = $3, amount_paid = $4, amount_due = $5, attempt_count = $6, next_payment_attempt = $7,
-             paid_at = $8, marked_uncollectible_at = $9, first_failed_at = $10, awaiting_payment_method = $11
-         WHERE tenant_id = $1 AND id = $2"
-    )
-    .bind(tenant.as_str())
-    .bind(inv.id.as_str())
-    .bind(inv.status.as_str())
-    .bind(inv.amount_paid)
-    .bind(inv.amount_due)
-    .bind(i64::from(inv.attempt_count))
-    .bind(inv.next_payment_attempt)
-    .bind(inv.paid_at)
-    .bind(inv.marked_uncollectible_at)
-    .bind(inv.first_failed_at)
-    .bind(inv.awaiting_payment_method)
-    .execute(&mut *c)
-    .await
-    .map(|r| r.rows_affected())
-    })?;
-    Ok(())
-}
-
 /// After a customer's payment method changes: hard-declined invoices are due again now.
 pub async fn retry_awaiting_method(
     tx: &mut Tx,
