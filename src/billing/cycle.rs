@@ -459,8 +459,10 @@ pub fn bill_boundary(
     }
 
     let mut event = None;
-    if sub.status == SubscriptionStatus::Trialing && sub.trial_end.is_some_and(|t| t <= at) {
-        next.status = SubscriptionStatus::Active;
+    if sub.trial_end.is_some_and(|t| t <= at)
+        && let Ok(status) = sub.status.trial_ended()
+    {
+        next.status = status;
         event = Some("customer.subscription.updated");
     }
     let (period, stub) = period_starting(sub, at)?;

@@ -35,6 +35,19 @@ pub struct NewSubscription {
     pub proration_behavior: ProrationBehavior,
 }
 
+/// The prices among `ids` that exist, in one query.
+async fn prices_by_id(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    ids: &[PriceId],
+) -> Result<std::collections::HashMap<PriceId, Price>, ServiceError> {
+    Ok(catalogue::prices_by_ids(tx, &tenant.id, ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect())
+}
+
 /// Prices on one subscription must agree on what an invoice can hold: one currency, one billing
 /// interval, recurring, and a tax behaviour that matches the tax rates applied to them.
 fn check_price(
@@ -114,14 +127,17 @@ pub async fn create_subscription(
     let customer = customers::find_customer(&mut tx, &tenant.id, &new.customer)
         .await?
         .ok_or_else(|| ServiceError::missing_in_body("customer", &new.customer, "customer"))?;
+    let mut found_rates =
+        catalogue::tax_rates_by_ids(&mut tx, &tenant.id, &new.default_tax_rates).await?;
     let mut rates = Vec::with_capacity(new.default_tax_rates.len());
     for (i, id) in new.default_tax_rates.iter().enumerate() {
-        let rate = catalogue::find_tax_rate(&mut tx, &tenant.id, id)
-            .await?
+        let at = found_rates
+            .iter()
+            .position(|r| &r.id == id)
             .ok_or_else(|| {
                 ServiceError::missing_in_body("tax_rate", id, format!("default_tax_rates[{i}]"))
             })?;
-        rates.push(rate);
+        rates.push(found_rates.swap_remove(at));
     }
     if rates.iter().filter(|r| r.inclusive).count() > 1 {
         return Err(ServiceError::unprocessable(
@@ -130,10 +146,15 @@ pub async fn create_subscription(
             "at most one inclusive tax rate can apply to a price",
         ));
     }
+    let ids: Vec<PriceId> = new.items.iter().map(|(p, _)| p.clone()).collect();
+    let catalogue_prices = prices_by_id(&mut tx, tenant, &ids).await?;
     let mut prices: Vec<Price> = Vec::with_capacity(new.items.len());
     for (i, (price_id, _)) in new.items.iter().enumerate() {
         let param = format!("items[{i}].price");
-        let price = load_price(&mut tx, tenant, price_id, &param).await?;
+        let price = catalogue_prices
+            .get(price_id)
+            .cloned()
+            .ok_or_else(|| ServiceError::missing_in_body("price", price_id, &param))?;
         check_price(&price, prices.first(), &rates, &param)?;
         if prices.iter().any(|p| p.id == price.id) {
             return Err(ServiceError::invalid(
@@ -310,19 +331,28 @@ pub async fn update_subscription(
             | ItemChangeError::DuplicatePrice(_)
             | ItemChangeError::ItemTwice(_) => ServiceError::invalid("items", e),
         })?;
-        let mut rates = Vec::new();
-        for rate_id in &sub.default_tax_rates {
-            rates.extend(catalogue::find_tax_rate(&mut tx, &tenant.id, rate_id).await?);
-        }
-        let first = load_price(&mut tx, tenant, &before[0].price, "items").await?;
+        let rates =
+            catalogue::tax_rates_by_ids(&mut tx, &tenant.id, &sub.default_tax_rates).await?;
+        let ids: Vec<PriceId> = before
+            .iter()
+            .take(1)
+            .chain(&after)
+            .map(|i| i.price.clone())
+            .collect();
+        let known = prices_by_id(&mut tx, tenant, &ids).await?;
+        let first = known
+            .get(&before[0].price)
+            .ok_or_else(|| ServiceError::missing_in_body("price", &before[0].price, "items"))?;
         let mut checked = Vec::new();
         for (i, item) in after.iter().enumerate() {
             if before.iter().any(|b| b.price == item.price) || checked.contains(&item.price) {
                 continue;
             }
             let param = format!("items[{i}].price");
-            let price = load_price(&mut tx, tenant, &item.price, &param).await?;
-            check_price(&price, Some(&first), &rates, &param)?;
+            let price = known
+                .get(&item.price)
+                .ok_or_else(|| ServiceError::missing_in_body("price", &item.price, &param))?;
+            check_price(price, Some(first), &rates, &param)?;
             checked.push(item.price.clone());
         }
         for gone in before

@@ -394,41 +394,39 @@ pub async fn claim_due(
     after: Option<&(DateTime<Utc>, String)>,
     limit: i64,
 ) -> Result<Vec<Subscription>, StoreError> {
+    // Identical but for the lock: SQLite has one writer and no row locks.
+    macro_rules! claim {
+        ($t:expr, $sql:expr) => {{
+            let rows = sqlx::query($sql)
+                .bind(tenant.as_str())
+                .bind(until)
+                .bind(limit)
+                .bind(after.map(|a| a.0))
+                .bind(after.map(|a| a.1.as_str()))
+                .fetch_all(&mut **$t)
+                .await?;
+            rows.iter()
+                .map(subscription_from)
+                .collect::<Result<Vec<_>, _>>()?
+        }};
+    }
     let mut subs = match tx {
-        Tx::Sqlite(t) => {
-            let rows = sqlx::query(select_subscription!(
+        Tx::Sqlite(t) => claim!(
+            t,
+            select_subscription!(
                 "WHERE tenant_id = $1 AND next_billing_at <= $2 AND status IN ('trialing', 'active', 'past_due', 'unpaid')
                    AND ($4 IS NULL OR next_billing_at > $4 OR (next_billing_at = $4 AND id > $5))
                  ORDER BY next_billing_at, id LIMIT $3"
-            ))
-            .bind(tenant.as_str())
-            .bind(until)
-            .bind(limit)
-            .bind(after.map(|a| a.0))
-            .bind(after.map(|a| a.1.as_str()))
-            .fetch_all(&mut **t)
-            .await?;
-            rows.iter()
-                .map(subscription_from)
-                .collect::<Result<Vec<_>, _>>()?
-        }
-        Tx::Postgres(t) => {
-            let rows = sqlx::query(select_subscription!(
+            )
+        ),
+        Tx::Postgres(t) => claim!(
+            t,
+            select_subscription!(
                 "WHERE tenant_id = $1 AND next_billing_at <= $2 AND status IN ('trialing', 'active', 'past_due', 'unpaid')
                    AND ($4 IS NULL OR next_billing_at > $4 OR (next_billing_at = $4 AND id > $5))
                  ORDER BY next_billing_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
-            ))
-            .bind(tenant.as_str())
-            .bind(until)
-            .bind(limit)
-            .bind(after.map(|a| a.0))
-            .bind(after.map(|a| a.1.as_str()))
-            .fetch_all(&mut **t)
-            .await?;
-            rows.iter()
-                .map(subscription_from)
-                .collect::<Result<Vec<_>, _>>()?
-        }
+            )
+        ),
     };
     let ids: Vec<SubscriptionId> = subs.iter().map(|s| s.id.clone()).collect();
     let mut items = items_of(tx, tenant, &ids).await?;

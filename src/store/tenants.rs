@@ -64,16 +64,6 @@ pub async fn find_tenant_by_key_hash(
     })
 }
 
-pub async fn find_tenant(tx: &mut Tx, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
-    on_tx!(tx, |c| {
-        let row = sqlx::query(select_tenant!("WHERE id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(&mut *c)
-            .await?;
-        row.as_ref().map(tenant_from).transpose()
-    })
-}
-
 /// Moves a test clock forward. The `clock_time < $2` guard makes a concurrent advance to an
 /// earlier time a no-op instead of moving the clock back.
 pub async fn update_tenant_clock(
