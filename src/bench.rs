@@ -253,6 +253,7 @@ async fn seed(
                 payment_method: Some(PaymentMethod {
                     provider: Provider::Sandbox,
                     token: "tok_visa".into(),
+                    customer: None,
                 }),
                 created: start,
                 updated: start,

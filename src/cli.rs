@@ -57,6 +57,26 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Compare a provider's charges with our payments for a window; repair what is safe
+    /// (attempts left unknown that the provider settled, refunds made at the provider) and
+    /// report the rest as a table and as `reconciliation.discrepancy` events.
+    Reconcile {
+        #[arg(long, value_name = "ID", value_parser = parse_tenant)]
+        tenant: TenantId,
+        /// First day (YYYY-MM-DD, UTC) or RFC 3339 instant.
+        #[arg(long, value_name = "DATE", value_parser = parse_day_start)]
+        from: DateTime<Utc>,
+        /// Last day, included (YYYY-MM-DD, UTC) or RFC 3339 instant.
+        #[arg(long, value_name = "DATE", value_parser = parse_day_end)]
+        to: DateTime<Utc>,
+        /// stripe, or sandbox (whose ledger lives in the process that charged, so only an
+        /// in-process run such as the demo sees it).
+        #[arg(long, default_value = "stripe", value_parser = parse_provider)]
+        provider: crate::domain::customer::Provider,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
@@ -94,6 +114,30 @@ enum TenantCommand {
     },
 }
 
+fn parse_provider(s: &str) -> Result<crate::domain::customer::Provider, String> {
+    crate::domain::customer::Provider::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a provider (stripe or sandbox)"))
+}
+
+/// A day's first second, or an exact instant.
+fn parse_day_start(s: &str) -> Result<DateTime<Utc>, String> {
+    match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) => Ok(d.and_time(chrono::NaiveTime::MIN).and_utc()),
+        Err(_) => parse_time(s),
+    }
+}
+
+/// A day's last second, or an exact instant.
+fn parse_day_end(s: &str) -> Result<DateTime<Utc>, String> {
+    match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) => Ok(d
+            .and_hms_opt(23, 59, 59)
+            .map(|t| t.and_utc())
+            .unwrap_or_default()),
+        Err(_) => parse_time(s),
+    }
+}
+
 fn parse_tenant(s: &str) -> Result<TenantId, String> {
     TenantId::parse(s).map_err(|e| e.to_string())
 }
@@ -116,6 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Tenant { .. }
         | Command::Worker
         | Command::RunCycle { .. }
+        | Command::Reconcile { .. }
         | Command::Bench { .. } => None,
     };
     let config = Config::load(
@@ -142,7 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             clock_subscriptions,
             database_url: cli.database_url,
             batch_size: config.scheduler.batch_size,
-            payments: crate::payments::Payments::from_config(&config),
+            payments: crate::payments::Payments::from_config(&config)?,
         };
         return crate::bench::cycle(opts).await;
     }
@@ -155,7 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let results = scheduler::run_once(
                 &db,
                 &config,
-                &crate::payments::Payments::from_config(&config),
+                &crate::payments::Payments::from_config(&config)?,
                 tenant.as_ref(),
                 at,
             )
@@ -182,6 +227,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Reconcile {
+            tenant,
+            from,
+            to,
+            provider,
+            json,
+        } => reconcile(&db, &config, &tenant, provider, from, to, json).await,
         Command::Migrate => {
             println!(
                 "migrations applied to {}",
@@ -216,6 +268,64 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
+async fn reconcile(
+    db: &Db,
+    config: &Config,
+    tenant: &TenantId,
+    provider: crate::domain::customer::Provider,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if from > to {
+        return Err(anyhow::Error::new(UsageError::from(ConfigError::Invalid(
+            "--from must not be after --to".into(),
+        ))));
+    }
+    let mut tx = db.read().await?;
+    let found = crate::store::tenants::find_tenant(&mut tx, tenant.as_str()).await?;
+    tx.commit().await?;
+    let Some(t) = found else {
+        return Err(anyhow::Error::new(UsageError::from(ConfigError::Invalid(
+            format!("no such tenant: {tenant}"),
+        ))));
+    };
+    let payments = crate::payments::Payments::from_config(config)?;
+    let report =
+        crate::payments::reconcile::reconcile(db, &payments, &t, provider, from, to, Utc::now())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "provider charges: {}  matched: {}  our payments: {}  repaired: {}  to review: {}",
+        report.provider_charges,
+        report.matched,
+        report.our_payments,
+        report.repaired,
+        report.findings.iter().filter(|f| !f.repaired).count()
+    );
+    if !report.findings.is_empty() {
+        println!(
+            "{:<26} {:<8} {:<30} {:<34} detail",
+            "finding", "repaired", "provider_ref", "invoice"
+        );
+    }
+    for f in &report.findings {
+        println!(
+            "{:<26} {:<8} {:<30} {:<34} {}",
+            f.kind,
+            if f.repaired { "yes" } else { "no" },
+            f.provider_ref.as_deref().unwrap_or("-"),
+            f.invoice.as_deref().unwrap_or("-"),
+            f.detail
+        );
+    }
+    Ok(())
+}
+
 /// Connects and applies pending migrations, so every command works on a fresh database.
 async fn open(config: &Config) -> anyhow::Result<Db> {
     let url = config.database_url.expose();
@@ -229,7 +339,7 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
     let config = Arc::new(config);
-    let payments = Arc::new(crate::payments::Payments::from_config(&config));
+    let payments = Arc::new(crate::payments::Payments::from_config(&config)?);
     let app = router(AppState {
         db: db.clone(),
         config: config.clone(),
@@ -265,7 +375,7 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
 
 async fn worker(db: Db, config: Config) -> anyhow::Result<()> {
     tracing::info!(cron = %config.scheduler.cron, "recur worker started");
-    let payments = Arc::new(crate::payments::Payments::from_config(&config));
+    let payments = Arc::new(crate::payments::Payments::from_config(&config)?);
     let result = scheduler::run(
         db.clone(),
         Arc::new(config),

@@ -18,6 +18,10 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -48,6 +52,29 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub dunning: DunningConfig,
     pub webhooks: WebhooksConfig,
+    pub stripe: StripeConfig,
+}
+
+/// The Stripe provider. Without a secret key, customers paying through Stripe get a hard
+/// decline `provider_not_configured` and inbound Stripe webhooks are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeConfig {
+    pub api_base: String,
+    pub secret_key: Option<Secret>,
+    /// Pinned `Stripe-Version`: replies keep the shape this client reads.
+    pub api_version: String,
+    /// A request that has not answered in this time is treated as unknown (it may have charged).
+    pub timeout_ms: u64,
+    /// Retries of one request (same idempotency key) after 5xx, 409, 429 or a network error.
+    pub max_network_retries: u32,
+    /// Backoff between those retries: `min(base * 2^(n-1), max)` with jitter.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// Webhook signing secrets (`whsec_…`); several while a rolled secret is still live.
+    pub webhook_secrets: Vec<Secret>,
+    /// Signed timestamps further than this from now, either way, are refused.
+    pub webhook_tolerance_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,13 +200,36 @@ impl Config {
                 message: "must be between 1 and 5000".into(),
             });
         }
-        if self.dunning.retry_days.len() > 10
-            || self.dunning.retry_days.windows(2).any(|w| w[0] >= w[1])
-            || self.dunning.retry_days.iter().any(|d| *d == 0 || *d > 60)
-        {
+        if let Err(message) = crate::domain::payment::DunningPlan::new(
+            self.dunning.retry_days.clone(),
+            self.dunning.final_action,
+        ) {
             return Err(ConfigError::BadValue {
                 key: "dunning.retry_days",
-                message: "must be at most 10 increasing days between 1 and 60".into(),
+                message: message.into(),
+            });
+        }
+        if !(self.stripe.api_base.starts_with("https://")
+            || self.stripe.api_base.starts_with("http://"))
+        {
+            return Err(ConfigError::BadValue {
+                key: "stripe.api_base",
+                message: "must be an http(s) URL".into(),
+            });
+        }
+        if !(1..=600_000).contains(&self.stripe.timeout_ms)
+            || self.stripe.max_network_retries > 10
+            || self.stripe.retry_base_ms > self.stripe.retry_max_ms
+        {
+            return Err(ConfigError::BadValue {
+                key: "stripe",
+                message: "timeout_ms must be 1..600000, max_network_retries at most 10, retry_base_ms at most retry_max_ms".into(),
+            });
+        }
+        if !(1..=3600).contains(&self.stripe.webhook_tolerance_secs) {
+            return Err(ConfigError::BadValue {
+                key: "stripe.webhook_tolerance_secs",
+                message: "must be between 1 and 3600".into(),
             });
         }
         let p = &self.billing.invoice_prefix;

@@ -15,6 +15,7 @@ fn options(database_url: Option<String>) -> CycleOptions {
         batch_size: 100,
         payments: Payments {
             sandbox: Arc::new(Sandbox::default()),
+            stripe: None,
             plan: DunningPlan {
                 retry_days: vec![1, 3, 5, 7],
                 final_action: FinalAction::Cancel,

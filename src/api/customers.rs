@@ -48,6 +48,8 @@ pub struct TaxIdBody {
 pub struct PaymentMethodBody {
     provider: String,
     token: String,
+    /// The provider's customer the method is attached to: required for stripe (`cus_…`).
+    customer: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -176,7 +178,8 @@ fn tax_exempt(s: String) -> Result<TaxExempt, ApiError> {
 }
 
 fn payment_method(p: PaymentMethodBody) -> Result<PaymentMethod, ApiError> {
-    PaymentMethod::parse(&p.provider, &p.token).map_err(|e| ApiError::invalid("payment_method", e))
+    PaymentMethod::parse(&p.provider, &p.token, p.customer.as_deref())
+        .map_err(|e| ApiError::invalid("payment_method", e))
 }
 
 impl TryFrom<CreateCustomer> for NewCustomer {

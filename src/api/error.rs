@@ -46,6 +46,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("the test clock is only available to test-mode tenants")]
     NotTestMode,
+    #[error("{0}")]
+    Webhook(#[from] crate::payments::WebhookError),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -101,6 +103,18 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None)
             }
             ApiError::NotTestMode => (StatusCode::UNPROCESSABLE_ENTITY, "not_test_mode", None),
+            ApiError::Webhook(crate::payments::WebhookError::Unsupported) => {
+                (StatusCode::NOT_FOUND, "route_not_found", None)
+            }
+            ApiError::Webhook(crate::payments::WebhookError::NotConfigured) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "webhook_not_configured",
+                None,
+            ),
+            ApiError::Webhook(crate::payments::WebhookError::BadPayload(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_json", None)
+            }
+            ApiError::Webhook(_) => (StatusCode::BAD_REQUEST, "signature_invalid", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
         }
     }

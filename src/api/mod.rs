@@ -2,6 +2,7 @@
 //! socket. Handlers stay thin: extract, parse into domain input, call a service, respond.
 
 mod catalogue;
+mod credit_notes;
 mod customers;
 pub mod error;
 mod events;
@@ -11,6 +12,7 @@ mod invoices;
 mod openapi;
 mod subscriptions;
 mod usage;
+mod webhooks;
 
 use crate::config::Config;
 use crate::services::tenants::authenticate;
@@ -48,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(usage::routes())
         .merge(events::routes())
         .merge(invoices::routes())
+        .merge(credit_notes::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,
@@ -59,6 +62,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::document))
+        .route(
+            "/webhooks/{provider}",
+            axum::routing::post(webhooks::inbound),
+        )
         .nest("/v1", v1)
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -19,6 +19,8 @@ use utoipa::{Modify, OpenApi};
         super::invoices::list_invoices, super::invoices::get_invoice, super::invoices::void_invoice,
         super::invoices::mark_uncollectible, super::invoices::advance,
         super::invoices::pay_invoice, super::invoices::list_payments,
+        super::credit_notes::create_credit_note, super::credit_notes::get_credit_note, super::credit_notes::list_credit_notes,
+        super::credit_notes::get_dunning, super::credit_notes::put_dunning, super::credit_notes::delete_dunning,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = []))

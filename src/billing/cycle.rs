@@ -382,6 +382,8 @@ fn finish(
         total_tax_amounts: taxes,
         tax_exempt: inputs.tax_exempt,
         amount_paid: 0,
+        amount_credited: 0,
+        amount_refunded: 0,
         amount_due: owed,
         attempt_count: 0,
         // Automatic collection charges as soon as the invoice is final.

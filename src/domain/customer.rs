@@ -67,6 +67,14 @@ pub enum PaymentMethodError {
     UnknownProvider(String),
     #[error("`{0}` is not a {1} payment method token")]
     BadToken(String, &'static str),
+    #[error(
+        "a stripe payment method needs the Stripe customer it is attached to (`customer`: cus_…)"
+    )]
+    MissingCustomer,
+    #[error("`{0}` is not a Stripe customer id (cus_…)")]
+    BadCustomer(String),
+    #[error("only stripe payment methods name a provider customer")]
+    UnexpectedCustomer,
 }
 
 /// A provider token for a payment method. Card data never enters recur (DESIGN invariant 8):
@@ -75,29 +83,49 @@ pub enum PaymentMethodError {
 pub struct PaymentMethod {
     pub provider: Provider,
     pub token: String,
+    /// The customer at the provider the method is attached to (Stripe `cus_…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+}
+
+/// `prefix` followed by 1..=250 letters, digits or underscores.
+fn provider_id(s: &str, prefix: &str) -> bool {
+    s.len() <= 255
+        && s.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
 }
 
 impl PaymentMethod {
-    pub fn parse(provider: &str, token: &str) -> Result<Self, PaymentMethodError> {
+    pub fn parse(
+        provider: &str,
+        token: &str,
+        customer: Option<&str>,
+    ) -> Result<Self, PaymentMethodError> {
         let provider = Provider::parse(provider)
             .ok_or_else(|| PaymentMethodError::UnknownProvider(provider.to_owned()))?;
         let prefix = match provider {
             Provider::Sandbox => "tok_",
             Provider::Stripe => "pm_",
         };
-        let well_formed = token.len() <= 255
-            && token.strip_prefix(prefix).is_some_and(|rest| {
-                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            });
-        if !well_formed {
+        if !provider_id(token, prefix) {
             return Err(PaymentMethodError::BadToken(
                 token.to_owned(),
                 provider.as_str(),
             ));
         }
+        let customer = match (provider, customer) {
+            (Provider::Stripe, None) => return Err(PaymentMethodError::MissingCustomer),
+            (Provider::Stripe, Some(c)) if !provider_id(c, "cus_") => {
+                return Err(PaymentMethodError::BadCustomer(c.to_owned()));
+            }
+            (Provider::Sandbox, Some(_)) => return Err(PaymentMethodError::UnexpectedCustomer),
+            (_, c) => c.map(str::to_owned),
+        };
         Ok(Self {
             provider,
             token: token.to_owned(),
+            customer,
         })
     }
 }
@@ -172,11 +200,17 @@ mod tests {
 
     #[test]
     fn payment_methods_are_provider_tokens_never_card_numbers() {
-        assert!(PaymentMethod::parse("sandbox", "tok_visa").is_ok());
-        assert!(PaymentMethod::parse("stripe", "pm_card_visa").is_ok());
-        assert!(PaymentMethod::parse("sandbox", "4242424242424242").is_err());
-        assert!(PaymentMethod::parse("stripe", "tok_visa").is_err());
-        assert!(PaymentMethod::parse("paypal", "x").is_err());
-        assert!(PaymentMethod::parse("sandbox", "tok_").is_err());
+        assert!(PaymentMethod::parse("sandbox", "tok_visa", None).is_ok());
+        assert!(PaymentMethod::parse("stripe", "pm_card_visa", Some("cus_1")).is_ok());
+        assert!(PaymentMethod::parse("sandbox", "4242424242424242", None).is_err());
+        assert!(PaymentMethod::parse("stripe", "tok_visa", Some("cus_1")).is_err());
+        assert!(PaymentMethod::parse("paypal", "x", None).is_err());
+        assert!(PaymentMethod::parse("sandbox", "tok_", None).is_err());
+        assert_eq!(
+            PaymentMethod::parse("stripe", "pm_card_visa", None),
+            Err(PaymentMethodError::MissingCustomer)
+        );
+        assert!(PaymentMethod::parse("stripe", "pm_card_visa", Some("acct_1")).is_err());
+        assert!(PaymentMethod::parse("sandbox", "tok_visa", Some("cus_1")).is_err());
     }
 }

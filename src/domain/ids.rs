@@ -81,6 +81,7 @@ prefixed_id!(EventId, "evt", "event");
 prefixed_id!(InvoiceId, "in", "invoice");
 prefixed_id!(InvoiceLineId, "il", "invoice line");
 prefixed_id!(PaymentId, "pay", "payment");
+prefixed_id!(CreditNoteId, "cn", "credit note");
 
 #[cfg(test)]
 mod tests {

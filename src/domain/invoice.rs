@@ -208,6 +208,11 @@ pub struct Invoice {
     pub total_tax_amounts: Vec<TaxAmount>,
     pub tax_exempt: TaxExempt,
     pub amount_paid: i64,
+    /// Credit notes against this invoice: before payment they lower `amount_due`, after it
+    /// they are refunded or settled outside recur.
+    pub amount_credited: i64,
+    /// Of `amount_paid`, what was given back through the payment provider.
+    pub amount_refunded: i64,
     pub amount_due: i64,
     pub attempt_count: u32,
     pub next_payment_attempt: Option<DateTime<Utc>>,

@@ -2,6 +2,7 @@
 //! reverse.
 
 pub mod contact;
+pub mod credit_note;
 pub mod currency;
 pub mod customer;
 pub mod ids;

@@ -60,6 +60,8 @@ pub struct Payment {
     pub attempt_number: u32,
     pub status: AttemptStatus,
     pub amount: i64,
+    /// Given back through refunds (credit notes, or the provider's dashboard).
+    pub amount_refunded: i64,
     pub currency: Currency,
     pub provider: Provider,
     /// The provider's id for the charge, once known.
@@ -82,14 +84,47 @@ pub enum FinalAction {
     MarkUnpaid,
 }
 
+impl FinalAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalAction::Cancel => "cancel",
+            FinalAction::LeavePastDue => "leave_past_due",
+            FinalAction::MarkUnpaid => "mark_unpaid",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cancel" => Some(FinalAction::Cancel),
+            "leave_past_due" => Some(FinalAction::LeavePastDue),
+            "mark_unpaid" => Some(FinalAction::MarkUnpaid),
+            _ => None,
+        }
+    }
+}
+
 /// Retries counted in days after the first failure (default 1, 3, 5, 7: five attempts in all).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DunningPlan {
     pub retry_days: Vec<u32>,
     pub final_action: FinalAction,
 }
 
 impl DunningPlan {
+    /// A plan with at most 10 strictly increasing retry days between 1 and 60.
+    pub fn new(retry_days: Vec<u32>, final_action: FinalAction) -> Result<Self, &'static str> {
+        if retry_days.len() > 10
+            || retry_days.windows(2).any(|w| w[0] >= w[1])
+            || retry_days.iter().any(|d| *d == 0 || *d > 60)
+        {
+            return Err("retry_days must be at most 10 increasing days between 1 and 60");
+        }
+        Ok(DunningPlan {
+            retry_days,
+            final_action,
+        })
+    }
+
     /// When to try again after `failures` failed attempts, the first at `first_failed_at`;
     /// `None` when the plan is exhausted.
     pub fn next_retry(

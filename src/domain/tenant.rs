@@ -1,6 +1,7 @@
 //! Tenants: the SaaS companies billing through one recur installation.
 
 use super::ids::TenantId;
+use super::payment::DunningPlan;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -37,6 +38,8 @@ pub struct Tenant {
     /// The frozen test clock; `None` for live tenants, which follow the system clock.
     pub clock_time: Option<DateTime<Utc>>,
     pub invoice_prefix: String,
+    /// The tenant's own dunning plan; `None` follows the installation's `[dunning]` config.
+    pub dunning: Option<DunningPlan>,
     pub created: DateTime<Utc>,
 }
 

@@ -7,12 +7,12 @@ use super::{ChargeRequest, ChargeResult, Payments};
 use crate::domain::customer::{PaymentMethod, Provider};
 use crate::domain::ids::PaymentId;
 use crate::domain::invoice::{Invoice, InvoiceStatus};
-use crate::domain::payment::{AttemptStatus, DeclineKind, FinalAction, Payment};
+use crate::domain::payment::{AttemptStatus, DeclineKind, DunningPlan, FinalAction, Payment};
 use crate::domain::subscription::{Subscription, SubscriptionStatus};
 use crate::domain::tenant::Tenant;
 use crate::store::events::NewEvent;
 use crate::store::payments::{self as store, Attempt};
-use crate::store::{Db, StoreError, customers, events, invoices, subscriptions};
+use crate::store::{Db, StoreError, Tx, customers, events, invoices, subscriptions};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -51,12 +51,8 @@ pub async fn collect_due(
         }
         let mut outcomes = Vec::with_capacity(attempts.len());
         for a in attempts {
-            let method = a.token.clone().map(|token| PaymentMethod {
-                provider: a.payment.provider,
-                token,
-            });
-            let result = match payments.provider_for(method.as_ref()) {
-                Ok((provider, _)) => provider.charge(&request(&a)).await,
+            let result = match payments.provider_for(method_of(&a).as_ref()) {
+                Ok(provider) => provider.charge(&request(tenant, &a)).await,
                 Err(declined) => declined,
             };
             summary.payment_attempts += 1;
@@ -65,6 +61,7 @@ pub async fn collect_due(
         summary.add(record(db, tenant, payments, outcomes, now).await?);
     }
     summary.add(resolve_unknown(db, tenant, payments, now).await?);
+    super::refunds::resolve_refunds(db, payments, tenant, now).await?;
     Ok(summary)
 }
 
@@ -83,12 +80,8 @@ async fn resolve_unknown(
     }
     let mut outcomes = Vec::with_capacity(unknown.len());
     for a in unknown {
-        let method = a.token.clone().map(|token| PaymentMethod {
-            provider: a.payment.provider,
-            token,
-        });
-        let result = match payments.provider_for(method.as_ref()) {
-            Ok((provider, _)) => provider.retrieve(&request(&a)).await,
+        let result = match payments.provider_for(method_of(&a).as_ref()) {
+            Ok(provider) => provider.retrieve(&request(tenant, &a)).await,
             Err(declined) => declined,
         };
         outcomes.push((a.payment, result));
@@ -96,14 +89,26 @@ async fn resolve_unknown(
     record(db, tenant, payments, outcomes, now).await
 }
 
-fn request(a: &Attempt) -> ChargeRequest {
+/// The payment method the attempt was made with.
+fn method_of(a: &Attempt) -> Option<PaymentMethod> {
+    a.token.clone().map(|token| PaymentMethod {
+        provider: a.payment.provider,
+        token,
+        customer: a.provider_customer.clone(),
+    })
+}
+
+pub(super) fn request(tenant: &Tenant, a: &Attempt) -> ChargeRequest {
     ChargeRequest {
         idempotency_key: a.idempotency_key.clone(),
+        tenant: tenant.id.clone(),
         invoice: a.payment.invoice.clone(),
         attempt_number: a.payment.attempt_number,
         amount: a.payment.amount,
         currency: a.payment.currency,
         token: a.token.clone().unwrap_or_default(),
+        provider_customer: a.provider_customer.clone(),
+        provider_ref: a.payment.provider_ref.clone(),
     }
 }
 
@@ -135,6 +140,7 @@ async fn claim_batch(
                 attempt_number: number,
                 status: AttemptStatus::Pending,
                 amount: inv.amount_due,
+                amount_refunded: 0,
                 currency: inv.currency,
                 provider: method.map_or(Provider::Sandbox, |m| m.provider),
                 provider_ref: None,
@@ -145,6 +151,7 @@ async fn claim_batch(
             },
             idempotency_key: format!("{}-attempt-{number}", inv.id),
             token: method.map(|m| m.token.clone()),
+            provider_customer: method.and_then(|m| m.customer.clone()),
         };
         // Off the due list either way; an attempt already in flight is resolved by asking the
         // provider, which sets the next attempt if one is needed.
@@ -168,7 +175,7 @@ fn data<T: Serialize>(v: &T) -> serde_json::Value {
 
 /// What an outcome does to the invoice and its subscription (pure): returns the events to write.
 fn apply(
-    plan: &crate::domain::payment::DunningPlan,
+    plan: &DunningPlan,
     p: &mut Payment,
     inv: &mut Invoice,
     sub: Option<&mut Subscription>,
@@ -178,9 +185,13 @@ fn apply(
     let mut summary = CollectSummary::default();
     let mut evts = Vec::new();
     match result {
-        ChargeResult::Unknown { message } => {
+        ChargeResult::Unknown {
+            message,
+            provider_ref,
+        } => {
             p.status = AttemptStatus::Unknown;
             p.failure_message = Some(message);
+            p.provider_ref = provider_ref.or(p.provider_ref.take());
         }
         ChargeResult::Succeeded { provider_ref } => {
             summary.payments_succeeded += 1;
@@ -205,9 +216,11 @@ fn apply(
             code,
             kind,
             message,
+            provider_ref,
         } => {
             summary.payments_failed += 1;
             p.status = AttemptStatus::Failed;
+            p.provider_ref = provider_ref.or(p.provider_ref.take());
             p.decline_code = Some(code);
             p.failure_message = Some(message);
             p.completed_at = Some(now);
@@ -259,10 +272,24 @@ async fn record(
     outcomes: Vec<(Payment, ChargeResult)>,
     now: DateTime<Utc>,
 ) -> Result<CollectSummary, StoreError> {
-    let mut summary = CollectSummary::default();
     let mut tx = db.begin().await?;
+    let summary = record_in(&mut tx, tenant, payments.plan_for(tenant), outcomes, now).await?;
+    tx.commit().await?;
+    Ok(summary)
+}
+
+/// Writes outcomes inside the caller's transaction (webhooks and reconciliation commit them
+/// with their own bookkeeping).
+pub(super) async fn record_in(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    plan: &DunningPlan,
+    outcomes: Vec<(Payment, ChargeResult)>,
+    now: DateTime<Utc>,
+) -> Result<CollectSummary, StoreError> {
+    let mut summary = CollectSummary::default();
     let ids: Vec<_> = outcomes.iter().map(|(p, _)| p.invoice.clone()).collect();
-    let mut invs: HashMap<_, _> = invoices::find_invoice_headers(&mut tx, &tenant.id, &ids)
+    let mut invs: HashMap<_, _> = invoices::find_invoice_headers(tx, &tenant.id, &ids)
         .await?
         .into_iter()
         .map(|i| (i.id.clone(), i))
@@ -273,7 +300,7 @@ async fn record(
         .collect::<std::collections::HashSet<_>>()
         .into_iter()
         .collect();
-    let mut subs: HashMap<_, _> = subscriptions::find_subscriptions(&mut tx, &tenant.id, &sub_ids)
+    let mut subs: HashMap<_, _> = subscriptions::find_subscriptions(tx, &tenant.id, &sub_ids)
         .await?
         .into_iter()
         .map(|s| (s.id.clone(), s))
@@ -286,19 +313,19 @@ async fn record(
             continue;
         };
         let sub = inv.subscription.as_ref().and_then(|id| subs.get_mut(id));
-        let (e, s) = apply(&payments.plan, &mut p, inv, sub, result, now);
+        let (e, s) = apply(plan, &mut p, inv, sub, result, now);
         summary.add(s);
         evts.extend(e);
         recorded.push(p);
     }
-    store::update_attempts(&mut tx, &tenant.id, &recorded).await?;
+    store::update_attempts(tx, &tenant.id, &recorded).await?;
     let changed: Vec<Invoice> = invs.into_values().collect();
-    invoices::update_collections(&mut tx, &tenant.id, &changed).await?;
+    invoices::update_collections(tx, &tenant.id, &changed).await?;
     for s in subs
         .values()
         .filter(|s| before.get(&s.id) != Some(&s.status))
     {
-        subscriptions::update_subscription(&mut tx, &tenant.id, s, now).await?;
+        subscriptions::update_subscription(tx, &tenant.id, s, now).await?;
         let kind = if s.status == SubscriptionStatus::Canceled {
             "customer.subscription.deleted"
         } else {
@@ -319,7 +346,6 @@ async fn record(
             at: now,
         })
         .collect();
-    events::insert_events(&mut tx, &tenant.id, &rows).await?;
-    tx.commit().await?;
+    events::insert_events(tx, &tenant.id, &rows).await?;
     Ok(summary)
 }

@@ -1,13 +1,19 @@
-//! Payments: the `PaymentProvider` trait, the providers, and collection with dunning.
-//! Provider wire types and statuses stay inside each provider's module.
+//! Payments: the `PaymentProvider` trait, the providers, collection with dunning, and keeping
+//! our records in sync with the provider (webhooks, reconciliation, refunds). Provider wire
+//! types and statuses stay inside each provider's module; the rest of recur sees the types here.
 
 pub mod collect;
+pub mod reconcile;
+pub mod refunds;
 pub mod sandbox;
+pub mod stripe;
+pub mod webhooks;
 
 use crate::domain::currency::Currency;
 use crate::domain::customer::{PaymentMethod, Provider};
-use crate::domain::ids::InvoiceId;
+use crate::domain::ids::{InvoiceId, TenantId};
 use crate::domain::payment::{DeclineKind, DunningPlan};
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 /// One charge as the provider sees it. The idempotency key is derived from (invoice, attempt
@@ -15,11 +21,17 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeRequest {
     pub idempotency_key: String,
+    pub tenant: TenantId,
     pub invoice: InvoiceId,
     pub attempt_number: u32,
     pub amount: i64,
     pub currency: Currency,
+    /// The payment method at the provider (`tok_…`, `pm_…`).
     pub token: String,
+    /// The customer at the provider (Stripe `cus_…`), for providers that need one.
+    pub provider_customer: Option<String>,
+    /// The provider's id for this attempt when an earlier answer gave one.
+    pub provider_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,31 +43,180 @@ pub enum ChargeResult {
         code: String,
         kind: DeclineKind,
         message: String,
+        provider_ref: Option<String>,
     },
-    /// The request may have charged (timeout after sending): ask the provider later.
+    /// The request may have charged (a timeout after sending, a 5xx, a charge still
+    /// processing): ask the provider later, never charge blind.
+    Unknown {
+        message: String,
+        provider_ref: Option<String>,
+    },
+}
+
+impl ChargeResult {
+    fn hard(code: &str, message: &str) -> Self {
+        ChargeResult::Declined {
+            code: code.into(),
+            kind: DeclineKind::Hard,
+            message: message.into(),
+            provider_ref: None,
+        }
+    }
+}
+
+/// A refund of (part of) a charge, with its own idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub idempotency_key: String,
+    /// The charge's provider reference (a Stripe PaymentIntent).
+    pub provider_ref: String,
+    pub amount: i64,
+    pub currency: Currency,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundResult {
+    Succeeded {
+        refund_ref: String,
+    },
+    /// Accepted, money not back yet (`charge.refunded` confirms it).
+    Pending {
+        refund_ref: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+    /// No definite answer: sent again later with the same key.
     Unknown {
         message: String,
     },
 }
 
+/// A charge as the provider's own records show it (reconciliation, webhooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCharge {
+    pub provider_ref: String,
+    pub status: ChargeStatus,
+    pub amount: i64,
+    pub currency: Option<Currency>,
+    pub amount_refunded: i64,
+    /// What recur wrote into the charge's metadata; `None` for charges recur did not make.
+    pub tenant: Option<String>,
+    pub invoice: Option<String>,
+    pub attempt_key: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeStatus {
+    Succeeded,
+    Processing,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargePage {
+    pub charges: Vec<ProviderCharge>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<String>,
+}
+
+/// An inbound provider event, verified and mapped to what recur acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderEvent {
+    pub id: String,
+    pub kind: String,
+    pub change: EventChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventChange {
+    Succeeded(ProviderCharge),
+    Failed {
+        charge: ProviderCharge,
+        code: String,
+        kind: DeclineKind,
+        message: String,
+    },
+    /// `amount_refunded` is the running total the provider holds for the charge.
+    Refunded(ProviderCharge),
+    /// Verified, but nothing recur tracks (acknowledged and recorded).
+    Ignored,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("this provider sends no webhooks")]
+    Unsupported,
+    #[error("no webhook signing secret is configured")]
+    NotConfigured,
+    #[error("missing Stripe-Signature header")]
+    MissingSignature,
+    #[error("malformed signature header: {0}")]
+    Malformed(&'static str),
+    #[error("timestamp outside the tolerance of {0} seconds")]
+    Stale(i64),
+    #[error("no signature matches the payload")]
+    Mismatch,
+    #[error("the event is not valid JSON of the expected shape: {0}")]
+    BadPayload(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProviderError(pub String);
+
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync {
     async fn charge(&self, req: &ChargeRequest) -> ChargeResult;
-    /// The outcome of an earlier request with the same idempotency key, without charging.
+    /// The outcome of the attempt with this idempotency key, to resolve an `unknown` one.
+    /// Never a second charge: a provider that can only learn it by re-sending does so with the
+    /// same key, which replays the first outcome.
     async fn retrieve(&self, req: &ChargeRequest) -> ChargeResult;
+    async fn refund(&self, req: &RefundRequest) -> RefundResult;
+    /// Charges created in `[from, to]`, a page at a time (reconciliation).
+    async fn list_charges(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        starting_after: Option<&str>,
+    ) -> Result<ChargePage, ProviderError>;
+    /// Verifies an inbound webhook on its raw body and maps it.
+    fn parse_webhook(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<ProviderEvent, WebhookError>;
 }
 
-/// The providers this installation can charge through, and the dunning plan.
+/// The providers this installation can charge through, and the default dunning plan.
 pub struct Payments {
     pub sandbox: Arc<sandbox::Sandbox>,
+    pub stripe: Option<Arc<stripe::Stripe>>,
     pub plan: DunningPlan,
 }
 
 impl Payments {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Payments {
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, reqwest::Error> {
+        Ok(Payments {
             sandbox: Arc::new(sandbox::Sandbox::default()),
+            stripe: stripe::Stripe::from_config(&config.stripe)?.map(Arc::new),
             plan: config.dunning.plan(),
+        })
+    }
+
+    /// The tenant's dunning plan, or the installation's.
+    pub fn plan_for<'a>(&'a self, tenant: &'a crate::domain::tenant::Tenant) -> &'a DunningPlan {
+        tenant.dunning.as_ref().unwrap_or(&self.plan)
+    }
+
+    pub fn provider(&self, provider: Provider) -> Option<&dyn PaymentProvider> {
+        match provider {
+            Provider::Sandbox => Some(self.sandbox.as_ref()),
+            Provider::Stripe => self.stripe.as_deref().map(|s| s as &dyn PaymentProvider),
         }
     }
 
@@ -64,25 +225,18 @@ impl Payments {
     pub fn provider_for(
         &self,
         method: Option<&PaymentMethod>,
-    ) -> Result<(&dyn PaymentProvider, String), ChargeResult> {
-        match method {
-            Some(PaymentMethod {
-                provider: Provider::Sandbox,
-                token,
-            }) => Ok((self.sandbox.as_ref(), token.clone())),
-            Some(PaymentMethod {
-                provider: Provider::Stripe,
-                ..
-            }) => Err(ChargeResult::Declined {
-                code: "provider_not_configured".into(),
-                kind: DeclineKind::Hard,
-                message: "the stripe provider is not available in this build".into(),
-            }),
-            None => Err(ChargeResult::Declined {
-                code: "no_payment_method".into(),
-                kind: DeclineKind::Hard,
-                message: "the customer has no payment method".into(),
-            }),
-        }
+    ) -> Result<&dyn PaymentProvider, ChargeResult> {
+        let Some(method) = method else {
+            return Err(ChargeResult::hard(
+                "no_payment_method",
+                "the customer has no payment method",
+            ));
+        };
+        self.provider(method.provider).ok_or_else(|| {
+            ChargeResult::hard(
+                "provider_not_configured",
+                "this installation has no Stripe secret key (stripe.secret_key)",
+            )
+        })
     }
 }

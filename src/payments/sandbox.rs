@@ -1,50 +1,90 @@
 //! The sandbox provider: in-process and deterministic, keyed by idempotency key, with a ledger
-//! of the charges that really happened so tests can count them.
+//! of the charges and refunds that really happened so tests can count them.
 //!
 //! Tokens: `tok_visa` succeeds; `tok_insufficient_funds` always soft-declines;
 //! `tok_expired_card` hard-declines; `tok_retry_succeeds` soft-declines on an invoice's first
 //! attempt and succeeds after; `tok_timeout` charges but answers as if the connection timed out
 //! on the first call for a key, so the attempt is unknown until retrieved. Other tokens
-//! hard-decline as `invalid_account`.
+//! hard-decline as `invalid_account`. The ledger lives in the process that charged; it sends no
+//! webhooks.
 
-use super::{ChargeRequest, ChargeResult, PaymentProvider};
-use crate::domain::ids::InvoiceId;
+use super::{
+    ChargePage, ChargeRequest, ChargeResult, ChargeStatus, PaymentProvider, ProviderCharge,
+    ProviderError, ProviderEvent, RefundRequest, RefundResult, WebhookError,
+};
+use crate::domain::currency::Currency;
+use crate::domain::ids::{InvoiceId, TenantId};
 use crate::domain::payment::DeclineKind;
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxCharge {
+    pub tenant: TenantId,
     pub invoice: InvoiceId,
     pub amount: i64,
+    pub currency: Currency,
+    pub refunded: i64,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// Charges by idempotency key: the same key never charges twice.
+    charges: BTreeMap<String, SandboxCharge>,
+    /// Refunds by their idempotency key: (charge key, amount).
+    refunds: HashMap<String, (String, i64)>,
+    answered: HashSet<String>,
 }
 
 #[derive(Default)]
 pub struct Sandbox {
-    /// Charges by idempotency key: the same key never charges twice.
-    ledger: Mutex<HashMap<String, SandboxCharge>>,
-    answered: Mutex<HashSet<String>>,
+    ledger: Mutex<Ledger>,
 }
 
+const REF_PREFIX: &str = "sbx_";
+
 impl Sandbox {
+    fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        // A panic while holding the lock cannot leave the maps half-written: every change is
+        // one insert. Keep serving.
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Charges that really happened, for one invoice.
     pub fn charges_for(&self, invoice: &InvoiceId) -> usize {
-        self.ledger
-            .lock()
-            .map(|l| l.values().filter(|c| &c.invoice == invoice).count())
-            .unwrap_or(0)
+        self.ledger()
+            .charges
+            .values()
+            .filter(|c| &c.invoice == invoice)
+            .count()
+    }
+
+    /// Money given back for one invoice.
+    pub fn refunded_for(&self, invoice: &InvoiceId) -> i64 {
+        self.ledger()
+            .charges
+            .values()
+            .filter(|c| &c.invoice == invoice)
+            .map(|c| c.refunded)
+            .sum()
     }
 
     fn record(&self, req: &ChargeRequest) -> ChargeResult {
-        if let Ok(mut l) = self.ledger.lock() {
-            l.entry(req.idempotency_key.clone())
-                .or_insert(SandboxCharge {
-                    invoice: req.invoice.clone(),
-                    amount: req.amount,
-                });
-        }
+        self.ledger()
+            .charges
+            .entry(req.idempotency_key.clone())
+            .or_insert_with(|| SandboxCharge {
+                tenant: req.tenant.clone(),
+                invoice: req.invoice.clone(),
+                amount: req.amount,
+                currency: req.currency,
+                refunded: 0,
+                created: Utc::now(),
+            });
         ChargeResult::Succeeded {
-            provider_ref: format!("sbx_{}", req.idempotency_key),
+            provider_ref: format!("{REF_PREFIX}{}", req.idempotency_key),
         }
     }
 
@@ -53,6 +93,7 @@ impl Sandbox {
             code: code.into(),
             kind,
             message: message.into(),
+            provider_ref: None,
         }
     }
 }
@@ -78,14 +119,11 @@ impl PaymentProvider for Sandbox {
             "tok_retry_succeeds" => self.record(req),
             "tok_timeout" => {
                 let outcome = self.record(req);
-                let first = self
-                    .answered
-                    .lock()
-                    .map(|mut a| a.insert(req.idempotency_key.clone()))
-                    .unwrap_or(false);
+                let first = self.ledger().answered.insert(req.idempotency_key.clone());
                 if first {
                     ChargeResult::Unknown {
                         message: "timed out after the request was sent".into(),
+                        provider_ref: None,
                     }
                 } else {
                     outcome
@@ -100,11 +138,7 @@ impl PaymentProvider for Sandbox {
     }
 
     async fn retrieve(&self, req: &ChargeRequest) -> ChargeResult {
-        let charged = self
-            .ledger
-            .lock()
-            .map(|l| l.contains_key(&req.idempotency_key))
-            .unwrap_or(false);
+        let charged = self.ledger().charges.contains_key(&req.idempotency_key);
         // tok_timeout always charges: after a restart the ledger is empty but the charge is real.
         if charged || req.token == "tok_timeout" {
             self.record(req)
@@ -115,5 +149,73 @@ impl PaymentProvider for Sandbox {
                 "no charge was made for this attempt",
             )
         }
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> RefundResult {
+        let mut ledger = self.ledger();
+        let refund_ref = format!("{REF_PREFIX}re_{}", req.idempotency_key);
+        if ledger.refunds.contains_key(&req.idempotency_key) {
+            return RefundResult::Succeeded { refund_ref };
+        }
+        let key = req
+            .provider_ref
+            .strip_prefix(REF_PREFIX)
+            .unwrap_or_default()
+            .to_owned();
+        let Some(charge) = ledger.charges.get_mut(&key) else {
+            return RefundResult::Failed {
+                code: "resource_missing".into(),
+                message: format!("no charge {}", req.provider_ref),
+            };
+        };
+        if req.amount <= 0 || charge.refunded + req.amount > charge.amount {
+            return RefundResult::Failed {
+                code: "amount_too_large".into(),
+                message: "the refund is larger than what is left of the charge".into(),
+            };
+        }
+        charge.refunded += req.amount;
+        ledger
+            .refunds
+            .insert(req.idempotency_key.clone(), (key, req.amount));
+        RefundResult::Succeeded { refund_ref }
+    }
+
+    async fn list_charges(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        _starting_after: Option<&str>,
+    ) -> Result<ChargePage, ProviderError> {
+        let charges = self
+            .ledger()
+            .charges
+            .iter()
+            .filter(|(_, c)| c.created >= from && c.created <= to)
+            .map(|(key, c)| ProviderCharge {
+                provider_ref: format!("{REF_PREFIX}{key}"),
+                status: ChargeStatus::Succeeded,
+                amount: c.amount,
+                currency: Some(c.currency),
+                amount_refunded: c.refunded,
+                tenant: Some(c.tenant.to_string()),
+                invoice: Some(c.invoice.to_string()),
+                attempt_key: Some(key.clone()),
+                created: c.created,
+            })
+            .collect();
+        Ok(ChargePage {
+            charges,
+            next: None,
+        })
+    }
+
+    fn parse_webhook(
+        &self,
+        _signature: Option<&str>,
+        _body: &[u8],
+        _now: DateTime<Utc>,
+    ) -> Result<ProviderEvent, WebhookError> {
+        Err(WebhookError::Unsupported)
     }
 }

@@ -46,6 +46,7 @@ pub async fn create_tenant(
             Mode::Live => None,
         },
         invoice_prefix: invoice_prefix.to_owned(),
+        dunning: None,
         created: now,
     };
     let key = new_api_key(mode);
@@ -61,4 +62,27 @@ pub async fn authenticate(db: &Db, api_key: &str) -> Result<Option<Tenant>, Serv
     let tenant = tenants::find_tenant_by_key_hash(&mut tx, &hash_api_key(api_key)).await?;
     tx.commit().await?;
     Ok(tenant)
+}
+
+/// Sets the tenant's own dunning plan (`None`: follow the installation's config), with an
+/// event in the same transaction.
+pub async fn set_dunning(
+    db: &Db,
+    tenant: &Tenant,
+    plan: Option<&crate::domain::payment::DunningPlan>,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let mut tx = db.begin().await?;
+    crate::store::tenants::update_tenant_dunning(&mut tx, &tenant.id, plan).await?;
+    crate::store::events::insert_event(
+        &mut tx,
+        &tenant.id,
+        "tenant.dunning_updated",
+        tenant.id.as_str(),
+        &serde_json::json!({ "retry_days": plan.map(|p| &p.retry_days), "final_action": plan.map(|p| p.final_action) }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -254,9 +254,11 @@ fn baseline_row(kind: u8, tenant: &str, i: usize, ts: &str, sep: char, null: &st
             null.into(),
             null.into(),
             null.into(),
-            // first_failed_at, awaiting_payment_method
+            // first_failed_at, awaiting_payment_method, amount_credited, amount_refunded
             null.into(),
             (if sep == '\t' { "f" } else { "0" }).into(),
+            "0".into(),
+            "0".into(),
         ],
         1 => vec![
             q(tenant),

@@ -8,7 +8,7 @@ use crate::domain::ids::{CustomerId, TenantId};
 macro_rules! select_customer {
     ($filter:literal) => {
         concat!(
-            "SELECT id, external_id, name, email, currency, locale, address, tax_ids, tax_exempt, pm_provider, pm_token, created_at, updated_at FROM customers ",
+            "SELECT id, external_id, name, email, currency, locale, address, tax_ids, tax_exempt, pm_provider, pm_token, pm_customer, created_at, updated_at FROM customers ",
             $filter
         )
     };
@@ -19,7 +19,11 @@ fn customer_from(r: &impl Rec) -> Result<Customer, StoreError> {
         r.opt_parsed("pm_provider", known(Provider::parse))?,
         r.opt_text("pm_token")?,
     ) {
-        (Some(provider), Some(token)) => Some(PaymentMethod { provider, token }),
+        (Some(provider), Some(token)) => Some(PaymentMethod {
+            provider,
+            token,
+            customer: r.opt_text("pm_customer")?,
+        }),
         (None, None) | (Some(_), None) | (None, Some(_)) => None,
     };
     Ok(Customer {
@@ -48,8 +52,8 @@ pub async fn insert_customer(
     let tax_ids = to_json(&cu.tax_ids)?;
     on_tx!(tx, |c| {
         sqlx::query(
-        "INSERT INTO customers (tenant_id, id, external_id, name, email, currency, locale, address, tax_ids, tax_exempt, pm_provider, pm_token, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        "INSERT INTO customers (tenant_id, id, external_id, name, email, currency, locale, address, tax_ids, tax_exempt, pm_provider, pm_token, created_at, updated_at, pm_customer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     )
     .bind(tenant.as_str())
     .bind(cu.id.as_str())
@@ -65,6 +69,7 @@ pub async fn insert_customer(
     .bind(cu.payment_method.as_ref().map(|p| p.token.as_str()))
     .bind(cu.created)
     .bind(cu.updated)
+    .bind(cu.payment_method.as_ref().and_then(|p| p.customer.as_deref()))
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected())
@@ -83,7 +88,7 @@ pub async fn update_customer(
     on_tx!(tx, |c| {
         sqlx::query(
         "UPDATE customers SET external_id = $3, name = $4, email = $5, currency = $6, locale = $7, address = $8, tax_ids = $9,
-             tax_exempt = $10, pm_provider = $11, pm_token = $12, updated_at = $13
+             tax_exempt = $10, pm_provider = $11, pm_token = $12, updated_at = $13, pm_customer = $14
          WHERE tenant_id = $1 AND id = $2"
     )
     .bind(tenant.as_str())
@@ -99,6 +104,7 @@ pub async fn update_customer(
     .bind(cu.payment_method.as_ref().map(|p| p.provider.as_str()))
     .bind(cu.payment_method.as_ref().map(|p| p.token.as_str()))
     .bind(cu.updated)
+    .bind(cu.payment_method.as_ref().and_then(|p| p.customer.as_deref()))
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected())
@@ -154,7 +160,7 @@ pub async fn payment_methods_of(
     }
     on_tx!(tx, |c| {
         let mut q = sqlx::QueryBuilder::new(
-            "SELECT id, pm_provider, pm_token FROM customers WHERE tenant_id = ",
+            "SELECT id, pm_provider, pm_token, pm_customer FROM customers WHERE tenant_id = ",
         );
         q.push_bind(tenant.as_str())
             .push(" AND pm_token IS NOT NULL AND id IN ");
@@ -167,6 +173,7 @@ pub async fn payment_methods_of(
                     PaymentMethod {
                         provider: r.parsed("pm_provider", known(Provider::parse))?,
                         token: r.text("pm_token")?,
+                        customer: r.opt_text("pm_customer")?,
                     },
                 ))
             })

@@ -24,7 +24,7 @@ macro_rules! select_invoice {
             "SELECT id, number, customer_id, subscription_id, status, billing_reason, collection_method, currency, period_start,
                     period_end, subtotal, discount, tax, total, total_tax_amounts, tax_exempt, amount_paid, amount_due, attempt_count,
                     next_payment_attempt, due_date, created_at, finalized_at, paid_at, voided_at, marked_uncollectible_at,
-                    first_failed_at, awaiting_payment_method
+                    first_failed_at, awaiting_payment_method, amount_credited, amount_refunded
              FROM invoices ",
             $filter
         )
@@ -52,6 +52,8 @@ fn invoice_from(r: &impl Rec) -> Result<Invoice, StoreError> {
         total_tax_amounts: r.json("total_tax_amounts")?,
         tax_exempt: r.parsed("tax_exempt", known(TaxExempt::parse))?,
         amount_paid: r.int("amount_paid")?,
+        amount_credited: r.int("amount_credited")?,
+        amount_refunded: r.int("amount_refunded")?,
         amount_due: r.int("amount_due")?,
         attempt_count: u32::try_from(r.int("attempt_count")?)
             .map_err(|e| corrupt("attempt_count", e))?,

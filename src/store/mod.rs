@@ -9,12 +9,14 @@
 pub mod billing;
 pub mod bulk;
 pub mod catalogue;
+pub mod credit_notes;
 pub mod customers;
 pub mod events;
 pub mod idempotency;
 pub mod invoices;
 pub mod leases;
 pub mod payments;
+pub mod provider_events;
 pub mod rows;
 pub mod subscriptions;
 pub mod tenants;
@@ -195,6 +197,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "payments",
         include_str!("../../migrations/sqlite/0003_payments.sql"),
     ),
+    (
+        4,
+        "provider_sync",
+        include_str!("../../migrations/sqlite/0004_provider_sync.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -212,6 +219,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         3,
         "payments",
         include_str!("../../migrations/postgres/0003_payments.sql"),
+    ),
+    (
+        4,
+        "provider_sync",
+        include_str!("../../migrations/postgres/0004_provider_sync.sql"),
     ),
 ];
 

@@ -12,7 +12,7 @@ macro_rules! select_payment {
     ($filter:literal) => {
         concat!(
             "SELECT id, invoice_id, attempt_number, idempotency_key, provider, payment_method, status, amount, currency, provider_ref,
-                    decline_code, failure_message, created_at, completed_at FROM payment_attempts ",
+                    provider_customer, amount_refunded, decline_code, failure_message, created_at, completed_at FROM payment_attempts ",
             $filter
         )
     };
@@ -23,6 +23,8 @@ pub struct Attempt {
     pub payment: Payment,
     pub idempotency_key: String,
     pub token: Option<String>,
+    /// The customer at the provider (Stripe `cus_…`).
+    pub provider_customer: Option<String>,
 }
 
 fn attempt_from(r: &impl Rec) -> Result<Attempt, StoreError> {
@@ -35,6 +37,7 @@ fn attempt_from(r: &impl Rec) -> Result<Attempt, StoreError> {
                 .map_err(|e| corrupt("attempt_number", e))?,
             status: r.parsed("status", known(AttemptStatus::parse))?,
             amount: r.int("amount")?,
+            amount_refunded: r.int("amount_refunded")?,
             currency: r.parsed("currency", Currency::parse)?,
             provider: r.parsed("provider", known(Provider::parse))?,
             provider_ref: r.opt_text("provider_ref")?,
@@ -45,6 +48,7 @@ fn attempt_from(r: &impl Rec) -> Result<Attempt, StoreError> {
         },
         idempotency_key: r.text("idempotency_key")?,
         token: r.opt_text("payment_method")?,
+        provider_customer: r.opt_text("provider_customer")?,
     })
 }
 
@@ -55,6 +59,72 @@ pub async fn unknown_attempts(tx: &mut Tx, tenant: &TenantId) -> Result<Vec<Atte
             "WHERE tenant_id = $1 AND status = 'unknown' ORDER BY id LIMIT 500"
         ))
         .bind(tenant.as_str())
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter().map(attempt_from).collect()
+    })
+}
+
+/// The attempt a provider charge belongs to: by the idempotency key recur wrote into the
+/// charge's metadata, else by the provider's id for it.
+pub async fn find_attempt(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    key: Option<&str>,
+    provider_ref: &str,
+) -> Result<Option<Attempt>, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(select_payment!(
+            "WHERE tenant_id = $1 AND (idempotency_key = $2 OR provider_ref = $3) ORDER BY id LIMIT 1"
+        ))
+        .bind(tenant.as_str())
+        .bind(key)
+        .bind(provider_ref)
+        .fetch_optional(&mut *c)
+        .await?;
+        row.as_ref().map(attempt_from).transpose()
+    })
+}
+
+/// Attempts among `keys` (reconciliation looks a provider page up at once).
+pub async fn attempts_by_keys(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    keys: &[String],
+) -> Result<Vec<Attempt>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(select_payment!("WHERE tenant_id = "));
+        q.push_bind(tenant.as_str())
+            .push(" AND idempotency_key IN ");
+        super::push_id_list(&mut q, keys.iter().map(String::as_str));
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter().map(attempt_from).collect()
+    })
+}
+
+/// Attempts of one provider created in `[from, to]` that recur counts as money taken, a page
+/// at a time after `after` (reconciliation's side of the comparison).
+pub async fn taken_between(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    provider: Provider,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    after: &str,
+) -> Result<Vec<Attempt>, StoreError> {
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(select_payment!(
+            "WHERE tenant_id = $1 AND provider = $2 AND created_at >= $3 AND created_at <= $4 AND id > $5
+               AND status IN ('succeeded', 'refunded') ORDER BY id LIMIT 500"
+        ))
+        .bind(tenant.as_str())
+        .bind(provider.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(after)
         .fetch_all(&mut *c)
         .await?;
         rows.iter().map(attempt_from).collect()
@@ -116,7 +186,7 @@ pub async fn insert_attempts(
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO payment_attempts (tenant_id, id, invoice_id, attempt_number, idempotency_key, provider, payment_method, status,
-                     amount, currency, created_at) ",
+                     amount, currency, created_at, provider_customer) ",
             );
             q.push_values(chunk, |mut b, a| {
                 b.push_bind(tenant.as_str())
@@ -129,7 +199,8 @@ pub async fn insert_attempts(
                     .push_bind(a.payment.status.as_str())
                     .push_bind(a.payment.amount)
                     .push_bind(a.payment.currency.code())
-                    .push_bind(a.payment.created);
+                    .push_bind(a.payment.created)
+                    .push_bind(a.provider_customer.as_deref());
             });
             q.build()
                 .execute(&mut *c)
@@ -149,7 +220,7 @@ pub async fn update_attempts(
     for chunk in payments.chunks(500) {
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
-                "WITH v (id, status, provider_ref, decline_code, failure_message, completed_at) AS (",
+                "WITH v (id, status, provider_ref, decline_code, failure_message, completed_at, refunded) AS (",
             );
             q.push_values(chunk, |mut b, p| {
                 b.push_bind(p.id.as_str())
@@ -157,11 +228,13 @@ pub async fn update_attempts(
                     .push_bind(p.provider_ref.as_deref())
                     .push_bind(p.decline_code.as_deref())
                     .push_bind(p.failure_message.as_deref())
-                    .push_bind(p.completed_at);
+                    .push_bind(p.completed_at)
+                    .push_bind(p.amount_refunded);
             });
             q.push(
                 ") UPDATE payment_attempts SET status = v.status, provider_ref = v.provider_ref, decline_code = v.decline_code,
-                     failure_message = v.failure_message, completed_at = v.completed_at
+                     failure_message = v.failure_message, completed_at = v.completed_at,
+                     amount_refunded = v.refunded
                  FROM v WHERE payment_attempts.tenant_id = ",
             );
             q.push_bind(tenant.as_str())

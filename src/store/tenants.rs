@@ -1,13 +1,14 @@
-use super::rows::{Rec, known};
+use super::rows::{Rec, known, to_json};
 use super::{StoreError, Tx, on_tx};
 use crate::domain::ids::TenantId;
+use crate::domain::payment::{DunningPlan, FinalAction};
 use crate::domain::tenant::{Mode, Tenant};
 use chrono::{DateTime, Utc};
 
 macro_rules! select_tenant {
     ($filter:literal) => {
         concat!(
-            "SELECT id, name, mode, clock_time, invoice_prefix, created_at FROM tenants ",
+            "SELECT id, name, mode, clock_time, invoice_prefix, created_at, dunning_retry_days, dunning_final_action FROM tenants ",
             $filter
         )
     };
@@ -20,8 +21,37 @@ fn tenant_from(r: &impl Rec) -> Result<Tenant, StoreError> {
         mode: r.parsed("mode", known(Mode::parse))?,
         clock_time: r.opt_time("clock_time")?,
         invoice_prefix: r.text("invoice_prefix")?,
+        dunning: match (
+            r.opt_json::<Vec<u32>>("dunning_retry_days")?,
+            r.opt_parsed("dunning_final_action", known(FinalAction::parse))?,
+        ) {
+            (Some(retry_days), Some(final_action)) => Some(DunningPlan {
+                retry_days,
+                final_action,
+            }),
+            _ => None,
+        },
         created: r.time("created_at")?,
     })
+}
+
+/// Sets (or with `None` clears) the tenant's own dunning plan.
+pub async fn update_tenant_dunning(
+    tx: &mut Tx,
+    id: &TenantId,
+    plan: Option<&DunningPlan>,
+) -> Result<(), StoreError> {
+    let days = plan.map(|p| to_json(&p.retry_days)).transpose()?;
+    on_tx!(tx, |c| sqlx::query(
+        "UPDATE tenants SET dunning_retry_days = $2, dunning_final_action = $3 WHERE id = $1"
+    )
+    .bind(id.as_str())
+    .bind(days.as_deref())
+    .bind(plan.map(|p| p.final_action.as_str()))
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(())
 }
 
 pub async fn insert_tenant(
@@ -80,6 +110,16 @@ pub async fn update_tenant_clock(
     .await?
     .rows_affected());
     Ok(done == 1)
+}
+
+pub async fn find_tenant(tx: &mut Tx, id: &str) -> Result<Option<Tenant>, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(select_tenant!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+        row.as_ref().map(tenant_from).transpose()
+    })
 }
 
 /// Every tenant, for the scheduler's pass (tenants are few; their subscriptions are not).

@@ -14,11 +14,12 @@ both!(
         let got = app.get(&format!("/v1/customers/{id}")).await.ok();
         assert_eq!(got, c);
         assert_eq!(got["address"]["city"], "Gdańsk");
-        let patched = app.patch(&format!("/v1/customers/{id}"), json!({"email": null, "name": "New Name", "payment_method": {"provider": "stripe", "token": "pm_card_visa"}})).await.ok();
+        let patched = app.patch(&format!("/v1/customers/{id}"), json!({"email": null, "name": "New Name", "payment_method": {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_Q1"}})).await.ok();
         assert_eq!(patched["email"], serde_json::Value::Null);
         assert_eq!(patched["name"], "New Name");
         assert_eq!(patched["locale"], "pl-PL");
         assert_eq!(patched["payment_method"]["token"], "pm_card_visa");
+        assert_eq!(patched["payment_method"]["customer"], "cus_Q1");
         let events = app.get("/v1/events?type=customer.updated").await.ok();
         assert_eq!(events["data"].as_array().unwrap().len(), 1);
     }

@@ -1,16 +1,21 @@
 //! API integration tests: each test runs against the real server on a random port, once on
 //! SQLite and once on PostgreSQL, each on a fresh database.
 
+#[path = "../support/fake_stripe.rs"]
+mod fake_stripe;
 mod support;
 
 mod bad_input;
 mod billing;
 mod catalogue;
+mod credit_notes;
 mod customers;
 mod idempotency;
 mod payments;
+mod stripe_payments;
 mod subscriptions;
 mod tenancy;
 mod usage;
+mod webhooks;
 
 pub use support::TestApp;

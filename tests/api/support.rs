@@ -1,7 +1,8 @@
 //! `TestApp`: the real server on a random port over a fresh database, SQLite or PostgreSQL.
 
+use crate::fake_stripe::{self, FakeStripe};
 use recur::api::{AppState, router};
-use recur::config::{Config, Overrides};
+use recur::config::{Config, Overrides, Secret};
 use recur::domain::tenant::Mode;
 use recur::services::tenants::create_tenant;
 use recur::store::Db;
@@ -41,8 +42,38 @@ macro_rules! both {
     };
 }
 
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
+
+/// Like `both!`, with a fake Stripe the server charges through: `name::sqlite`, `name::postgres`.
+#[macro_export]
+macro_rules! both_stripe {
+    ($(#[$m:meta])* async fn $name:ident($app:ident: TestApp, $fake:ident: FakeStripe $(,)?) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($app: $crate::support::TestApp, $fake: $crate::fake_stripe::FakeStripe) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if let Some((app, fake)) = $crate::support::TestApp::spawn_stripe($crate::support::Backend::Sqlite, recur::domain::tenant::Mode::Test).await {
+                    run(app, fake).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some((app, fake)) = $crate::support::TestApp::spawn_stripe($crate::support::Backend::Postgres, recur::domain::tenant::Mode::Test).await {
+                    run(app, fake).await;
+                }
+            }
+        }
+    };
+}
+
 pub struct TestApp {
     pub base: String,
+    /// The database URL, for running the `recur` binary against the same data.
+    pub url: String,
     pub db: Db,
     pub key: String,
     pub tenant_id: String,
@@ -85,6 +116,31 @@ impl TestApp {
     /// Starts a server, or returns None when PostgreSQL is unreachable outside CI. Under
     /// `CI=true` an unreachable PostgreSQL fails the test: CI must never pass by skipping.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, Mode::Test, |_| {}).await
+    }
+
+    /// A server whose Stripe provider talks to a fresh fake Stripe, with webhook secret
+    /// [`WEBHOOK_SECRET`].
+    pub async fn spawn_stripe(backend: Backend, mode: Mode) -> Option<(TestApp, FakeStripe)> {
+        let fake = FakeStripe::start().await;
+        let uri = fake.uri();
+        let app = Self::spawn_with(backend, mode, move |c| {
+            c.stripe.api_base = uri;
+            c.stripe.secret_key = Some(Secret::new(fake_stripe::SECRET_KEY));
+            c.stripe.webhook_secrets = vec![Secret::new(WEBHOOK_SECRET)];
+            c.stripe.timeout_ms = 300;
+            c.stripe.retry_base_ms = 2;
+            c.stripe.retry_max_ms = 20;
+        })
+        .await?;
+        Some((app, fake))
+    }
+
+    pub async fn spawn_with(
+        backend: Backend,
+        mode: Mode,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<TestApp> {
         let (url, dir) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -119,7 +175,7 @@ impl TestApp {
                 )
             }
         };
-        let config = Config::load(
+        let mut config = Config::load(
             None,
             &Overrides {
                 database_url: Some(url.clone()),
@@ -127,17 +183,18 @@ impl TestApp {
             },
         )
         .expect("config");
+        configure(&mut config);
         let db = Db::connect(&url, 5).await.expect("connect");
+        let url = url.clone();
         db.migrate().await.expect("migrate");
-        let (tenant, key) =
-            create_tenant(&db, "test tenant", Mode::Test, "INV", chrono::Utc::now())
-                .await
-                .expect("tenant");
+        let (tenant, key) = create_tenant(&db, "test tenant", mode, "INV", chrono::Utc::now())
+            .await
+            .expect("tenant");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let payments = Arc::new(recur::payments::Payments::from_config(&config));
+        let payments = Arc::new(recur::payments::Payments::from_config(&config).expect("payments"));
         let app = router(AppState {
             db: db.clone(),
             config: Arc::new(config),
@@ -146,6 +203,7 @@ impl TestApp {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Some(TestApp {
             base: format!("http://{addr}"),
+            url,
             db,
             key: key.0,
             tenant_id: tenant.id.to_string(),
@@ -227,7 +285,7 @@ impl TestApp {
 
     /// Row counts of every table: bad input must leave all of them unchanged.
     pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
-        const TABLES: [&str; 11] = [
+        const TABLES: [&str; 15] = [
             "tenants",
             "customers",
             "prices",
@@ -239,6 +297,10 @@ impl TestApp {
             "usage_records",
             "events",
             "idempotency_keys",
+            "invoices",
+            "payment_attempts",
+            "credit_notes",
+            "provider_events",
         ];
         let mut out = Vec::new();
         for t in TABLES {
@@ -328,4 +390,14 @@ fn uuid_like() -> String {
         .as_str()
         .trim_start_matches("evt_")
         .to_owned()
+}
+
+/// Runs the `recur` binary against the app's database with extra environment.
+pub fn recur_cli(app: &TestApp, env: &[(&str, String)], args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_recur"))
+        .args(args)
+        .env("RECUR_DATABASE_URL", &app.url)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run recur")
 }

@@ -1,0 +1,360 @@
+//! Credit notes: a correction to a finalized invoice. On an open invoice it lowers what is due;
+//! on a paid one it gives money back through the provider (`refund: true`) or records that it
+//! was settled outside recur. Amounts are tax-inclusive, like the invoice's `total`.
+
+use super::currency::Currency;
+use super::ids::{CreditNoteId, CustomerId, InvoiceId, InvoiceLineId, PaymentId};
+use super::invoice::{Invoice, InvoiceStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Stripe's credit note reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Duplicate,
+    Fraudulent,
+    OrderChange,
+    ProductUnsatisfactory,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Duplicate => "duplicate",
+            Reason::Fraudulent => "fraudulent",
+            Reason::OrderChange => "order_change",
+            Reason::ProductUnsatisfactory => "product_unsatisfactory",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "duplicate" => Some(Reason::Duplicate),
+            "fraudulent" => Some(Reason::Fraudulent),
+            "order_change" => Some(Reason::OrderChange),
+            "product_unsatisfactory" => Some(Reason::ProductUnsatisfactory),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefundStatus {
+    /// No refund asked for.
+    None,
+    /// Committed, the provider not answered yet (or no definite answer: sent again with the
+    /// same key).
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::None => "none",
+            RefundStatus::Pending => "pending",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(RefundStatus::None),
+            "pending" => Some(RefundStatus::Pending),
+            "succeeded" => Some(RefundStatus::Succeeded),
+            "failed" => Some(RefundStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditNoteLine {
+    pub invoice_line: InvoiceLineId,
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreditNote {
+    pub id: CreditNoteId,
+    pub object: &'static str,
+    /// `{invoice number}-CN-{nn}`.
+    pub number: String,
+    pub invoice: InvoiceId,
+    pub customer: CustomerId,
+    pub currency: Currency,
+    pub amount: i64,
+    /// Lowered the invoice's `amount_due` (open invoices).
+    pub pre_payment_amount: i64,
+    /// Given back through the payment provider.
+    pub refund_amount: i64,
+    /// Settled outside recur (paid invoices, `refund: false`).
+    pub out_of_band_amount: i64,
+    pub reason: Reason,
+    pub memo: Option<String>,
+    pub lines: Vec<CreditNoteLine>,
+    pub payment: Option<PaymentId>,
+    pub refund_status: RefundStatus,
+    pub refund_ref: Option<String>,
+    pub refund_failure: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+/// What was asked: a whole amount or amounts per invoice line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credit {
+    Amount(i64),
+    Lines(Vec<CreditNoteLine>),
+}
+
+/// How a credit note splits, before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub amount: i64,
+    pub lines: Vec<CreditNoteLine>,
+    pub pre_payment: i64,
+    pub refund: i64,
+    pub out_of_band: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreditError {
+    #[error("a {0} invoice cannot be credited (only open or paid ones)")]
+    InvoiceState(&'static str),
+    #[error("the amount must be a positive number of minor units")]
+    NotPositive,
+    #[error("invoice line {0} is not on this invoice")]
+    UnknownLine(String),
+    #[error("invoice line {0} is credited more than once in this note")]
+    RepeatedLine(String),
+    #[error("credit of {asked} on line {line} exceeds what is left of it ({left})")]
+    LineExceeded { line: String, asked: i64, left: i64 },
+    #[error("credit of {asked} exceeds what is left to credit on the invoice ({left})")]
+    Exceeded { asked: i64, left: i64 },
+    #[error("nothing was paid on this open invoice: credit it without a refund")]
+    NothingPaid,
+    #[error("refund of {asked} exceeds what was paid and not yet refunded ({left})")]
+    RefundExceeded { asked: i64, left: i64 },
+}
+
+/// Splits a credit on `inv` given what earlier notes credited per line and what was refunded
+/// already (by recur or at the provider). Pure: the caller writes it with guards.
+pub fn split(
+    inv: &Invoice,
+    credit: Credit,
+    refund: bool,
+    credited_lines: &HashMap<InvoiceLineId, i64>,
+    refunded: i64,
+) -> Result<Split, CreditError> {
+    if !matches!(inv.status, InvoiceStatus::Open | InvoiceStatus::Paid) {
+        return Err(CreditError::InvoiceState(inv.status.as_str()));
+    }
+    let (amount, lines) = match credit {
+        Credit::Amount(a) => (a, Vec::new()),
+        Credit::Lines(lines) => {
+            let mut seen = std::collections::HashSet::new();
+            for l in &lines {
+                if l.amount <= 0 {
+                    return Err(CreditError::NotPositive);
+                }
+                let line = inv
+                    .lines
+                    .iter()
+                    .find(|x| x.id == l.invoice_line)
+                    .ok_or_else(|| CreditError::UnknownLine(l.invoice_line.to_string()))?;
+                if !seen.insert(&l.invoice_line) {
+                    return Err(CreditError::RepeatedLine(l.invoice_line.to_string()));
+                }
+                let left =
+                    line.amount.max(0) - credited_lines.get(&l.invoice_line).copied().unwrap_or(0);
+                if l.amount > left {
+                    return Err(CreditError::LineExceeded {
+                        line: l.invoice_line.to_string(),
+                        asked: l.amount,
+                        left,
+                    });
+                }
+            }
+            (lines.iter().map(|l| l.amount).sum(), lines)
+        }
+    };
+    if amount <= 0 {
+        return Err(CreditError::NotPositive);
+    }
+    let left = inv.total - inv.amount_credited;
+    if amount > left {
+        return Err(CreditError::Exceeded {
+            asked: amount,
+            left,
+        });
+    }
+    let mut s = Split {
+        amount,
+        lines,
+        pre_payment: 0,
+        refund: 0,
+        out_of_band: 0,
+    };
+    if inv.status == InvoiceStatus::Open {
+        if refund {
+            return Err(CreditError::NothingPaid);
+        }
+        if amount > inv.amount_due {
+            return Err(CreditError::Exceeded {
+                asked: amount,
+                left: inv.amount_due,
+            });
+        }
+        s.pre_payment = amount;
+    } else if refund {
+        let left = inv.amount_paid - refunded;
+        if amount > left {
+            return Err(CreditError::RefundExceeded {
+                asked: amount,
+                left,
+            });
+        }
+        s.refund = amount;
+    } else {
+        s.out_of_band = amount;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::customer::TaxExempt;
+    use crate::domain::invoice::{BillingReason, InvoiceLine, LineKind};
+    use crate::domain::subscription::CollectionMethod;
+
+    fn paid_invoice(total: i64) -> Invoice {
+        let t: DateTime<Utc> = "2027-01-01T00:00:00Z".parse().unwrap();
+        Invoice {
+            id: InvoiceId::generate(),
+            object: "invoice",
+            number: Some("INV-2027-000001".into()),
+            customer: CustomerId::generate(),
+            subscription: None,
+            status: InvoiceStatus::Paid,
+            billing_reason: BillingReason::SubscriptionCycle,
+            collection_method: CollectionMethod::ChargeAutomatically,
+            currency: Currency::parse("EUR").unwrap(),
+            period_start: t,
+            period_end: t,
+            lines: vec![InvoiceLine {
+                id: InvoiceLineId::generate(),
+                kind: LineKind::Subscription,
+                description: "Plan".into(),
+                price: None,
+                subscription_item: None,
+                quantity: 1,
+                unit_amount_decimal: None,
+                amount: total,
+                net_amount: total,
+                discount_amount: 0,
+                period_start: t,
+                period_end: t,
+                proration: false,
+                tax_rates: Vec::new(),
+            }],
+            subtotal: total,
+            discount: 0,
+            tax: 0,
+            total,
+            total_tax_amounts: Vec::new(),
+            tax_exempt: TaxExempt::None,
+            amount_paid: total,
+            amount_credited: 0,
+            amount_refunded: 0,
+            amount_due: 0,
+            attempt_count: 1,
+            next_payment_attempt: None,
+            due_date: None,
+            created: t,
+            finalized_at: Some(t),
+            paid_at: Some(t),
+            voided_at: None,
+            marked_uncollectible_at: None,
+            first_failed_at: None,
+            awaiting_payment_method: false,
+        }
+    }
+
+    #[test]
+    fn credits_never_exceed_the_invoice_nor_refunds_what_was_paid() {
+        let paid = paid_invoice(10_000);
+        let none = HashMap::new();
+        let s = split(&paid, Credit::Amount(4_000), true, &none, 0).unwrap();
+        assert_eq!((s.refund, s.out_of_band, s.pre_payment), (4_000, 0, 0));
+        assert_eq!(
+            split(&paid, Credit::Amount(4_000), true, &none, 7_000),
+            Err(CreditError::RefundExceeded {
+                asked: 4_000,
+                left: 3_000
+            })
+        );
+        let s = split(&paid, Credit::Amount(10_000), false, &none, 0).unwrap();
+        assert_eq!(s.out_of_band, 10_000);
+        assert!(matches!(
+            split(&paid, Credit::Amount(10_001), false, &none, 0),
+            Err(CreditError::Exceeded { .. })
+        ));
+        assert_eq!(
+            split(&paid, Credit::Amount(0), false, &none, 0),
+            Err(CreditError::NotPositive)
+        );
+
+        let mut open = paid.clone();
+        open.status = InvoiceStatus::Open;
+        open.amount_paid = 0;
+        open.amount_due = 10_000;
+        assert_eq!(
+            split(&open, Credit::Amount(1), true, &none, 0),
+            Err(CreditError::NothingPaid)
+        );
+        assert_eq!(
+            split(&open, Credit::Amount(2_500), false, &none, 0)
+                .unwrap()
+                .pre_payment,
+            2_500
+        );
+
+        let line = paid.lines[0].id.clone();
+        let credited = HashMap::from([(line.clone(), 9_000)]);
+        let over = vec![CreditNoteLine {
+            invoice_line: line.clone(),
+            amount: 1_001,
+        }];
+        assert!(matches!(
+            split(&paid, Credit::Lines(over), false, &credited, 0),
+            Err(CreditError::LineExceeded { left: 1_000, .. })
+        ));
+        let twice = vec![
+            CreditNoteLine {
+                invoice_line: line.clone(),
+                amount: 1,
+            },
+            CreditNoteLine {
+                invoice_line: line,
+                amount: 1,
+            },
+        ];
+        assert!(matches!(
+            split(&paid, Credit::Lines(twice), false, &none, 0),
+            Err(CreditError::RepeatedLine(_))
+        ));
+
+        let mut void = paid;
+        void.status = InvoiceStatus::Void;
+        assert_eq!(
+            split(&void, Credit::Amount(1), false, &none, 0),
+            Err(CreditError::InvoiceState("void"))
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! Credit notes and the refunds they carry. Like a charge, a refund commits first (the note,
+//! its own idempotency key `{note}-refund`, the invoice's refunded amount reserved) and calls
+//! the provider after; a refund without a definite answer stays `pending` and is sent again
+//! with the same key by the next collection pass. Refunds never exceed what was paid: the
+//! invoice is written with a compare-and-set on its credit fields, so concurrent notes cannot
+//! both pass the check.
+
+use super::{Payments, RefundRequest, RefundResult};
+use crate::domain::credit_note::{self, Credit, CreditNote, Reason, RefundStatus};
+use crate::domain::ids::{CreditNoteId, InvoiceId};
+use crate::domain::invoice::{Invoice, InvoiceStatus};
+use crate::domain::payment::{AttemptStatus, Payment};
+use crate::domain::tenant::Tenant;
+use crate::services::ServiceError;
+use crate::store::events::insert_event;
+use crate::store::{Db, Page, StoreError, credit_notes as notes, invoices, payments as attempts};
+use chrono::{DateTime, Utc};
+
+pub struct NewCreditNote {
+    pub invoice: InvoiceId,
+    pub credit: Credit,
+    pub reason: Reason,
+    pub memo: Option<String>,
+    pub refund: bool,
+}
+
+/// `POST /v1/credit_notes`.
+pub async fn create_credit_note(
+    db: &Db,
+    payments: &Payments,
+    tenant: &Tenant,
+    new: NewCreditNote,
+    now: DateTime<Utc>,
+) -> Result<CreditNote, ServiceError> {
+    let mut tx = db.begin().await?;
+    let inv = invoices::find_invoice(&mut tx, &tenant.id, &new.invoice)
+        .await?
+        .ok_or_else(|| ServiceError::MissingResource {
+            kind: "invoice",
+            id: new.invoice.to_string(),
+            param: Some("invoice".into()),
+        })?;
+    let earlier = notes::notes_of_invoice(&mut tx, &tenant.id, &inv.id).await?;
+    let (paid, _) = attempts::list_payments(
+        &mut tx,
+        &tenant.id,
+        Some(&inv.id),
+        &Page {
+            limit: 100,
+            starting_after: None,
+        },
+    )
+    .await?;
+    if paid
+        .iter()
+        .any(|p| matches!(p.status, AttemptStatus::Pending | AttemptStatus::Unknown))
+    {
+        return Err(ServiceError::Conflict {
+            code: "payment_in_flight",
+            message: "a payment of this invoice is in flight; credit it once it settles".into(),
+            param: None,
+        });
+    }
+    let refunded_at_provider: i64 = paid.iter().map(|p| p.amount_refunded).sum();
+    let split = credit_note::split(
+        &inv,
+        new.credit,
+        new.refund,
+        &notes::credited_lines(&earlier),
+        inv.amount_refunded.max(refunded_at_provider),
+    )
+    .map_err(|e| {
+        let param = match e {
+            credit_note::CreditError::UnknownLine(_)
+            | credit_note::CreditError::RepeatedLine(_)
+            | credit_note::CreditError::LineExceeded { .. } => "lines",
+            credit_note::CreditError::NotPositive | credit_note::CreditError::Exceeded { .. } => {
+                "amount"
+            }
+            credit_note::CreditError::RefundExceeded { .. }
+            | credit_note::CreditError::NothingPaid => "refund",
+            credit_note::CreditError::InvoiceState(_) => "invoice",
+        };
+        ServiceError::unprocessable("credit_note_invalid", Some(param), e.to_string())
+    })?;
+    // The charge to refund: the succeeded payment with the most left on it.
+    let payment = if split.refund > 0 {
+        let p = paid
+            .iter()
+            .filter(|p| p.status == AttemptStatus::Succeeded && p.provider_ref.is_some())
+            .max_by_key(|p| p.amount - p.amount_refunded)
+            .filter(|p| p.amount - p.amount_refunded >= split.refund)
+            .cloned()
+            .ok_or_else(|| {
+                ServiceError::unprocessable(
+                    "credit_note_invalid",
+                    Some("refund"),
+                    "no payment of this invoice through a provider has enough left to refund; \
+                     credit it with refund: false",
+                )
+            })?;
+        Some(p)
+    } else {
+        None
+    };
+    let mut after = inv.clone();
+    after.amount_credited += split.amount;
+    after.amount_refunded += split.refund;
+    after.amount_due -= split.pre_payment;
+    let settled = split.pre_payment > 0 && after.amount_due == 0;
+    if settled && let Ok(status) = after.status.pay() {
+        after.status = status;
+        after.paid_at = Some(now);
+        after.next_payment_attempt = None;
+        after.awaiting_payment_method = false;
+    }
+    let id = CreditNoteId::generate();
+    let note = CreditNote {
+        number: format!(
+            "{}-CN-{:02}",
+            inv.number.as_deref().unwrap_or(inv.id.as_str()),
+            earlier.len() + 1
+        ),
+        id,
+        object: "credit_note",
+        invoice: inv.id.clone(),
+        customer: inv.customer.clone(),
+        currency: inv.currency,
+        amount: split.amount,
+        pre_payment_amount: split.pre_payment,
+        refund_amount: split.refund,
+        out_of_band_amount: split.out_of_band,
+        reason: new.reason,
+        memo: new.memo,
+        lines: split.lines,
+        payment: payment.as_ref().map(|p| p.id.clone()),
+        refund_status: if split.refund > 0 {
+            RefundStatus::Pending
+        } else {
+            RefundStatus::None
+        },
+        refund_ref: None,
+        refund_failure: None,
+        created: now,
+    };
+    if !notes::apply_to_invoice(&mut tx, &tenant.id, &inv, &after).await? {
+        return Err(ServiceError::Conflict {
+            code: "invoice_changed",
+            message: "the invoice changed while the credit note was made; try again".into(),
+            param: None,
+        });
+    }
+    notes::insert_credit_note(&mut tx, &tenant.id, &note).await?;
+    insert_event(
+        &mut tx,
+        &tenant.id,
+        "credit_note.created",
+        note.id.as_str(),
+        &note,
+        now,
+    )
+    .await?;
+    if after.status == InvoiceStatus::Paid && inv.status != InvoiceStatus::Paid {
+        insert_event(
+            &mut tx,
+            &tenant.id,
+            "invoice.paid",
+            after.id.as_str(),
+            &after,
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    match payment {
+        Some(p) => Ok(refund(db, payments, tenant, note, &p, now).await?),
+        None => Ok(note),
+    }
+}
+
+/// Sends a committed refund and records the answer.
+async fn refund(
+    db: &Db,
+    payments: &Payments,
+    tenant: &Tenant,
+    mut note: CreditNote,
+    p: &Payment,
+    now: DateTime<Utc>,
+) -> Result<CreditNote, StoreError> {
+    let Some(provider) = payments.provider(p.provider) else {
+        return Ok(note);
+    };
+    let req = RefundRequest {
+        idempotency_key: notes::refund_key(&note.id),
+        provider_ref: p.provider_ref.clone().unwrap_or_default(),
+        amount: note.refund_amount,
+        currency: note.currency,
+        reason: note.reason.as_str().into(),
+    };
+    let result = provider.refund(&req).await;
+    let mut tx = db.begin().await?;
+    let kind = match result {
+        RefundResult::Succeeded { refund_ref } | RefundResult::Pending { refund_ref } => {
+            note.refund_status = RefundStatus::Succeeded;
+            note.refund_ref = Some(refund_ref);
+            Some("credit_note.refunded")
+        }
+        RefundResult::Failed { code, message } => {
+            note.refund_status = RefundStatus::Failed;
+            note.refund_failure = Some(format!("{code}: {message}"));
+            release(&mut tx, tenant, &note).await?;
+            Some("credit_note.refund_failed")
+        }
+        RefundResult::Unknown { message } => {
+            note.refund_failure = Some(message);
+            None
+        }
+    };
+    notes::update_refund(&mut tx, &tenant.id, &note).await?;
+    if note.refund_status == RefundStatus::Succeeded {
+        let total = notes::refunded_through_notes(&mut tx, &tenant.id, &p.id).await?;
+        let mut found = attempts::find_attempt(
+            &mut tx,
+            &tenant.id,
+            None,
+            p.provider_ref.as_deref().unwrap_or_default(),
+        )
+        .await?;
+        if let Some(a) = found.as_mut().filter(|a| total > a.payment.amount_refunded) {
+            a.payment.amount_refunded = total.min(a.payment.amount);
+            if a.payment.amount_refunded >= a.payment.amount {
+                a.payment.status = AttemptStatus::Refunded;
+            }
+            attempts::update_attempts(&mut tx, &tenant.id, std::slice::from_ref(&a.payment))
+                .await?;
+        }
+    }
+    if let Some(kind) = kind {
+        insert_event(&mut tx, &tenant.id, kind, note.id.as_str(), &note, now).await?;
+    }
+    tx.commit().await?;
+    Ok(note)
+}
+
+/// A refund the provider refused gives its reservation back: the invoice's refunded amount
+/// drops by it (the note stays, as a record that the refund failed).
+async fn release(
+    tx: &mut crate::store::Tx,
+    tenant: &Tenant,
+    note: &CreditNote,
+) -> Result<(), StoreError> {
+    let Some(before) =
+        invoices::find_invoice_headers(tx, &tenant.id, std::slice::from_ref(&note.invoice))
+            .await?
+            .into_iter()
+            .next()
+    else {
+        return Ok(());
+    };
+    let mut after: Invoice = before.clone();
+    after.amount_refunded -= note.refund_amount;
+    notes::apply_to_invoice(tx, &tenant.id, &before, &after).await?;
+    Ok(())
+}
+
+/// Sends again, with the same key, refunds that have no definite answer yet.
+pub async fn resolve_refunds(
+    db: &Db,
+    payments: &Payments,
+    tenant: &Tenant,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let mut tx = db.read().await?;
+    let pending = notes::pending_refunds(&mut tx, &tenant.id).await?;
+    let mut found = Vec::with_capacity(pending.len());
+    for note in pending {
+        let Some(pay_id) = note.payment.clone() else {
+            continue;
+        };
+        let (paid, _) = attempts::list_payments(
+            &mut tx,
+            &tenant.id,
+            Some(&note.invoice),
+            &Page {
+                limit: 100,
+                starting_after: None,
+            },
+        )
+        .await?;
+        if let Some(p) = paid.into_iter().find(|p| p.id == pay_id) {
+            found.push((note, p));
+        }
+    }
+    tx.commit().await?;
+    let n = found.len() as u64;
+    for (note, p) in found {
+        refund(db, payments, tenant, note, &p, now).await?;
+    }
+    Ok(n)
+}
+
+pub async fn find_credit_note(
+    db: &Db,
+    tenant: &Tenant,
+    id: &CreditNoteId,
+) -> Result<CreditNote, ServiceError> {
+    let mut tx = db.read().await?;
+    let n = notes::find_credit_note(&mut tx, &tenant.id, id).await?;
+    tx.commit().await?;
+    n.ok_or_else(|| ServiceError::not_found("credit note", id))
+}
+
+pub async fn list_credit_notes(
+    db: &Db,
+    tenant: &Tenant,
+    invoice: Option<&InvoiceId>,
+    page: &Page,
+) -> Result<(Vec<CreditNote>, bool), ServiceError> {
+    let mut tx = db.read().await?;
+    let out = notes::list_credit_notes(&mut tx, &tenant.id, invoice, page).await?;
+    tx.commit().await?;
+    Ok(out)
+}

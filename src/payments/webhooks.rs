@@ -1,0 +1,172 @@
+//! Inbound provider events: claimed by id (a redelivery changes nothing), matched to the
+//! attempt through the metadata recur wrote on the charge, and applied so that any order and
+//! any number of deliveries end in the same state:
+//! - a success wins over a failure (a PaymentIntent that succeeded stays succeeded);
+//! - a failure only settles an attempt still in flight;
+//! - a refund implies the charge succeeded, and the refunded amount only grows (the provider
+//!   sends its running total).
+
+use super::collect::record_in;
+use super::{ChargeResult, EventChange, Payments, ProviderCharge, ProviderEvent};
+use crate::domain::customer::Provider;
+use crate::domain::payment::{AttemptStatus, Payment};
+use crate::domain::tenant::Tenant;
+use crate::store::events::insert_event;
+use crate::store::payments::{self as attempts, Attempt};
+use crate::store::{Db, StoreError, Tx, provider_events, tenants};
+use chrono::{DateTime, Utc};
+
+/// What became of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Seen before: acknowledged, nothing changed.
+    Duplicate,
+    /// Matched, but the attempt was already past this (a late failure after a success).
+    Stale,
+    /// Not a charge recur made, or an event type recur does not track.
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+/// Applies one verified event and commits; the caller answers 2xx only after this returns.
+pub async fn receive(
+    db: &Db,
+    payments: &Payments,
+    provider: Provider,
+    event: ProviderEvent,
+    system_now: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let mut tx = db.begin().await?;
+    if !provider_events::claim(&mut tx, provider, &event.id, &event.kind, system_now).await? {
+        // Dropping the transaction rolls it back.
+        return Ok(Outcome::Duplicate);
+    }
+    let charge = match &event.change {
+        EventChange::Succeeded(c) | EventChange::Refunded(c) => Some(c),
+        EventChange::Failed { charge, .. } => Some(charge),
+        EventChange::Ignored => None,
+    };
+    let tenant = match charge.and_then(|c| c.tenant.as_deref()) {
+        Some(id) => tenants::find_tenant(&mut tx, id).await?,
+        None => None,
+    };
+    let found = match (&tenant, charge) {
+        (Some(t), Some(c)) => {
+            attempts::find_attempt(&mut tx, &t.id, c.attempt_key.as_deref(), &c.provider_ref)
+                .await?
+        }
+        _ => None,
+    };
+    let tenant_id = charge.and_then(|c| c.tenant.clone());
+    let outcome = match (tenant, found) {
+        (Some(t), Some(a)) => apply(&mut tx, payments, &t, a, event.change, system_now).await?,
+        _ => Outcome::Ignored,
+    };
+    provider_events::set_outcome(
+        &mut tx,
+        provider,
+        &event.id,
+        tenant_id.as_deref(),
+        outcome.as_str(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+fn in_flight(p: &Payment) -> bool {
+    matches!(p.status, AttemptStatus::Pending | AttemptStatus::Unknown)
+}
+
+async fn apply(
+    tx: &mut Tx,
+    payments: &Payments,
+    tenant: &Tenant,
+    a: Attempt,
+    change: EventChange,
+    system_now: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let now = tenant.now(system_now);
+    let plan = payments.plan_for(tenant);
+    match change {
+        EventChange::Succeeded(c) => {
+            if !in_flight(&a.payment) && a.payment.status != AttemptStatus::Failed {
+                return Ok(Outcome::Stale);
+            }
+            let result = ChargeResult::Succeeded {
+                provider_ref: c.provider_ref,
+            };
+            record_in(tx, tenant, plan, vec![(a.payment, result)], now).await?;
+            Ok(Outcome::Applied)
+        }
+        EventChange::Failed {
+            charge,
+            code,
+            kind,
+            message,
+        } => {
+            if !in_flight(&a.payment) {
+                return Ok(Outcome::Stale);
+            }
+            let result = ChargeResult::Declined {
+                code,
+                kind,
+                message,
+                provider_ref: Some(charge.provider_ref),
+            };
+            record_in(tx, tenant, plan, vec![(a.payment, result)], now).await?;
+            Ok(Outcome::Applied)
+        }
+        EventChange::Refunded(c) => {
+            let mut p = a.payment;
+            if in_flight(&p) || p.status == AttemptStatus::Failed {
+                let result = ChargeResult::Succeeded {
+                    provider_ref: c.provider_ref.clone(),
+                };
+                record_in(tx, tenant, plan, vec![(p.clone(), result)], now).await?;
+                p.status = AttemptStatus::Succeeded;
+                p.provider_ref = Some(c.provider_ref.clone());
+                p.completed_at = Some(now);
+            }
+            Ok(if refunded_to(tx, tenant, &mut p, &c, now).await? {
+                Outcome::Applied
+            } else {
+                Outcome::Stale
+            })
+        }
+        EventChange::Ignored => Ok(Outcome::Ignored),
+    }
+}
+
+/// Raises the attempt's refunded amount to the provider's running total (never lowers it);
+/// `true` when it changed. A fully refunded attempt reads `refunded`.
+pub(super) async fn refunded_to(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    p: &mut Payment,
+    c: &ProviderCharge,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let total = c.amount_refunded.min(p.amount);
+    if total <= p.amount_refunded {
+        return Ok(false);
+    }
+    p.amount_refunded = total;
+    if total >= p.amount {
+        p.status = AttemptStatus::Refunded;
+    }
+    attempts::update_attempts(tx, &tenant.id, std::slice::from_ref(p)).await?;
+    insert_event(tx, &tenant.id, "payment.refunded", p.id.as_str(), p, now).await?;
+    Ok(true)
+}

@@ -1,0 +1,255 @@
+//! Inbound Stripe webhooks: signatures (valid, tampered, stale both ways, rotated secrets), and
+//! 100 events delivered three times each in shuffled order, each applied once.
+
+use crate::fake_stripe::FakeStripe;
+use crate::support::WEBHOOK_SECRET;
+use crate::{TestApp, both_stripe};
+use rand::seq::SliceRandom;
+use recur::payments::stripe::sign;
+use serde_json::{Value, json};
+
+async fn deliver(app: &TestApp, body: &str, signature: Option<String>) -> crate::support::Resp {
+    let client = reqwest::Client::new();
+    let mut req = client
+        .post(format!("{}/webhooks/stripe", app.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(s) = signature {
+        req = req.header("Stripe-Signature", s);
+    }
+    let resp = req.send().await.expect("send");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    crate::support::Resp {
+        status,
+        body,
+        headers,
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn event(id: &str, kind: &str, object: Value) -> String {
+    json!({"id": id, "object": "event", "type": kind, "created": now(), "livemode": false,
+           "api_version": "2024-06-20", "data": {"object": object}})
+    .to_string()
+}
+
+/// `n` invoices whose charges Stripe is still processing: their attempts are unknown.
+async fn processing_invoices(app: &TestApp, n: usize) -> Vec<(String, String)> {
+    app.set_clock("2027-03-01T00:00:00Z").await;
+    let price = app.monthly_price(2500).await;
+    let mut subs = Vec::new();
+    for _ in 0..n {
+        let c = app
+            .post(
+                "/v1/customers",
+                json!({"name": "P", "currency": "EUR", "payment_method":
+                       {"provider": "stripe", "token": "pm_card_processing", "customer": "cus_fake"}}),
+            )
+            .await
+            .ok();
+        let s = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": c["id"], "items": [{"price": price}]}),
+            )
+            .await
+            .ok();
+        subs.push(s["id"].as_str().unwrap().to_owned());
+    }
+    app.advance("2027-03-01T01:00:00Z").await;
+    let mut out = Vec::new();
+    for s in subs {
+        let inv = app.invoices_of(&s).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let p = app.get(&format!("/v1/payments?invoice={inv}")).await.ok();
+        assert_eq!(p["data"][0]["status"], "unknown");
+        let pi = p["data"][0]["provider_ref"].as_str().unwrap().to_owned();
+        out.push((inv, pi));
+    }
+    out
+}
+
+fn succeeded(fake: &FakeStripe, pi: &str) -> Value {
+    let mut o = fake.intent(pi);
+    o["status"] = json!("succeeded");
+    o["amount_received"] = o["amount"].clone();
+    o
+}
+
+fn failed(fake: &FakeStripe, pi: &str) -> Value {
+    let mut o = fake.intent(pi);
+    o["status"] = json!("requires_payment_method");
+    o["last_payment_error"] = json!({"type": "card_error", "code": "card_declined",
+        "decline_code": "insufficient_funds", "advice_code": "try_again_later",
+        "message": "Your card has insufficient funds."});
+    o
+}
+
+fn refunded(fake: &FakeStripe, pi: &str, amount: i64) -> Value {
+    let o = fake.intent(pi);
+    json!({"id": format!("ch_{pi}"), "object": "charge", "payment_intent": pi,
+           "amount": o["amount"], "amount_refunded": amount, "refunded": false,
+           "currency": o["currency"], "metadata": o["metadata"], "created": now()})
+}
+
+both_stripe!(
+    async fn signatures_are_verified_on_the_raw_body(app: TestApp, fake: FakeStripe) {
+        let invs = processing_invoices(&app, 1).await;
+        let (inv, pi) = &invs[0];
+        let body = event(
+            "evt_sig_1",
+            "payment_intent.succeeded",
+            succeeded(&fake, pi),
+        );
+        let before = app.row_counts().await;
+
+        let tampered = body.replace("\"amount\":2500", "\"amount\":1");
+        let r = deliver(
+            &app,
+            &tampered,
+            Some(sign(WEBHOOK_SECRET, now(), body.as_bytes())),
+        )
+        .await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (400, "signature_invalid")
+        );
+        for skew in [-301, 301] {
+            let r = deliver(
+                &app,
+                &body,
+                Some(sign(WEBHOOK_SECRET, now() + skew, body.as_bytes())),
+            )
+            .await;
+            assert_eq!(
+                (r.status.as_u16(), r.error_code()),
+                (400, "signature_invalid"),
+                "{skew}"
+            );
+        }
+        let r = deliver(
+            &app,
+            &body,
+            Some(sign("whsec_other", now(), body.as_bytes())),
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), 400);
+        let r = deliver(&app, &body, None).await;
+        assert_eq!(r.status.as_u16(), 400);
+        let r = deliver(&app, &body, Some("t=abc,v1=zz".into())).await;
+        assert_eq!(r.status.as_u16(), 400);
+        assert_eq!(
+            app.row_counts().await,
+            before,
+            "a refused webhook writes nothing"
+        );
+
+        // Rotated on Stripe's side: the old secret's v1 and ours side by side.
+        let t = now() - 299;
+        let rolled = format!(
+            "{},{}",
+            sign("whsec_rolled_away", t, body.as_bytes()),
+            sign(WEBHOOK_SECRET, t, body.as_bytes())
+                .split_once(',')
+                .unwrap()
+                .1
+        );
+        let r = deliver(&app, &body, Some(rolled)).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+        assert_eq!(r.body["outcome"], "applied");
+        let invoice = app.get(&format!("/v1/invoices/{inv}")).await.ok();
+        assert_eq!(invoice["status"], "paid");
+        let r = deliver(
+            &app,
+            &body,
+            Some(sign(WEBHOOK_SECRET, now(), body.as_bytes())),
+        )
+        .await;
+        assert_eq!(r.body["outcome"], "duplicate");
+        let r = app.post("/webhooks/paypal", json!({})).await;
+        assert_eq!(r.status.as_u16(), 404);
+    }
+);
+
+both_stripe!(
+    async fn a_hundred_events_delivered_three_times_in_any_order_apply_once(
+        app: TestApp,
+        fake: FakeStripe,
+    ) {
+        let invs = processing_invoices(&app, 60).await;
+        let mut events = Vec::new();
+        for (i, (_, pi)) in invs.iter().enumerate() {
+            if i < 40 {
+                events.push(event(
+                    &format!("evt_s{i}"),
+                    "payment_intent.succeeded",
+                    succeeded(&fake, pi),
+                ));
+                events.push(event(
+                    &format!("evt_r{i}"),
+                    "charge.refunded",
+                    refunded(&fake, pi, 700),
+                ));
+            } else {
+                events.push(event(
+                    &format!("evt_f{i}"),
+                    "payment_intent.payment_failed",
+                    failed(&fake, pi),
+                ));
+            }
+        }
+        assert_eq!(events.len(), 100);
+        let mut deliveries: Vec<&String> = events.iter().chain(&events).chain(&events).collect();
+        deliveries.shuffle(&mut rand::rng());
+        let mut outcomes = std::collections::HashMap::<String, usize>::new();
+        for body in deliveries {
+            let r = deliver(
+                &app,
+                body,
+                Some(sign(WEBHOOK_SECRET, now(), body.as_bytes())),
+            )
+            .await;
+            assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+            *outcomes
+                .entry(r.body["outcome"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        assert_eq!(outcomes.get("duplicate"), Some(&200), "{outcomes:?}");
+        let count = |kind: &'static str| {
+            let app = &app;
+            async move {
+                app.get(&format!("/v1/events?type={kind}&limit=100"))
+                    .await
+                    .ok()["data"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            }
+        };
+        assert_eq!(count("payment.succeeded").await, 40);
+        assert_eq!(count("payment.refunded").await, 40);
+        assert_eq!(count("payment.failed").await, 20);
+        assert_eq!(count("invoice.paid").await, 40);
+        for (i, (inv, _)) in invs.iter().enumerate() {
+            let invoice = app.get(&format!("/v1/invoices/{inv}")).await.ok();
+            let p = app.get(&format!("/v1/payments?invoice={inv}")).await.ok();
+            if i < 40 {
+                assert_eq!(invoice["status"], "paid");
+                assert_eq!(p["data"][0]["status"], "succeeded");
+                assert_eq!(p["data"][0]["amount_refunded"], 700);
+            } else {
+                assert_eq!(invoice["status"], "open");
+                assert_eq!(p["data"][0]["status"], "failed");
+                assert_eq!(p["data"][0]["decline_code"], "insufficient_funds");
+                assert_eq!(invoice["next_payment_attempt"], "2027-03-02T01:00:00Z");
+            }
+        }
+    }
+);
