@@ -38,6 +38,7 @@ fn request(pm: &str, amount: i64) -> ChargeRequest {
         token: pm.into(),
         provider_customer: Some("cus_fake".into()),
         provider_ref: None,
+        age: chrono::Duration::zero(),
     }
 }
 
@@ -142,9 +143,10 @@ async fn declines_are_classified_hard_or_soft() {
     c.api_base = fake.uri();
     c.secret_key = Some(Secret::new("sk_test_wrong"));
     let wrong = Stripe::from_config(&c).unwrap().unwrap();
+    // A wrong key is the installation's fault: the attempt waits instead of using up dunning.
     assert!(matches!(
         wrong.charge(&request("pm_card_visa", 1000)).await,
-        ChargeResult::Declined { code, kind: DeclineKind::Soft, .. } if code == "provider_authentication"
+        ChargeResult::Unknown { .. }
     ));
 }
 
@@ -253,6 +255,7 @@ async fn refunds_carry_their_own_key_and_never_exceed_the_charge() {
         amount,
         currency: req.currency,
         reason: "requested_by_customer".into(),
+        credit_note: key.trim_end_matches("-refund").into(),
     };
     let first = stripe.refund(&refund("cn_1-refund", 3000)).await;
     assert!(matches!(first, RefundResult::Succeeded { .. }), "{first:?}");
@@ -364,4 +367,36 @@ async fn fault_matrix_never_double_charges_nor_loses_a_charge() {
         unknown_after_charge,
         elapsed
     );
+}
+
+#[tokio::test]
+async fn an_attempt_older_than_stripes_key_lifetime_is_looked_up_never_resent() {
+    let fake = FakeStripe::start().await;
+    fake.set_faults(only_fault(Fault::SlowAfterCharge));
+    let stripe = client(&fake, 0);
+    let charged = request("pm_card_visa", 2500);
+    assert!(matches!(
+        stripe.charge(&charged).await,
+        ChargeResult::Unknown { .. }
+    ));
+    let never_sent = request("pm_card_visa", 2600);
+    let creates = fake.state.lock().unwrap().creates;
+    let day = chrono::Duration::hours(24);
+    let (mut a, mut b) = (charged.clone(), never_sent.clone());
+    a.age = day;
+    b.age = day;
+    assert!(matches!(
+        stripe.retrieve(&a).await,
+        ChargeResult::Succeeded { .. }
+    ));
+    assert!(matches!(
+        stripe.retrieve(&b).await,
+        ChargeResult::Declined { code, kind: DeclineKind::Soft, .. } if code == "provider_error"
+    ));
+    assert_eq!(
+        fake.state.lock().unwrap().creates,
+        creates,
+        "nothing re-sent"
+    );
+    assert_eq!(fake.ledger().len(), 1);
 }

@@ -52,7 +52,7 @@ pub async fn collect_due(
         let mut outcomes = Vec::with_capacity(attempts.len());
         for a in attempts {
             let result = match payments.provider_for(method_of(&a).as_ref()) {
-                Ok(provider) => provider.charge(&request(tenant, &a)).await,
+                Ok(provider) => provider.charge(&request(tenant, &a, now)).await,
                 Err(declined) => declined,
             };
             summary.payment_attempts += 1;
@@ -81,7 +81,7 @@ async fn resolve_unknown(
     let mut outcomes = Vec::with_capacity(unknown.len());
     for a in unknown {
         let result = match payments.provider_for(method_of(&a).as_ref()) {
-            Ok(provider) => provider.retrieve(&request(tenant, &a)).await,
+            Ok(provider) => provider.retrieve(&request(tenant, &a, now)).await,
             Err(declined) => declined,
         };
         outcomes.push((a.payment, result));
@@ -98,7 +98,8 @@ fn method_of(a: &Attempt) -> Option<PaymentMethod> {
     })
 }
 
-pub(super) fn request(tenant: &Tenant, a: &Attempt) -> ChargeRequest {
+/// The provider request of an attempt, as of `now` (the tenant's clock).
+fn request(tenant: &Tenant, a: &Attempt, now: DateTime<Utc>) -> ChargeRequest {
     ChargeRequest {
         idempotency_key: a.idempotency_key.clone(),
         tenant: tenant.id.clone(),
@@ -109,6 +110,7 @@ pub(super) fn request(tenant: &Tenant, a: &Attempt) -> ChargeRequest {
         token: a.token.clone().unwrap_or_default(),
         provider_customer: a.provider_customer.clone(),
         provider_ref: a.payment.provider_ref.clone(),
+        age: (now - a.payment.created).max(chrono::Duration::zero()),
     }
 }
 
@@ -198,19 +200,24 @@ fn apply(
             p.status = AttemptStatus::Succeeded;
             p.provider_ref = Some(provider_ref);
             p.completed_at = Some(now);
-            if let Ok(status) = inv.status.pay() {
-                inv.status = status;
-                inv.amount_paid += p.amount;
-                inv.amount_due = 0;
-                inv.paid_at = Some(now);
-                inv.next_payment_attempt = None;
-                inv.awaiting_payment_method = false;
-            }
-            if let Some(s) = sub {
-                s.status = s.status.after_successful_payment();
-            }
             evts.push(("payment.succeeded", data(p)));
-            evts.push(("invoice.paid", data(inv)));
+            match inv.status.pay() {
+                Ok(status) => {
+                    inv.status = status;
+                    inv.amount_paid += p.amount;
+                    inv.amount_due = 0;
+                    inv.paid_at = Some(now);
+                    inv.next_payment_attempt = None;
+                    inv.awaiting_payment_method = false;
+                    if let Some(s) = sub {
+                        s.status = s.status.after_successful_payment();
+                    }
+                    evts.push(("invoice.paid", data(inv)));
+                }
+                // Money taken for an invoice already paid or voided (a late success): someone
+                // must refund or apply it.
+                Err(_) => evts.push(("payment.unapplied", data(p))),
+            }
         }
         ChargeResult::Declined {
             code,
@@ -306,9 +313,21 @@ pub(super) async fn record_in(
         .map(|s| (s.id.clone(), s))
         .collect();
     let before: HashMap<_, _> = subs.iter().map(|(id, s)| (id.clone(), s.status)).collect();
+    // The invoices are locked now: whatever settled an attempt meanwhile (a webhook, a
+    // reconciliation) has committed, and this outcome only applies if it is still news.
+    let pay_ids: Vec<_> = outcomes.iter().map(|(p, _)| p.id.clone()).collect();
+    let current = store::statuses_of(tx, &tenant.id, &pay_ids).await?;
     let mut evts = Vec::new();
     let mut recorded = Vec::with_capacity(outcomes.len());
     for (mut p, result) in outcomes {
+        let news = match current.get(&p.id) {
+            Some(AttemptStatus::Pending | AttemptStatus::Unknown) => true,
+            Some(AttemptStatus::Failed) => matches!(result, ChargeResult::Succeeded { .. }),
+            _ => false,
+        };
+        if !news {
+            continue;
+        }
         let Some(inv) = invs.get_mut(&p.invoice) else {
             continue;
         };

@@ -32,6 +32,9 @@ pub struct ChargeRequest {
     pub provider_customer: Option<String>,
     /// The provider's id for this attempt when an earlier answer gave one.
     pub provider_ref: Option<String>,
+    /// How long ago the attempt was made (zero for a new charge): a provider forgets
+    /// idempotency keys after a while, so old attempts are looked up, never re-sent.
+    pub age: chrono::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,8 @@ pub struct RefundRequest {
     pub amount: i64,
     pub currency: Currency,
     pub reason: String,
+    /// The credit note asking for it (written into the provider's metadata).
+    pub credit_note: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +111,6 @@ pub struct ProviderCharge {
     pub tenant: Option<String>,
     pub invoice: Option<String>,
     pub attempt_key: Option<String>,
-    pub created: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::collect::record_in;
 use super::webhooks::refunded_to;
 use super::{ChargeResult, ChargeStatus, Payments, ProviderCharge};
 use crate::domain::customer::Provider;
-use crate::domain::payment::{AttemptStatus, DeclineKind};
+use crate::domain::payment::AttemptStatus;
 use crate::domain::tenant::Tenant;
 use crate::services::ServiceError;
 use crate::store::events::insert_event;
@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// repaired_succeeded, repaired_failed, repaired_refund, charge_without_invoice,
+    /// repaired_succeeded, repaired_refund, charge_without_invoice,
     /// succeeded_but_failed_here, amount_mismatch, currency_mismatch, missing_at_provider.
     pub kind: &'static str,
     pub repaired: bool,
@@ -243,24 +243,6 @@ async fn check_page(
                     false,
                     "the provider took the money but the attempt is recorded as failed".into(),
                     pid.clone(),
-                ));
-            }
-            ChargeStatus::Failed if in_flight => {
-                report.repaired += 1;
-                report.findings.push(finding(
-                    "repaired_failed",
-                    true,
-                    "attempt was in flight; the provider shows it failed".into(),
-                    pid.clone(),
-                ));
-                outcomes.push((
-                    a.payment.clone(),
-                    ChargeResult::Declined {
-                        code: "provider_reported_failure".into(),
-                        kind: DeclineKind::Soft,
-                        message: "the provider shows this charge failed".into(),
-                        provider_ref: Some(c.provider_ref.clone()),
-                    },
                 ));
             }
             _ => {}

@@ -16,6 +16,9 @@ use crate::store::events::insert_event;
 use crate::store::{Db, Page, StoreError, credit_notes as notes, invoices, payments as attempts};
 use chrono::{DateTime, Utc};
 
+/// Refunds without a definite answer are re-sent with their key only this long.
+const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(23);
+
 pub struct NewCreditNote {
     pub invoice: InvoiceId,
     pub credit: Credit,
@@ -196,6 +199,7 @@ async fn refund(
         amount: note.refund_amount,
         currency: note.currency,
         reason: note.reason.as_str().into(),
+        credit_note: note.id.to_string(),
     };
     let result = provider.refund(&req).await;
     let mut tx = db.begin().await?;
@@ -208,7 +212,11 @@ async fn refund(
         RefundResult::Failed { code, message } => {
             note.refund_status = RefundStatus::Failed;
             note.refund_failure = Some(format!("{code}: {message}"));
-            release(&mut tx, tenant, &note).await?;
+            if !release(&mut tx, tenant, &note).await? {
+                // Someone changed the invoice in between; the next pass tries again.
+                note.refund_status = RefundStatus::Pending;
+                return Ok(note);
+            }
             Some("credit_note.refund_failed")
         }
         RefundResult::Unknown { message } => {
@@ -233,6 +241,15 @@ async fn refund(
             }
             attempts::update_attempts(&mut tx, &tenant.id, std::slice::from_ref(&a.payment))
                 .await?;
+            insert_event(
+                &mut tx,
+                &tenant.id,
+                "payment.refunded",
+                a.payment.id.as_str(),
+                &a.payment,
+                now,
+            )
+            .await?;
         }
     }
     if let Some(kind) = kind {
@@ -242,25 +259,26 @@ async fn refund(
     Ok(note)
 }
 
-/// A refund the provider refused gives its reservation back: the invoice's refunded amount
-/// drops by it (the note stays, as a record that the refund failed).
+/// A refund the provider refused gives back what the note took: the invoice's credited and
+/// refunded amounts (and, through the note's failed status, its lines). `false` when the
+/// invoice changed meanwhile (nothing written; the note stays pending for the next pass).
 async fn release(
     tx: &mut crate::store::Tx,
     tenant: &Tenant,
     note: &CreditNote,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let Some(before) =
         invoices::find_invoice_headers(tx, &tenant.id, std::slice::from_ref(&note.invoice))
             .await?
             .into_iter()
             .next()
     else {
-        return Ok(());
+        return Ok(true);
     };
     let mut after: Invoice = before.clone();
     after.amount_refunded -= note.refund_amount;
-    notes::apply_to_invoice(tx, &tenant.id, &before, &after).await?;
-    Ok(())
+    after.amount_credited -= note.amount;
+    notes::apply_to_invoice(tx, &tenant.id, &before, &after).await
 }
 
 /// Sends again, with the same key, refunds that have no definite answer yet.
@@ -273,7 +291,12 @@ pub async fn resolve_refunds(
     let mut tx = db.read().await?;
     let pending = notes::pending_refunds(&mut tx, &tenant.id).await?;
     let mut found = Vec::with_capacity(pending.len());
-    for note in pending {
+    // Past a provider's key lifetime a re-send could refund anew: those wait for a person
+    // (the note stays `pending`, visible in the API and exports).
+    for note in pending
+        .into_iter()
+        .filter(|n| now - n.created < KEY_LIFETIME)
+    {
         let Some(pay_id) = note.payment.clone() else {
             continue;
         };

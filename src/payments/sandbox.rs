@@ -201,7 +201,6 @@ impl PaymentProvider for Sandbox {
                 tenant: Some(c.tenant.to_string()),
                 invoice: Some(c.invoice.to_string()),
                 attempt_key: Some(key.clone()),
-                created: c.created,
             })
             .collect();
         Ok(ChargePage {

@@ -161,13 +161,16 @@ pub async fn notes_of_invoice(
     })
 }
 
-/// What earlier notes credited per invoice line.
+/// What earlier notes credited per invoice line (a note whose refund failed gave it back).
 pub fn credited_lines(notes: &[CreditNote]) -> HashMap<InvoiceLineId, i64> {
     let mut out = HashMap::new();
     for CreditNoteLine {
         invoice_line,
         amount,
-    } in notes.iter().flat_map(|n| n.lines.iter())
+    } in notes
+        .iter()
+        .filter(|n| n.refund_status != RefundStatus::Failed)
+        .flat_map(|n| n.lines.iter())
     {
         *out.entry(invoice_line.clone()).or_insert(0) += amount;
     }
@@ -209,8 +212,9 @@ pub async fn refunded_through_notes(
     })
 }
 
-/// Writes the invoice's credit fields if nobody changed them since `before` was read:
-/// `false` means a concurrent change won and nothing was written.
+/// Writes the invoice's credit fields if nobody changed them since `before` was read (a new
+/// payment attempt counts as a change): `false` means a concurrent change won and nothing was
+/// written.
 pub async fn apply_to_invoice(
     tx: &mut Tx,
     tenant: &TenantId,
@@ -222,7 +226,7 @@ pub async fn apply_to_invoice(
             "UPDATE invoices SET status = $3, amount_due = $4, amount_credited = $5, amount_refunded = $6, paid_at = $7,
                  next_payment_attempt = $8, awaiting_payment_method = $9
              WHERE tenant_id = $1 AND id = $2 AND status = $10 AND amount_due = $11 AND amount_credited = $12
-               AND amount_refunded = $13",
+               AND amount_refunded = $13 AND attempt_count = $14",
         )
         .bind(tenant.as_str())
         .bind(after.id.as_str())
@@ -237,6 +241,7 @@ pub async fn apply_to_invoice(
         .bind(before.amount_due)
         .bind(before.amount_credited)
         .bind(before.amount_refunded)
+        .bind(i64::from(before.attempt_count))
         .execute(&mut *c)
         .await?
         .rows_affected()

@@ -359,19 +359,37 @@ pub async fn due_for_collection(
     now: chrono::DateTime<chrono::Utc>,
     limit: i64,
 ) -> Result<Vec<Invoice>, StoreError> {
-    on_tx!(tx, |c| {
-        let rows = sqlx::query(select_invoice!(
-            "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
-               AND collection_method = 'charge_automatically'
-             ORDER BY next_payment_attempt, id LIMIT $3"
-        ))
-        .bind(tenant.as_str())
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *c)
-        .await?;
-        rows.iter().map(invoice_from).collect()
-    })
+    // Identical but for the lock (SQLite has one writer): on PostgreSQL the claimed invoices
+    // stay locked until their attempts commit, so a credit note cannot change them between.
+    macro_rules! due {
+        ($t:expr, $sql:expr) => {{
+            let rows = sqlx::query($sql)
+                .bind(tenant.as_str())
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut **$t)
+                .await?;
+            rows.iter().map(invoice_from).collect()
+        }};
+    }
+    match tx {
+        Tx::Sqlite(t) => due!(
+            t,
+            select_invoice!(
+                "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
+                   AND collection_method = 'charge_automatically'
+                 ORDER BY next_payment_attempt, id LIMIT $3"
+            )
+        ),
+        Tx::Postgres(t) => due!(
+            t,
+            select_invoice!(
+                "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
+                   AND collection_method = 'charge_automatically'
+                 ORDER BY next_payment_attempt, id LIMIT $3 FOR UPDATE"
+            )
+        ),
+    }
 }
 
 /// The earliest pending collection, for the test clock's stepping.
@@ -412,6 +430,8 @@ pub async fn retry_awaiting_method(
 }
 
 /// Many invoices by id, without their lines (collection needs only the header).
+/// Invoices without their lines, locked on PostgreSQL until the transaction ends: outcomes,
+/// webhooks and credit notes for one invoice take turns.
 pub async fn find_invoice_headers(
     tx: &mut Tx,
     tenant: &TenantId,
@@ -420,10 +440,15 @@ pub async fn find_invoice_headers(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let lock = match tx {
+        Tx::Sqlite(_) => "",
+        Tx::Postgres(_) => " ORDER BY id FOR UPDATE",
+    };
     on_tx!(tx, |c| {
         let mut q = sqlx::QueryBuilder::new(select_invoice!("WHERE tenant_id = "));
         q.push_bind(tenant.as_str()).push(" AND id IN ");
         push_id_list(&mut q, ids.iter().map(|i| i.as_str()));
+        q.push(lock);
         let rows = q.build().fetch_all(&mut *c).await?;
         rows.iter().map(invoice_from).collect()
     })

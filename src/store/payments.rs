@@ -86,6 +86,33 @@ pub async fn find_attempt(
     })
 }
 
+/// The current status of attempts (read after their invoices are locked, so it cannot move
+/// under the caller).
+pub async fn statuses_of(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[PaymentId],
+) -> Result<std::collections::HashMap<PaymentId, AttemptStatus>, StoreError> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    on_tx!(tx, |c| {
+        let mut q =
+            sqlx::QueryBuilder::new("SELECT id, status FROM payment_attempts WHERE tenant_id = ");
+        q.push_bind(tenant.as_str()).push(" AND id IN ");
+        super::push_id_list(&mut q, ids.iter().map(|i| i.as_str()));
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.parsed("id", PaymentId::parse)?,
+                    r.parsed("status", known(AttemptStatus::parse))?,
+                ))
+            })
+            .collect()
+    })
+}
+
 /// Attempts among `keys` (reconciliation looks a provider page up at once).
 pub async fn attempts_by_keys(
     tx: &mut Tx,

@@ -34,6 +34,9 @@ pub struct Stripe {
     tolerance_secs: i64,
 }
 
+/// Attempts older than this are never re-sent with their key (Stripe prunes keys after 24 h).
+const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(23);
+
 /// How far back `find_by_key` reads a customer's PaymentIntents (100 per page).
 const MAX_LIST_PAGES: usize = 20;
 
@@ -235,12 +238,6 @@ fn declined(err: &wire::ApiError, provider_ref: Option<String>) -> ChargeResult 
     ) {
         Decline::Soft => DeclineKind::Soft,
         Decline::Hard => DeclineKind::Hard,
-        Decline::CheckFirst => {
-            return ChargeResult::Unknown {
-                message: format!("{code}: {message}"),
-                provider_ref,
-            };
-        }
     };
     ChargeResult::Declined {
         code,
@@ -319,15 +316,10 @@ fn charge_result(reply: Reply) -> ChargeResult {
             let pi = err.payment_intent.as_ref().map(|p| p.id.clone());
             declined(&err, pi)
         }
-        409 | 429 | 500.. => ChargeResult::Unknown {
-            message,
-            provider_ref: None,
-        },
-        // The key or account is wrong: nothing was charged, and retrying on the plan is
-        // right once the installation is fixed.
-        401 | 403 => ChargeResult::Declined {
-            code: "provider_authentication".into(),
-            kind: DeclineKind::Soft,
+        // 401/403: the installation's key or account is wrong. Nothing was charged and Stripe
+        // saved nothing under the key, so the attempt waits (unknown, asked again each pass)
+        // instead of using up the customer's dunning plan.
+        401 | 403 | 409 | 429 | 500.. => ChargeResult::Unknown {
             message,
             provider_ref: None,
         },
@@ -376,6 +368,15 @@ impl PaymentProvider for Stripe {
                 self.send(Method::GET, &format!("/v1/payment_intents/{id}"), &[], None)
                     .await,
             ),
+            // Stripe keeps keys at least 24 hours; past that a re-send could charge anew.
+            None if req.age >= KEY_LIFETIME => {
+                self.find_by_key(req)
+                    .await
+                    .unwrap_or_else(|| ChargeResult::Unknown {
+                        message: "Stripe's list of PaymentIntents could not be read".into(),
+                        provider_ref: None,
+                    })
+            }
             None => {
                 let Some(params) = Self::create_params(req) else {
                     return self.charge(req).await;
@@ -388,10 +389,17 @@ impl PaymentProvider for Stripe {
                         Some(&req.idempotency_key),
                     )
                     .await;
-                let saved_error =
-                    matches!(&replay, Reply::Answer { status, .. } if status.is_server_error());
+                // A saved 500 replays forever; an idempotency error means the key no longer
+                // matches what Stripe holds. Either way the list decides.
+                let look_up = match &replay {
+                    Reply::Answer { status, body } => {
+                        status.is_server_error()
+                            || error_of(body).kind.as_deref() == Some("idempotency_error")
+                    }
+                    Reply::Indeterminate(_) => false,
+                };
                 let result = charge_result(replay);
-                if saved_error {
+                if look_up {
                     self.find_by_key(req).await.unwrap_or(result)
                 } else {
                     result
@@ -418,6 +426,7 @@ impl PaymentProvider for Stripe {
             ("payment_intent", req.provider_ref.clone()),
             ("amount", amount.to_string()),
             ("reason", reason),
+            ("metadata[credit_note]", req.credit_note.clone()),
         ];
         let reply = self
             .send(

@@ -3,7 +3,6 @@
 
 use crate::domain::currency::Currency;
 use crate::payments::{ChargeStatus, ProviderCharge};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -17,8 +16,6 @@ pub struct PaymentIntent {
     pub currency: String,
     #[serde(default)]
     pub metadata: HashMap<String, String>,
-    #[serde(default)]
-    pub created: i64,
     pub latest_charge: Option<LatestCharge>,
     pub last_payment_error: Option<ApiError>,
 }
@@ -41,8 +38,6 @@ pub struct Charge {
     pub currency: String,
     #[serde(default)]
     pub metadata: HashMap<String, String>,
-    #[serde(default)]
-    pub created: i64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -98,8 +93,6 @@ pub enum Decline {
     Soft,
     /// Wait for a new payment method (or the customer's action).
     Hard,
-    /// `duplicate_transaction`: look for the existing payment before anything else.
-    CheckFirst,
 }
 
 /// `advice_code` wins when present, then `decline_code`, then `code`; unknown codes are soft
@@ -111,7 +104,6 @@ pub fn classify(code: Option<&str>, decline_code: Option<&str>, advice: Option<&
         _ => {}
     }
     let by_code = |c: &str| match c {
-        "duplicate_transaction" => Some(Decline::CheckFirst),
         "expired_card"
         | "incorrect_number"
         | "incorrect_cvc"
@@ -140,7 +132,11 @@ pub fn classify(code: Option<&str>, decline_code: Option<&str>, advice: Option<&
         | "security_violation"
         | "testmode_decline"
         | "authentication_required" => Some(Decline::Hard),
-        "insufficient_funds"
+        // The issuer saw a similar charge: recur's own charges carry one key per attempt and an
+        // invoice is paid by its first success, so an earlier charge of ours would have
+        // settled the invoice already; retry on the plan.
+        "duplicate_transaction"
+        | "insufficient_funds"
         | "withdrawal_count_limit_exceeded"
         | "card_velocity_exceeded"
         | "generic_decline"
@@ -205,10 +201,6 @@ pub fn from_stripe(amount: i64, c: Currency) -> i64 {
     }
 }
 
-fn when(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(secs, 0).unwrap_or_default()
-}
-
 impl PaymentIntent {
     pub fn charge_status(&self) -> ChargeStatus {
         match self.status.as_str() {
@@ -235,7 +227,6 @@ impl PaymentIntent {
             tenant: self.metadata.get(META_TENANT).cloned(),
             invoice: self.metadata.get(META_INVOICE).cloned(),
             attempt_key: self.metadata.get(META_ATTEMPT).cloned(),
-            created: when(self.created),
         }
     }
 }
@@ -257,7 +248,6 @@ impl Charge {
             tenant: self.metadata.get(META_TENANT).cloned(),
             invoice: self.metadata.get(META_INVOICE).cloned(),
             attempt_key: self.metadata.get(META_ATTEMPT).cloned(),
-            created: when(self.created),
         }
     }
 }
@@ -347,7 +337,7 @@ mod tests {
         );
         assert_eq!(
             c(Some("card_declined"), Some("duplicate_transaction"), None),
-            CheckFirst
+            Soft
         );
         assert_eq!(c(Some("card_declined"), Some("something_new"), None), Soft);
         assert_eq!(c(None, None, None), Soft);
