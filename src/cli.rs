@@ -69,10 +69,6 @@ enum Command {
         /// Last day, included (YYYY-MM-DD, UTC) or RFC 3339 instant.
         #[arg(long, value_name = "DATE", value_parser = parse_day_end)]
         to: DateTime<Utc>,
-        /// stripe, or sandbox (whose ledger lives in the process that charged, so only an
-        /// in-process run such as the demo sees it).
-        #[arg(long, default_value = "stripe", value_parser = parse_provider)]
-        provider: crate::domain::customer::Provider,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -112,11 +108,6 @@ enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn parse_provider(s: &str) -> Result<crate::domain::customer::Provider, String> {
-    crate::domain::customer::Provider::parse(s)
-        .ok_or_else(|| format!("`{s}` is not a provider (stripe or sandbox)"))
 }
 
 /// A day's first second, or an exact instant.
@@ -231,9 +222,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tenant,
             from,
             to,
-            provider,
             json,
-        } => reconcile(&db, &config, &tenant, provider, from, to, json).await,
+        } => reconcile(&db, &config, &tenant, from, to, json).await,
         Command::Migrate => {
             println!(
                 "migrations applied to {}",
@@ -268,11 +258,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
+/// Reconciles against Stripe. The sandbox keeps its ledger in the process that charged, so a
+/// separate `recur reconcile` process has nothing to compare it with; in-process callers (tests)
+/// use `payments::reconcile` with it directly.
 async fn reconcile(
     db: &Db,
     config: &Config,
     tenant: &TenantId,
-    provider: crate::domain::customer::Provider,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     json: bool,
@@ -291,10 +283,17 @@ async fn reconcile(
         ))));
     };
     let payments = crate::payments::Payments::from_config(config)?;
-    let report =
-        crate::payments::reconcile::reconcile(db, &payments, &t, provider, from, to, Utc::now())
-            .await
-            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let report = crate::payments::reconcile::reconcile(
+        db,
+        &payments,
+        &t,
+        crate::domain::customer::Provider::Stripe,
+        from,
+        to,
+        Utc::now(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());

@@ -235,3 +235,54 @@ both!(
         );
     }
 );
+
+both!(
+    async fn the_sandbox_reconciles_in_process(app: TestApp) {
+        // No clock set: the tenant's clock and the sandbox's wall clock agree.
+        let c = app.customer().await;
+        let price = app.monthly_price(2500).await;
+        for _ in 0..3 {
+            app.post(
+                "/v1/subscriptions",
+                json!({"customer": c, "items": [{"price": price}]}),
+            )
+            .await
+            .ok();
+        }
+        let later = (chrono::Utc::now() + chrono::Duration::minutes(5))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        app.advance(&later).await;
+        let mut tx = app.db.read().await.unwrap();
+        let tenant = recur::store::tenants::find_tenant(&mut tx, &app.tenant_id)
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (from, to) = (
+            chrono::Utc::now() - chrono::Duration::hours(1),
+            chrono::Utc::now() + chrono::Duration::hours(1),
+        );
+        let report = recur::payments::reconcile::reconcile(
+            &app.db,
+            &app.payments,
+            &tenant,
+            recur::domain::customer::Provider::Sandbox,
+            from,
+            to,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (report.provider_charges, report.matched, report.our_payments),
+            (3, 3, 3)
+        );
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        let done = app
+            .get("/v1/events?type=reconciliation.completed")
+            .await
+            .ok();
+        assert_eq!(done["data"].as_array().unwrap().len(), 1);
+    }
+);
