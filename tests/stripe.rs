@@ -256,6 +256,7 @@ async fn refunds_carry_their_own_key_and_never_exceed_the_charge() {
         currency: req.currency,
         reason: "requested_by_customer".into(),
         credit_note: key.trim_end_matches("-refund").into(),
+        tenant: req.tenant.clone(),
     };
     let first = stripe.refund(&refund("cn_1-refund", 3000)).await;
     assert!(matches!(first, RefundResult::Succeeded { .. }), "{first:?}");

@@ -76,8 +76,10 @@ pub struct RefundRequest {
     pub amount: i64,
     pub currency: Currency,
     pub reason: String,
-    /// The credit note asking for it (written into the provider's metadata).
+    /// The credit note asking for it, and its tenant (written into the provider's metadata
+    /// so the provider's refund events find their way back).
     pub credit_note: String,
+    pub tenant: TenantId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +148,12 @@ pub enum EventChange {
     },
     /// `amount_refunded` is the running total the provider holds for the charge.
     Refunded(ProviderCharge),
+    /// A refund recur asked for changed status (settled or failed after being accepted).
+    RefundUpdated {
+        tenant: Option<String>,
+        credit_note: Option<String>,
+        result: RefundResult,
+    },
     /// Verified, but nothing recur tracks (acknowledged and recorded).
     Ignored,
 }

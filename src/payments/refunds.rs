@@ -186,7 +186,7 @@ async fn refund(
     db: &Db,
     payments: &Payments,
     tenant: &Tenant,
-    mut note: CreditNote,
+    note: CreditNote,
     p: &Payment,
     now: DateTime<Utc>,
 ) -> Result<CreditNote, StoreError> {
@@ -200,19 +200,41 @@ async fn refund(
         currency: note.currency,
         reason: note.reason.as_str().into(),
         credit_note: note.id.to_string(),
+        tenant: tenant.id.clone(),
     };
     let result = provider.refund(&req).await;
     let mut tx = db.begin().await?;
+    let note = record_refund(&mut tx, tenant, note, result, now).await?;
+    tx.commit().await?;
+    Ok(note)
+}
+
+/// Writes what the provider said about a note's refund, inside the caller's transaction
+/// (webhooks settle refunds the provider accepted as pending the same way).
+pub(super) async fn record_refund(
+    tx: &mut crate::store::Tx,
+    tenant: &Tenant,
+    mut note: CreditNote,
+    result: RefundResult,
+    now: DateTime<Utc>,
+) -> Result<CreditNote, StoreError> {
     let kind = match result {
-        RefundResult::Succeeded { refund_ref } | RefundResult::Pending { refund_ref } => {
+        RefundResult::Succeeded { refund_ref } => {
             note.refund_status = RefundStatus::Succeeded;
             note.refund_ref = Some(refund_ref);
+            note.refund_failure = None;
             Some("credit_note.refunded")
+        }
+        // Accepted, not settled: the provider's refund webhook settles it; until then the
+        // note is not re-sent (it has its reference).
+        RefundResult::Pending { refund_ref } => {
+            note.refund_ref = Some(refund_ref);
+            None
         }
         RefundResult::Failed { code, message } => {
             note.refund_status = RefundStatus::Failed;
             note.refund_failure = Some(format!("{code}: {message}"));
-            if !release(&mut tx, tenant, &note).await? {
+            if !release(tx, tenant, &note).await? {
                 // Someone changed the invoice in between; the next pass tries again.
                 note.refund_status = RefundStatus::Pending;
                 return Ok(note);
@@ -224,25 +246,20 @@ async fn refund(
             None
         }
     };
-    notes::update_refund(&mut tx, &tenant.id, &note).await?;
-    if note.refund_status == RefundStatus::Succeeded {
-        let total = notes::refunded_through_notes(&mut tx, &tenant.id, &p.id).await?;
-        let mut found = attempts::find_attempt(
-            &mut tx,
-            &tenant.id,
-            None,
-            p.provider_ref.as_deref().unwrap_or_default(),
-        )
-        .await?;
-        if let Some(a) = found.as_mut().filter(|a| total > a.payment.amount_refunded) {
+    notes::update_refund(tx, &tenant.id, &note).await?;
+    if note.refund_status == RefundStatus::Succeeded
+        && let Some(pay) = &note.payment
+        && let Some(mut a) = attempts::find_payment(tx, &tenant.id, pay).await?
+    {
+        let total = notes::refunded_through_notes(tx, &tenant.id, pay).await?;
+        if total > a.payment.amount_refunded {
             a.payment.amount_refunded = total.min(a.payment.amount);
             if a.payment.amount_refunded >= a.payment.amount {
                 a.payment.status = AttemptStatus::Refunded;
             }
-            attempts::update_attempts(&mut tx, &tenant.id, std::slice::from_ref(&a.payment))
-                .await?;
+            attempts::update_attempts(tx, &tenant.id, std::slice::from_ref(&a.payment)).await?;
             insert_event(
-                &mut tx,
+                tx,
                 &tenant.id,
                 "payment.refunded",
                 a.payment.id.as_str(),
@@ -253,9 +270,8 @@ async fn refund(
         }
     }
     if let Some(kind) = kind {
-        insert_event(&mut tx, &tenant.id, kind, note.id.as_str(), &note, now).await?;
+        insert_event(tx, &tenant.id, kind, note.id.as_str(), &note, now).await?;
     }
-    tx.commit().await?;
     Ok(note)
 }
 
@@ -281,7 +297,8 @@ async fn release(
     notes::apply_to_invoice(tx, &tenant.id, &before, &after).await
 }
 
-/// Sends again, with the same key, refunds that have no definite answer yet.
+/// Sends again, with the same key, refunds that have no answer yet (not those the provider
+/// accepted as pending: its webhook settles them).
 pub async fn resolve_refunds(
     db: &Db,
     payments: &Payments,

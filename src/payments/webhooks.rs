@@ -4,16 +4,21 @@
 //! - a success wins over a failure (a PaymentIntent that succeeded stays succeeded);
 //! - a failure only settles an attempt still in flight;
 //! - a refund implies the charge succeeded, and the refunded amount only grows (the provider
-//!   sends its running total).
+//!   sends its running total);
+//! - a refund the provider accepted as pending settles or fails once (only a pending credit
+//!   note's refund moves).
 
 use super::collect::record_in;
-use super::{ChargeResult, EventChange, Payments, ProviderCharge, ProviderEvent};
+use super::refunds::record_refund;
+use super::{ChargeResult, EventChange, Payments, ProviderCharge, ProviderEvent, RefundResult};
+use crate::domain::credit_note::RefundStatus;
 use crate::domain::customer::Provider;
+use crate::domain::ids::CreditNoteId;
 use crate::domain::payment::{AttemptStatus, Payment};
 use crate::domain::tenant::Tenant;
 use crate::store::events::insert_event;
 use crate::store::payments::{self as attempts, Attempt};
-use crate::store::{Db, StoreError, Tx, provider_events, tenants};
+use crate::store::{Db, StoreError, Tx, credit_notes, provider_events, tenants};
 use chrono::{DateTime, Utc};
 
 /// What became of one delivery.
@@ -52,26 +57,45 @@ pub async fn receive(
         // Dropping the transaction rolls it back.
         return Ok(Outcome::Duplicate);
     }
-    let charge = match &event.change {
-        EventChange::Succeeded(c) | EventChange::Refunded(c) => Some(c),
-        EventChange::Failed { charge, .. } => Some(charge),
-        EventChange::Ignored => None,
-    };
-    let tenant = match charge.and_then(|c| c.tenant.as_deref()) {
-        Some(id) => tenants::find_tenant(&mut tx, id).await?,
-        None => None,
-    };
-    let found = match (&tenant, charge) {
-        (Some(t), Some(c)) => {
-            attempts::find_attempt(&mut tx, &t.id, c.attempt_key.as_deref(), &c.provider_ref)
-                .await?
+    let (tenant_id, outcome) = match event.change {
+        EventChange::RefundUpdated {
+            tenant,
+            credit_note,
+            result,
+        } => {
+            let outcome =
+                refund_updated(&mut tx, tenant.as_deref(), credit_note, result, system_now).await?;
+            (tenant, outcome)
         }
-        _ => None,
-    };
-    let tenant_id = charge.and_then(|c| c.tenant.clone());
-    let outcome = match (tenant, found) {
-        (Some(t), Some(a)) => apply(&mut tx, payments, &t, a, event.change, system_now).await?,
-        _ => Outcome::Ignored,
+        change => {
+            let charge = match &change {
+                EventChange::Succeeded(c) | EventChange::Refunded(c) => Some(c),
+                EventChange::Failed { charge, .. } => Some(charge),
+                EventChange::RefundUpdated { .. } | EventChange::Ignored => None,
+            };
+            let tenant_id = charge.and_then(|c| c.tenant.clone());
+            let tenant = match &tenant_id {
+                Some(id) => tenants::find_tenant(&mut tx, id).await?,
+                None => None,
+            };
+            let found = match (&tenant, charge) {
+                (Some(t), Some(c)) => {
+                    attempts::find_attempt(
+                        &mut tx,
+                        &t.id,
+                        c.attempt_key.as_deref(),
+                        &c.provider_ref,
+                    )
+                    .await?
+                }
+                _ => None,
+            };
+            let outcome = match (tenant, found) {
+                (Some(t), Some(a)) => apply(&mut tx, payments, &t, a, change, system_now).await?,
+                _ => Outcome::Ignored,
+            };
+            (tenant_id, outcome)
+        }
     };
     provider_events::set_outcome(
         &mut tx,
@@ -83,6 +107,38 @@ pub async fn receive(
     .await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// A refund the provider had accepted as pending settled or failed. Only a pending note moves.
+async fn refund_updated(
+    tx: &mut Tx,
+    tenant: Option<&str>,
+    credit_note: Option<String>,
+    result: RefundResult,
+    system_now: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let (Some(tenant), Some(id)) = (tenant, credit_note) else {
+        return Ok(Outcome::Ignored);
+    };
+    let Some(t) = tenants::find_tenant(tx, tenant).await? else {
+        return Ok(Outcome::Ignored);
+    };
+    let Ok(id) = CreditNoteId::parse(&id) else {
+        return Ok(Outcome::Ignored);
+    };
+    let Some(note) = credit_notes::find_credit_note(tx, &t.id, &id).await? else {
+        return Ok(Outcome::Ignored);
+    };
+    if note.refund_status != RefundStatus::Pending
+        || matches!(
+            result,
+            RefundResult::Pending { .. } | RefundResult::Unknown { .. }
+        )
+    {
+        return Ok(Outcome::Stale);
+    }
+    record_refund(tx, &t, note, result, t.now(system_now)).await?;
+    Ok(Outcome::Applied)
 }
 
 fn in_flight(p: &Payment) -> bool {
@@ -145,7 +201,7 @@ async fn apply(
                 Outcome::Stale
             })
         }
-        EventChange::Ignored => Ok(Outcome::Ignored),
+        EventChange::RefundUpdated { .. } | EventChange::Ignored => Ok(Outcome::Ignored),
     }
 }
 

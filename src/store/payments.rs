@@ -113,6 +113,21 @@ pub async fn statuses_of(
     })
 }
 
+pub async fn find_payment(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: &PaymentId,
+) -> Result<Option<Attempt>, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(select_payment!("WHERE tenant_id = $1 AND id = $2"))
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+        row.as_ref().map(attempt_from).transpose()
+    })
+}
+
 /// Attempts among `keys` (reconciliation looks a provider page up at once).
 pub async fn attempts_by_keys(
     tx: &mut Tx,

@@ -253,3 +253,114 @@ both_stripe!(
         }
     }
 );
+
+both_stripe!(
+    async fn refunds_accepted_as_pending_settle_or_fail_through_the_refund_webhook(
+        app: TestApp,
+        fake: FakeStripe,
+    ) {
+        app.set_clock("2027-03-01T00:00:00Z").await;
+        let c = app
+            .post(
+                "/v1/customers",
+                json!({"name": "P", "currency": "EUR", "payment_method":
+                       {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}),
+            )
+            .await
+            .ok();
+        let price = app.monthly_price(2500).await;
+        let s = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": c["id"], "items": [{"price": price}]}),
+            )
+            .await
+            .ok();
+        app.advance("2027-03-01T01:00:00Z").await;
+        let inv = app.invoices_of(s["id"].as_str().unwrap()).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut notes = Vec::new();
+        for amount in [507, 707] {
+            let n = app
+                .post(
+                    "/v1/credit_notes",
+                    json!({"invoice": inv, "amount": amount, "reason": "order_change", "refund": true}),
+                )
+                .await
+                .ok();
+            assert_eq!(n["refund_status"], "pending");
+            assert!(n["refund_ref"].as_str().unwrap().starts_with("re_"));
+            notes.push(n);
+        }
+        // Pending refunds are not re-sent by collection passes.
+        app.advance("2027-03-02T00:00:00Z").await;
+        assert_eq!(fake.ledger()[0].refunded, 507 + 707);
+
+        let refund = |n: &Value, status: &str| {
+            json!({"id": n["refund_ref"], "object": "refund", "amount": n["refund_amount"],
+                   "status": status, "failure_reason": if status == "failed" { json!("lost_or_stolen_card") } else { json!(null) },
+                   "metadata": {"credit_note": n["id"], "tenant_id": app.tenant_id}})
+        };
+        let settled = event("evt_re_1", "refund.updated", refund(&notes[0], "succeeded"));
+        let failed = event("evt_re_2", "refund.failed", refund(&notes[1], "failed"));
+        for body in [&settled, &failed, &settled] {
+            let r = deliver(
+                &app,
+                body,
+                Some(sign(WEBHOOK_SECRET, now(), body.as_bytes())),
+            )
+            .await;
+            assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+        }
+        let late = event("evt_re_3", "refund.updated", refund(&notes[1], "succeeded"));
+        let r = deliver(
+            &app,
+            &late,
+            Some(sign(WEBHOOK_SECRET, now(), late.as_bytes())),
+        )
+        .await;
+        assert_eq!(r.body["outcome"], "stale", "a failed refund stays failed");
+
+        let a = app
+            .get(&format!(
+                "/v1/credit_notes/{}",
+                notes[0]["id"].as_str().unwrap()
+            ))
+            .await
+            .ok();
+        let b = app
+            .get(&format!(
+                "/v1/credit_notes/{}",
+                notes[1]["id"].as_str().unwrap()
+            ))
+            .await
+            .ok();
+        assert_eq!(
+            (a["refund_status"].as_str(), b["refund_status"].as_str()),
+            (Some("succeeded"), Some("failed"))
+        );
+        assert!(
+            b["refund_failure"]
+                .as_str()
+                .unwrap()
+                .contains("lost_or_stolen_card")
+        );
+        let invoice = app.get(&format!("/v1/invoices/{inv}")).await.ok();
+        assert_eq!(
+            (
+                invoice["amount_credited"].as_i64(),
+                invoice["amount_refunded"].as_i64()
+            ),
+            (Some(507), Some(507))
+        );
+        let p = app.get(&format!("/v1/payments?invoice={inv}")).await.ok();
+        assert_eq!(p["data"][0]["amount_refunded"], 507);
+        let failed_events = app
+            .get("/v1/events?type=credit_note.refund_failed")
+            .await
+            .ok();
+        assert_eq!(failed_events["data"].as_array().unwrap().len(), 1);
+    }
+);

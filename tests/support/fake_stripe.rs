@@ -561,9 +561,15 @@ impl Respond for CreateRefund {
             ),
             Some(c) => {
                 c.refunded += amount;
+                // Amounts ending in 7 come back pending, like a bank transfer refund.
+                let status = if amount % 10 == 7 {
+                    "pending"
+                } else {
+                    "succeeded"
+                };
                 (
                     200,
-                    json!({ "id": refund_id, "object": "refund", "amount": amount, "payment_intent": pi, "status": "succeeded" }),
+                    json!({ "id": refund_id, "object": "refund", "amount": amount, "payment_intent": pi, "status": status }),
                 )
             }
         };

@@ -427,6 +427,7 @@ impl PaymentProvider for Stripe {
             ("amount", amount.to_string()),
             ("reason", reason),
             ("metadata[credit_note]", req.credit_note.clone()),
+            ("metadata[tenant_id]", req.tenant.to_string()),
         ];
         let reply = self
             .send(
@@ -442,12 +443,7 @@ impl PaymentProvider for Stripe {
         };
         if status.is_success() {
             return match serde_json::from_value::<wire::Refund>(body) {
-                Ok(r) if r.status == "succeeded" => RefundResult::Succeeded { refund_ref: r.id },
-                Ok(r) if r.status == "failed" || r.status == "canceled" => RefundResult::Failed {
-                    code: format!("refund_{}", r.status),
-                    message: format!("Stripe reports the refund {}", r.status),
-                },
-                Ok(r) => RefundResult::Pending { refund_ref: r.id },
+                Ok(r) => r.result(),
                 Err(e) => RefundResult::Unknown {
                     message: format!("unexpected reply from Stripe: {e}"),
                 },
@@ -553,6 +549,14 @@ fn parse_event(body: &[u8]) -> Result<ProviderEvent, WebhookError> {
                     message,
                 },
                 _ => EventChange::Ignored,
+            }
+        }
+        "refund.updated" | "refund.failed" | "charge.refund.updated" => {
+            let r: wire::Refund = serde_json::from_value(event.data.object).map_err(bad)?;
+            EventChange::RefundUpdated {
+                tenant: r.metadata.get(wire::META_TENANT).cloned(),
+                credit_note: r.metadata.get(wire::META_CREDIT_NOTE).cloned(),
+                result: r.result(),
             }
         }
         "charge.refunded" => {

@@ -2,7 +2,7 @@
 //! decline is classified. Nothing here leaves the `stripe` module.
 
 use crate::domain::currency::Currency;
-use crate::payments::{ChargeStatus, ProviderCharge};
+use crate::payments::{ChargeStatus, ProviderCharge, RefundResult};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -66,6 +66,30 @@ pub struct List<T> {
 pub struct Refund {
     pub id: String,
     pub status: String,
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}
+
+impl Refund {
+    pub fn result(&self) -> RefundResult {
+        match self.status.as_str() {
+            "succeeded" => RefundResult::Succeeded {
+                refund_ref: self.id.clone(),
+            },
+            "failed" | "canceled" => RefundResult::Failed {
+                code: format!("refund_{}", self.status),
+                message: self.failure_reason.clone().map_or_else(
+                    || format!("Stripe reports the refund {}", self.status),
+                    |r| format!("Stripe reports the refund {}: {r}", self.status),
+                ),
+            },
+            _ => RefundResult::Pending {
+                refund_ref: self.id.clone(),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +109,7 @@ pub struct EventData {
 pub const META_TENANT: &str = "tenant_id";
 pub const META_INVOICE: &str = "invoice_id";
 pub const META_ATTEMPT: &str = "attempt_key";
+pub const META_CREDIT_NOTE: &str = "credit_note";
 
 /// How to treat a decline. Stripe has no hard/soft column; this follows its "next steps".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
