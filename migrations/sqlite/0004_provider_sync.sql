@@ -5,6 +5,9 @@
 ALTER TABLE customers ADD COLUMN pm_customer TEXT;
 ALTER TABLE payment_attempts ADD COLUMN provider_customer TEXT;
 ALTER TABLE payment_attempts ADD COLUMN amount_refunded BIGINT NOT NULL DEFAULT 0;
+-- Wall-clock time the attempt was first sent (test clocks move faster than providers forget
+-- idempotency keys).
+ALTER TABLE payment_attempts ADD COLUMN sent_at TEXT;
 CREATE INDEX payment_attempts_provider_ref ON payment_attempts (tenant_id, provider_ref);
 CREATE INDEX payment_attempts_created ON payment_attempts (tenant_id, created_at, id);
 

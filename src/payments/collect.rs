@@ -52,7 +52,7 @@ pub async fn collect_due(
         let mut outcomes = Vec::with_capacity(attempts.len());
         for a in attempts {
             let result = match payments.provider_for(method_of(&a).as_ref()) {
-                Ok(provider) => provider.charge(&request(tenant, &a, now)).await,
+                Ok(provider) => provider.charge(&request(tenant, &a)).await,
                 Err(declined) => declined,
             };
             summary.payment_attempts += 1;
@@ -81,7 +81,7 @@ async fn resolve_unknown(
     let mut outcomes = Vec::with_capacity(unknown.len());
     for a in unknown {
         let result = match payments.provider_for(method_of(&a).as_ref()) {
-            Ok(provider) => provider.retrieve(&request(tenant, &a, now)).await,
+            Ok(provider) => provider.retrieve(&request(tenant, &a)).await,
             Err(declined) => declined,
         };
         outcomes.push((a.payment, result));
@@ -98,8 +98,9 @@ fn method_of(a: &Attempt) -> Option<PaymentMethod> {
     })
 }
 
-/// The provider request of an attempt, as of `now` (the tenant's clock).
-fn request(tenant: &Tenant, a: &Attempt, now: DateTime<Utc>) -> ChargeRequest {
+/// The provider request of an attempt. Its age is measured on the system clock: providers
+/// forget keys in real time, whatever a test clock says.
+fn request(tenant: &Tenant, a: &Attempt) -> ChargeRequest {
     ChargeRequest {
         idempotency_key: a.idempotency_key.clone(),
         tenant: tenant.id.clone(),
@@ -110,7 +111,9 @@ fn request(tenant: &Tenant, a: &Attempt, now: DateTime<Utc>) -> ChargeRequest {
         token: a.token.clone().unwrap_or_default(),
         provider_customer: a.provider_customer.clone(),
         provider_ref: a.payment.provider_ref.clone(),
-        age: (now - a.payment.created).max(chrono::Duration::zero()),
+        age: a.sent_at.map_or(chrono::Duration::zero(), |t| {
+            (Utc::now() - t).max(chrono::Duration::zero())
+        }),
     }
 }
 
@@ -154,6 +157,7 @@ async fn claim_batch(
             idempotency_key: format!("{}-attempt-{number}", inv.id),
             token: method.map(|m| m.token.clone()),
             provider_customer: method.and_then(|m| m.customer.clone()),
+            sent_at: Some(Utc::now()),
         };
         // Off the due list either way; an attempt already in flight is resolved by asking the
         // provider, which sets the next attempt if one is needed.

@@ -204,20 +204,31 @@ async fn refund(
     };
     let result = provider.refund(&req).await;
     let mut tx = db.begin().await?;
-    let note = record_refund(&mut tx, tenant, note, result, now).await?;
+    let (note, _) = record_refund(&mut tx, tenant, note, result, now).await?;
     tx.commit().await?;
     Ok(note)
 }
 
 /// Writes what the provider said about a note's refund, inside the caller's transaction
 /// (webhooks settle refunds the provider accepted as pending the same way).
+/// `applied` is false when the note was no longer pending (settled meanwhile by a webhook or
+/// another pass): nothing is written then.
 pub(super) async fn record_refund(
     tx: &mut crate::store::Tx,
     tenant: &Tenant,
-    mut note: CreditNote,
+    stale: CreditNote,
     result: RefundResult,
     now: DateTime<Utc>,
-) -> Result<CreditNote, StoreError> {
+) -> Result<(CreditNote, bool), StoreError> {
+    // Lock the invoice (PostgreSQL; SQLite has one writer), then read the note again: only a
+    // pending note moves, once.
+    invoices::find_invoice_headers(tx, &tenant.id, std::slice::from_ref(&stale.invoice)).await?;
+    let Some(mut note) = notes::find_credit_note(tx, &tenant.id, &stale.id).await? else {
+        return Ok((stale, false));
+    };
+    if note.refund_status != RefundStatus::Pending {
+        return Ok((note, false));
+    }
     let kind = match result {
         RefundResult::Succeeded { refund_ref } => {
             note.refund_status = RefundStatus::Succeeded;
@@ -237,7 +248,7 @@ pub(super) async fn record_refund(
             if !release(tx, tenant, &note).await? {
                 // Someone changed the invoice in between; the next pass tries again.
                 note.refund_status = RefundStatus::Pending;
-                return Ok(note);
+                return Ok((note, false));
             }
             Some("credit_note.refund_failed")
         }
@@ -272,7 +283,7 @@ pub(super) async fn record_refund(
     if let Some(kind) = kind {
         insert_event(tx, &tenant.id, kind, note.id.as_str(), &note, now).await?;
     }
-    Ok(note)
+    Ok((note, true))
 }
 
 /// A refund the provider refused gives back what the note took: the invoice's credited and
@@ -306,7 +317,7 @@ pub async fn resolve_refunds(
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let mut tx = db.read().await?;
-    let pending = notes::pending_refunds(&mut tx, &tenant.id).await?;
+    let pending = notes::pending_refunds(&mut tx, &tenant.id, now - KEY_LIFETIME).await?;
     let mut found = Vec::with_capacity(pending.len());
     // Past a provider's key lifetime a re-send could refund anew: those wait for a person
     // (the note stays `pending`, visible in the API and exports).

@@ -21,8 +21,12 @@ pub async fn pay_invoice(
     now: DateTime<Utc>,
 ) -> Result<Invoice, ServiceError> {
     let mut tx = db.begin().await?;
-    let mut inv = invoices::find_invoice(&mut tx, &tenant.id, id)
+    // Locked (PostgreSQL) until the change commits: an outcome or a credit note for this
+    // invoice waits instead of being overwritten.
+    let mut inv = invoices::find_invoice_headers(&mut tx, &tenant.id, std::slice::from_ref(id))
         .await?
+        .into_iter()
+        .next()
         .ok_or_else(|| ServiceError::not_found("invoice", id))?;
     match inv.status {
         InvoiceStatus::Open | InvoiceStatus::Uncollectible => {}

@@ -177,16 +177,20 @@ pub fn credited_lines(notes: &[CreditNote]) -> HashMap<InvoiceLineId, i64> {
     out
 }
 
-/// Refunds committed but not settled (no answer yet, or no definite one), oldest first.
+/// Refunds to send again: committed without a definite answer (no provider reference yet),
+/// made since `since`, oldest first.
 pub async fn pending_refunds(
     tx: &mut Tx,
     tenant: &TenantId,
+    since: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<CreditNote>, StoreError> {
     on_tx!(tx, |c| {
         let rows = sqlx::query(select_note!(
-            "WHERE tenant_id = $1 AND refund_status = 'pending' ORDER BY id LIMIT 200"
+            "WHERE tenant_id = $1 AND refund_status = 'pending' AND refund_ref IS NULL AND created_at >= $2
+             ORDER BY id LIMIT 200"
         ))
         .bind(tenant.as_str())
+        .bind(since)
         .fetch_all(&mut *c)
         .await?;
         rows.iter().map(note_from).collect()

@@ -359,8 +359,10 @@ pub async fn due_for_collection(
     now: chrono::DateTime<chrono::Utc>,
     limit: i64,
 ) -> Result<Vec<Invoice>, StoreError> {
-    // Identical but for the lock (SQLite has one writer): on PostgreSQL the claimed invoices
-    // stay locked until their attempts commit, so a credit note cannot change them between.
+    // SQLite has one writer. On PostgreSQL the earliest due invoices are locked, in id order
+    // like every other locker of invoices (no deadlock), until their attempts commit; the
+    // outer conditions are checked again on the locked rows, so a concurrent claim's invoices
+    // drop out.
     macro_rules! due {
         ($t:expr, $sql:expr) => {{
             let rows = sqlx::query($sql)
@@ -386,7 +388,10 @@ pub async fn due_for_collection(
             select_invoice!(
                 "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
                    AND collection_method = 'charge_automatically'
-                 ORDER BY next_payment_attempt, id LIMIT $3 FOR UPDATE"
+                   AND id IN (SELECT id FROM invoices WHERE tenant_id = $1 AND next_payment_attempt <= $2
+                                AND status IN ('open', 'uncollectible') AND collection_method = 'charge_automatically'
+                              ORDER BY next_payment_attempt, id LIMIT $3)
+                 ORDER BY id FOR UPDATE"
             )
         ),
     }

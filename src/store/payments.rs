@@ -12,7 +12,7 @@ macro_rules! select_payment {
     ($filter:literal) => {
         concat!(
             "SELECT id, invoice_id, attempt_number, idempotency_key, provider, payment_method, status, amount, currency, provider_ref,
-                    provider_customer, amount_refunded, decline_code, failure_message, created_at, completed_at FROM payment_attempts ",
+                    provider_customer, amount_refunded, sent_at, decline_code, failure_message, created_at, completed_at FROM payment_attempts ",
             $filter
         )
     };
@@ -25,6 +25,8 @@ pub struct Attempt {
     pub token: Option<String>,
     /// The customer at the provider (Stripe `cus_…`).
     pub provider_customer: Option<String>,
+    /// When it was first sent, by the system clock (not the tenant's test clock).
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn attempt_from(r: &impl Rec) -> Result<Attempt, StoreError> {
@@ -49,6 +51,7 @@ fn attempt_from(r: &impl Rec) -> Result<Attempt, StoreError> {
         idempotency_key: r.text("idempotency_key")?,
         token: r.opt_text("payment_method")?,
         provider_customer: r.opt_text("provider_customer")?,
+        sent_at: r.opt_time("sent_at")?,
     })
 }
 
@@ -228,7 +231,7 @@ pub async fn insert_attempts(
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO payment_attempts (tenant_id, id, invoice_id, attempt_number, idempotency_key, provider, payment_method, status,
-                     amount, currency, created_at, provider_customer) ",
+                     amount, currency, created_at, provider_customer, sent_at) ",
             );
             q.push_values(chunk, |mut b, a| {
                 b.push_bind(tenant.as_str())
@@ -242,7 +245,8 @@ pub async fn insert_attempts(
                     .push_bind(a.payment.amount)
                     .push_bind(a.payment.currency.code())
                     .push_bind(a.payment.created)
-                    .push_bind(a.provider_customer.as_deref());
+                    .push_bind(a.provider_customer.as_deref())
+                    .push_bind(a.sent_at);
             });
             q.build()
                 .execute(&mut *c)

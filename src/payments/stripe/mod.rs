@@ -454,7 +454,11 @@ impl PaymentProvider for Stripe {
             .message
             .clone()
             .unwrap_or_else(|| format!("Stripe answered {status}"));
-        if matches!(status.as_u16(), 409 | 429 | 500..) {
+        // An idempotency error means Stripe holds something else under the key: whether that
+        // refunded is not known, so it is not a failure that gives the credit back.
+        if matches!(status.as_u16(), 401 | 403 | 409 | 429 | 500..)
+            || err.kind.as_deref() == Some("idempotency_error")
+        {
             RefundResult::Unknown { message }
         } else {
             RefundResult::Failed {
