@@ -366,3 +366,68 @@ both_stripe!(
         assert_eq!(failed_events["data"].as_array().unwrap().len(), 1);
     }
 );
+
+both_stripe!(
+    async fn a_late_success_for_a_paid_invoice_is_flagged_not_counted_twice(
+        app: TestApp,
+        fake: FakeStripe,
+    ) {
+        app.set_clock("2027-03-01T00:00:00Z").await;
+        let c = app
+            .post(
+                "/v1/customers",
+                json!({"name": "P", "currency": "EUR", "payment_method": {"provider": "stripe",
+                       "token": "pm_card_visa_chargeDeclinedInsufficientFunds", "customer": "cus_fake"}}),
+            )
+            .await
+            .ok();
+        let price = app.monthly_price(2500).await;
+        let s = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": c["id"], "items": [{"price": price}]}),
+            )
+            .await
+            .ok();
+        app.advance("2027-03-01T01:00:00Z").await;
+        let inv = app.invoices_of(s["id"].as_str().unwrap()).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let first = app.get(&format!("/v1/payments?invoice={inv}")).await.ok()["data"][0].clone();
+        assert_eq!(first["status"], "failed");
+        app.patch(
+            &format!("/v1/customers/{}", c["id"].as_str().unwrap()),
+            json!({"payment_method": {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}),
+        )
+        .await
+        .ok();
+        let paid = app
+            .post(&format!("/v1/invoices/{inv}/pay"), json!({}))
+            .await
+            .ok();
+        assert_eq!(
+            (paid["status"].as_str(), paid["amount_paid"].as_i64()),
+            (Some("paid"), Some(2500))
+        );
+
+        // Stripe later reports the first (declined) PaymentIntent as succeeded after all.
+        let pi = first["provider_ref"].as_str().unwrap();
+        let body = event("evt_late", "payment_intent.succeeded", succeeded(&fake, pi));
+        let r = deliver(
+            &app,
+            &body,
+            Some(sign(WEBHOOK_SECRET, now(), body.as_bytes())),
+        )
+        .await;
+        assert_eq!(r.body["outcome"], "applied");
+        let after = app.get(&format!("/v1/invoices/{inv}")).await.ok();
+        assert_eq!(
+            after["amount_paid"], 2500,
+            "money taken twice is not counted twice"
+        );
+        let flagged = app.get("/v1/events?type=payment.unapplied").await.ok();
+        assert_eq!(flagged["data"].as_array().unwrap().len(), 1);
+        assert_eq!(flagged["data"][0]["data"]["object"]["id"], first["id"]);
+    }
+);
