@@ -188,6 +188,9 @@ pub trait PaymentProvider: Send + Sync {
     /// same key, which replays the first outcome.
     async fn retrieve(&self, req: &ChargeRequest) -> ChargeResult;
     async fn refund(&self, req: &RefundRequest) -> RefundResult;
+    /// The current state of a refund the provider accepted as pending (when its webhook is
+    /// late or lost).
+    async fn refund_status(&self, refund_ref: &str) -> RefundResult;
     /// Charges created in `[from, to]`, a page at a time (reconciliation).
     async fn list_charges(
         &self,

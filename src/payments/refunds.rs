@@ -19,6 +19,9 @@ use chrono::{DateTime, Utc};
 /// Refunds without a definite answer are re-sent with their key only this long.
 const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(23);
 
+/// How long a refund accepted as pending waits for its webhook before recur asks.
+const WEBHOOK_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
 pub struct NewCreditNote {
     pub invoice: InvoiceId,
     pub credit: Credit,
@@ -308,8 +311,8 @@ async fn release(
     notes::apply_to_invoice(tx, &tenant.id, &before, &after).await
 }
 
-/// Sends again, with the same key, refunds that have no answer yet (not those the provider
-/// accepted as pending: its webhook settles them).
+/// Sends again, with the same key, refunds that have no answer yet, and asks about refunds the
+/// provider accepted as pending whose webhook is an hour late.
 pub async fn resolve_refunds(
     db: &Db,
     payments: &Payments,
@@ -317,35 +320,44 @@ pub async fn resolve_refunds(
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let mut tx = db.read().await?;
-    let pending = notes::pending_refunds(&mut tx, &tenant.id, now - KEY_LIFETIME).await?;
-    let mut found = Vec::with_capacity(pending.len());
     // Past a provider's key lifetime a re-send could refund anew: those wait for a person
-    // (the note stays `pending`, visible in the API and exports).
-    for note in pending
-        .into_iter()
-        .filter(|n| now - n.created < KEY_LIFETIME)
-    {
+    // (the note stays `pending`, visible in the API).
+    let unsent = notes::pending_refunds(&mut tx, &tenant.id, now - KEY_LIFETIME).await?;
+    let awaiting = notes::awaiting_refunds(&mut tx, &tenant.id, now - WEBHOOK_GRACE).await?;
+    let mut found = Vec::with_capacity(unsent.len());
+    for note in unsent {
         let Some(pay_id) = note.payment.clone() else {
             continue;
         };
-        let (paid, _) = attempts::list_payments(
-            &mut tx,
-            &tenant.id,
-            Some(&note.invoice),
-            &Page {
-                limit: 100,
-                starting_after: None,
-            },
-        )
-        .await?;
-        if let Some(p) = paid.into_iter().find(|p| p.id == pay_id) {
-            found.push((note, p));
+        if let Some(a) = attempts::find_payment(&mut tx, &tenant.id, &pay_id).await? {
+            found.push((note, a.payment));
         }
     }
     tx.commit().await?;
-    let n = found.len() as u64;
+    let n = (found.len() + awaiting.len()) as u64;
     for (note, p) in found {
         refund(db, payments, tenant, note, &p, now).await?;
+    }
+    for note in awaiting {
+        let (Some(refund_ref), Some(pay_id)) = (note.refund_ref.clone(), note.payment.clone())
+        else {
+            continue;
+        };
+        let mut tx = db.read().await?;
+        let payment = attempts::find_payment(&mut tx, &tenant.id, &pay_id).await?;
+        tx.commit().await?;
+        let Some(provider) = payment.and_then(|a| payments.provider(a.payment.provider)) else {
+            continue;
+        };
+        let result = provider.refund_status(&refund_ref).await;
+        if matches!(
+            result,
+            RefundResult::Succeeded { .. } | RefundResult::Failed { .. }
+        ) {
+            let mut tx = db.begin().await?;
+            record_refund(&mut tx, tenant, note, result, now).await?;
+            tx.commit().await?;
+        }
     }
     Ok(n)
 }

@@ -181,6 +181,23 @@ impl PaymentProvider for Sandbox {
         RefundResult::Succeeded { refund_ref }
     }
 
+    /// Sandbox refunds settle at once; a reference it never gave is unknown to it.
+    async fn refund_status(&self, refund_ref: &str) -> RefundResult {
+        let key = refund_ref
+            .strip_prefix(REF_PREFIX)
+            .and_then(|r| r.strip_prefix("re_"))
+            .unwrap_or_default();
+        if self.ledger().refunds.contains_key(key) {
+            RefundResult::Succeeded {
+                refund_ref: refund_ref.to_owned(),
+            }
+        } else {
+            RefundResult::Unknown {
+                message: format!("no refund {refund_ref}"),
+            }
+        }
+    }
+
     async fn list_charges(
         &self,
         from: DateTime<Utc>,

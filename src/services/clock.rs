@@ -109,6 +109,9 @@ async fn advance_holding_lease(
         billed.add(b);
         collected.add(c);
     }
+    // What only waits for time, not for a due date (unknown attempts, unsettled refunds), is
+    // looked after at the end as the scheduler would.
+    collected.add(collect_due(db, tenant, payments, to).await?);
     let mut tx = db.begin().await?;
     tenants::update_tenant_clock(&mut tx, &tenant.id, to).await?;
     tx.commit().await?;

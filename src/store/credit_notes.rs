@@ -197,6 +197,25 @@ pub async fn pending_refunds(
     })
 }
 
+/// Refunds the provider accepted as pending whose settling webhook has not come by `before`.
+pub async fn awaiting_refunds(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<CreditNote>, StoreError> {
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(select_note!(
+            "WHERE tenant_id = $1 AND refund_status = 'pending' AND refund_ref IS NOT NULL AND created_at <= $2
+             ORDER BY id LIMIT 200"
+        ))
+        .bind(tenant.as_str())
+        .bind(before)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter().map(note_from).collect()
+    })
+}
+
 /// Refunds of one payment that succeeded through recur.
 pub async fn refunded_through_notes(
     tx: &mut Tx,

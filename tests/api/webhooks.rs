@@ -431,3 +431,49 @@ both_stripe!(
         assert_eq!(flagged["data"][0]["data"]["object"]["id"], first["id"]);
     }
 );
+
+both_stripe!(
+    async fn a_pending_refund_whose_webhook_is_lost_is_asked_about(app: TestApp, fake: FakeStripe) {
+        app.set_clock("2027-03-01T00:00:00Z").await;
+        let c = app
+            .post(
+                "/v1/customers",
+                json!({"name": "P", "currency": "EUR", "payment_method":
+                       {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}),
+            )
+            .await
+            .ok();
+        let price = app.monthly_price(2500).await;
+        let s = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": c["id"], "items": [{"price": price}]}),
+            )
+            .await
+            .ok();
+        app.advance("2027-03-01T01:00:00Z").await;
+        let inv = app.invoices_of(s["id"].as_str().unwrap()).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let note = app
+            .post(
+                "/v1/credit_notes",
+                json!({"invoice": inv, "amount": 307, "reason": "duplicate", "refund": true}),
+            )
+            .await
+            .ok();
+        assert_eq!(note["refund_status"], "pending");
+        fake.settle_refund(note["refund_ref"].as_str().unwrap(), "succeeded");
+        // Within the hour the webhook has to arrive, nothing asks; after it, the next pass does.
+        app.advance("2027-03-01T01:30:00Z").await;
+        let id = note["id"].as_str().unwrap();
+        let n = app.get(&format!("/v1/credit_notes/{id}")).await.ok();
+        assert_eq!(n["refund_status"], "pending");
+        app.advance("2027-03-01T03:00:00Z").await;
+        let n = app.get(&format!("/v1/credit_notes/{id}")).await.ok();
+        assert_eq!(n["refund_status"], "succeeded");
+        let p = app.get(&format!("/v1/payments?invoice={inv}")).await.ok();
+        assert_eq!(p["data"][0]["amount_refunded"], 307);
+    }
+);

@@ -54,6 +54,8 @@ pub struct State {
     /// Idempotency key → (request fingerprint, status, body).
     saved: HashMap<String, (String, u16, Value)>,
     pub ledger: Vec<LedgerCharge>,
+    /// Refunds by id, as `GET /v1/refunds/{id}` returns them.
+    pub refunds: BTreeMap<String, Value>,
     pub creates: u64,
     pub faults_injected: HashMap<&'static str, u64>,
     faults: Option<FaultPlan>,
@@ -115,7 +117,12 @@ impl FakeStripe {
             .await;
         Mock::given(method("POST"))
             .and(path("/v1/refunds"))
-            .respond_with(CreateRefund(r))
+            .respond_with(CreateRefund(r.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/v1/refunds/re_[0-9]+$"))
+            .respond_with(RetrieveRefund(r))
             .mount(&server)
             .await;
         FakeStripe {
@@ -141,6 +148,16 @@ impl FakeStripe {
     /// A PaymentIntent as Stripe would send it in an event.
     pub fn intent(&self, id: &str) -> Value {
         self.state.lock().unwrap().intents[id].clone()
+    }
+
+    /// Settles a pending refund at "Stripe" without sending its webhook.
+    pub fn settle_refund(&self, id: &str, status: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .refunds
+            .get_mut(id)
+            .expect("a refund")["status"] = json!(status);
     }
 
     /// Refunds part of a charge as if from the Dashboard; returns the Charge object.
@@ -569,7 +586,8 @@ impl Respond for CreateRefund {
                 };
                 (
                     200,
-                    json!({ "id": refund_id, "object": "refund", "amount": amount, "payment_intent": pi, "status": status }),
+                    json!({ "id": refund_id, "object": "refund", "amount": amount, "payment_intent": pi, "status": status,
+                            "metadata": { "credit_note": p.get("metadata[credit_note]"), "tenant_id": p.get("metadata[tenant_id]") } }),
                 )
             }
         };
@@ -583,9 +601,34 @@ impl Respond for CreateRefund {
                 intent["latest_charge"]["amount_refunded"] = json!(refunded);
             }
         }
+        if status == 200 {
+            s.refunds.insert(refund_id, body.clone());
+        }
         if let Some(k) = key {
             s.saved.insert(k, (fingerprint, status, body.clone()));
         }
         reply(status, &body)
+    }
+}
+
+struct RetrieveRefund(Responder);
+
+impl Respond for RetrieveRefund {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if let Some(denied) = authorized(req) {
+            return denied;
+        }
+        let id = req.url.path().rsplit('/').next().unwrap_or_default();
+        match self.0.state.lock().unwrap().refunds.get(id) {
+            Some(r) => reply(200, r),
+            None => reply(
+                404,
+                &error(
+                    "invalid_request_error",
+                    Some("resource_missing"),
+                    "No such refund",
+                ),
+            ),
+        }
     }
 }

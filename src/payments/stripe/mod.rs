@@ -468,6 +468,28 @@ impl PaymentProvider for Stripe {
         }
     }
 
+    async fn refund_status(&self, refund_ref: &str) -> RefundResult {
+        match self
+            .send(Method::GET, &format!("/v1/refunds/{refund_ref}"), &[], None)
+            .await
+        {
+            Reply::Answer { status, body } if status.is_success() => {
+                match serde_json::from_value::<wire::Refund>(body) {
+                    Ok(r) => r.result(),
+                    Err(e) => RefundResult::Unknown {
+                        message: format!("unexpected reply from Stripe: {e}"),
+                    },
+                }
+            }
+            Reply::Answer { status, body } => RefundResult::Unknown {
+                message: error_of(&body)
+                    .message
+                    .unwrap_or_else(|| format!("Stripe answered {status}")),
+            },
+            Reply::Indeterminate(message) => RefundResult::Unknown { message },
+        }
+    }
+
     async fn list_charges(
         &self,
         from: DateTime<Utc>,
