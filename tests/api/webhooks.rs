@@ -38,8 +38,9 @@ fn event(id: &str, kind: &str, object: Value) -> String {
     .to_string()
 }
 
-/// `n` invoices whose charges Stripe is still processing: their attempts are unknown.
-async fn processing_invoices(app: &TestApp, n: usize) -> Vec<(String, String)> {
+/// On 2027-03-01, `n` customers paying with Stripe test method `pm`, each subscribed monthly at
+/// 25.00 EUR and charged once (the clock advanced an hour): (customer, first invoice) each.
+async fn charged_invoices(app: &TestApp, pm: &str, n: usize) -> Vec<(String, String)> {
     app.set_clock("2027-03-01T00:00:00Z").await;
     let price = app.monthly_price(2500).await;
     let mut subs = Vec::new();
@@ -48,7 +49,7 @@ async fn processing_invoices(app: &TestApp, n: usize) -> Vec<(String, String)> {
             .post(
                 "/v1/customers",
                 json!({"name": "P", "currency": "EUR", "payment_method":
-                       {"provider": "stripe", "token": "pm_card_processing", "customer": "cus_fake"}}),
+                       {"provider": "stripe", "token": pm, "customer": "cus_fake"}}),
             )
             .await
             .ok();
@@ -59,15 +60,27 @@ async fn processing_invoices(app: &TestApp, n: usize) -> Vec<(String, String)> {
             )
             .await
             .ok();
-        subs.push(s["id"].as_str().unwrap().to_owned());
+        subs.push((
+            c["id"].as_str().unwrap().to_owned(),
+            s["id"].as_str().unwrap().to_owned(),
+        ));
     }
     app.advance("2027-03-01T01:00:00Z").await;
     let mut out = Vec::new();
-    for s in subs {
-        let inv = app.invoices_of(&s).await[0]["id"]
+    for (customer, sub) in subs {
+        let inv = app.invoices_of(&sub).await[0]["id"]
             .as_str()
             .unwrap()
             .to_owned();
+        out.push((customer, inv));
+    }
+    out
+}
+
+/// `n` invoices whose charges Stripe is still processing: their attempts are unknown.
+async fn processing_invoices(app: &TestApp, n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (_, inv) in charged_invoices(app, "pm_card_processing", n).await {
         let p = app.get(&format!("/v1/payments?invoice={inv}")).await.ok();
         assert_eq!(p["data"][0]["status"], "unknown");
         let pi = p["data"][0]["provider_ref"].as_str().unwrap().to_owned();
@@ -261,28 +274,7 @@ both_stripe!(
         app: TestApp,
         fake: FakeStripe,
     ) {
-        app.set_clock("2027-03-01T00:00:00Z").await;
-        let c = app
-            .post(
-                "/v1/customers",
-                json!({"name": "P", "currency": "EUR", "payment_method":
-                       {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}),
-            )
-            .await
-            .ok();
-        let price = app.monthly_price(2500).await;
-        let s = app
-            .post(
-                "/v1/subscriptions",
-                json!({"customer": c["id"], "items": [{"price": price}]}),
-            )
-            .await
-            .ok();
-        app.advance("2027-03-01T01:00:00Z").await;
-        let inv = app.invoices_of(s["id"].as_str().unwrap()).await[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (_, inv) = charged_invoices(&app, "pm_card_visa", 1).await.remove(0);
         let mut notes = Vec::new();
         for amount in [507, 707] {
             let n = app
@@ -372,32 +364,14 @@ both_stripe!(
         app: TestApp,
         fake: FakeStripe,
     ) {
-        app.set_clock("2027-03-01T00:00:00Z").await;
-        let c = app
-            .post(
-                "/v1/customers",
-                json!({"name": "P", "currency": "EUR", "payment_method": {"provider": "stripe",
-                       "token": "pm_card_visa_chargeDeclinedInsufficientFunds", "customer": "cus_fake"}}),
-            )
-            .await
-            .ok();
-        let price = app.monthly_price(2500).await;
-        let s = app
-            .post(
-                "/v1/subscriptions",
-                json!({"customer": c["id"], "items": [{"price": price}]}),
-            )
-            .await
-            .ok();
-        app.advance("2027-03-01T01:00:00Z").await;
-        let inv = app.invoices_of(s["id"].as_str().unwrap()).await[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (customer, inv) =
+            charged_invoices(&app, "pm_card_visa_chargeDeclinedInsufficientFunds", 1)
+                .await
+                .remove(0);
         let first = app.get(&format!("/v1/payments?invoice={inv}")).await.ok()["data"][0].clone();
         assert_eq!(first["status"], "failed");
         app.patch(
-            &format!("/v1/customers/{}", c["id"].as_str().unwrap()),
+            &format!("/v1/customers/{customer}"),
             json!({"payment_method": {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}),
         )
         .await
@@ -434,28 +408,7 @@ both_stripe!(
 
 both_stripe!(
     async fn a_pending_refund_whose_webhook_is_lost_is_asked_about(app: TestApp, fake: FakeStripe) {
-        app.set_clock("2027-03-01T00:00:00Z").await;
-        let c = app
-            .post(
-                "/v1/customers",
-                json!({"name": "P", "currency": "EUR", "payment_method":
-                       {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}),
-            )
-            .await
-            .ok();
-        let price = app.monthly_price(2500).await;
-        let s = app
-            .post(
-                "/v1/subscriptions",
-                json!({"customer": c["id"], "items": [{"price": price}]}),
-            )
-            .await
-            .ok();
-        app.advance("2027-03-01T01:00:00Z").await;
-        let inv = app.invoices_of(s["id"].as_str().unwrap()).await[0]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (_, inv) = charged_invoices(&app, "pm_card_visa", 1).await.remove(0);
         let note = app
             .post(
                 "/v1/credit_notes",
