@@ -305,6 +305,7 @@ async fn seed(
                 created: start,
                 next_billing_at: Some(due),
                 discount_invoices: 0,
+                billing_error: None,
             });
             customers.push(customer);
         }

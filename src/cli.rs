@@ -4,7 +4,6 @@ use crate::api::{AppState, router};
 use crate::config::{Config, ConfigError, Overrides};
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::Mode;
-use crate::domain::tenant::truncate_to_seconds;
 use crate::scheduler;
 use crate::services::tenants::create_tenant;
 use crate::store::{Db, redact_url};
@@ -135,8 +134,8 @@ fn parse_tenant(s: &str) -> Result<TenantId, String> {
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
-        .map(|t| truncate_to_seconds(t.with_timezone(&Utc)))
         .map_err(|e| format!("`{s}` is not an RFC 3339 time (e.g. 2027-01-01T00:00:00Z): {e}"))
+        .and_then(|t| crate::domain::tenant::check_instant(t.with_timezone(&Utc)))
 }
 
 /// Errors in configuration or arguments: exit code 2, like clap's own.
@@ -205,16 +204,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{:<38} {:>10} {:>9} {:>12} {:>6} {:>7}",
                 "tenant", "boundaries", "invoices", "trials_ended", "ended", "failed"
             );
-            for (t, s) in results {
-                println!(
-                    "{:<38} {:>10} {:>9} {:>12} {:>6} {:>7}",
-                    t.id,
-                    s.boundaries,
-                    s.invoices_created,
-                    s.trials_ended,
-                    s.subscriptions_ended,
-                    s.failed
-                );
+            let mut failed = 0;
+            for run in results {
+                match run.outcome {
+                    Ok(s) => println!(
+                        "{:<38} {:>10} {:>9} {:>12} {:>6} {:>7}",
+                        run.tenant.id,
+                        s.boundaries,
+                        s.invoices_created,
+                        s.trials_ended,
+                        s.subscriptions_ended,
+                        s.failed
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        println!("{:<38} error: {e}", run.tenant.id);
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("the run failed for {failed} tenant(s); the others completed");
             }
             Ok(())
         }

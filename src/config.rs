@@ -84,6 +84,10 @@ pub struct DunningConfig {
     pub retry_days: Vec<u32>,
     /// cancel | leave_past_due | mark_unpaid, after the last retry fails.
     pub final_action: crate::domain::payment::FinalAction,
+    /// An attempt still `pending` this long after it was sent lost its outcome (a crash, a
+    /// request cut off between sending and recording): it is resolved by asking the provider,
+    /// like an `unknown` one. Longer than a provider call with all its retries can take.
+    pub stale_pending_secs: u64,
 }
 
 impl DunningConfig {

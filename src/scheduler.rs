@@ -15,7 +15,7 @@ use crate::payments::Payments;
 use crate::payments::collect::collect_due;
 use crate::services::ServiceError;
 use crate::services::clock::advance_clock;
-use crate::store::{Backend, Db, StoreError, leases, tenants};
+use crate::store::{Backend, Db, StoreError, events, leases, tenants};
 use chrono::{DateTime, Duration, Utc};
 use std::str::FromStr;
 
@@ -43,45 +43,85 @@ pub enum SchedulerError {
     Service(#[from] ServiceError),
 }
 
+/// What one pass did for one tenant: its summary, or the error that stopped its run (other
+/// tenants' runs go on regardless).
+pub struct TenantRun {
+    pub tenant: Tenant,
+    pub outcome: Result<RunSummary, SchedulerError>,
+}
+
 /// One pass: everything due by `at` (default: now; a test tenant's own clock) for one tenant
-/// or all. For a test tenant, a later `at` advances its clock.
+/// or all. For a test tenant, a later `at` advances its clock. A tenant whose run fails is
+/// logged and recorded as a `tenant.run_failed` event; the pass goes on with the next tenant.
 pub async fn run_once(
     db: &Db,
     config: &Config,
     payments: &Payments,
     only: Option<&TenantId>,
     at: Option<DateTime<Utc>>,
-) -> Result<Vec<(Tenant, RunSummary)>, SchedulerError> {
+) -> Result<Vec<TenantRun>, SchedulerError> {
     let mut tx = db.read().await?;
     let all = tenants::list_tenants(&mut tx).await?;
     tx.commit().await?;
-    let batch = config.scheduler.batch_size;
     let mut out = Vec::new();
     for tenant in all
         .into_iter()
         .filter(|t| only.is_none_or(|id| &t.id == id))
     {
-        let summary = match (tenant.mode, tenant.clock_time, at) {
-            (Mode::Test, Some(clock), Some(at)) if at > clock => {
-                advance_clock(db, payments, &tenant, at, batch)
-                    .await?
-                    .summary
+        let outcome = run_tenant(db, config, payments, &tenant, at).await;
+        if let Err(e) = &outcome {
+            tracing::error!(tenant.id = %tenant.id, error = %e, "tenant's run failed; going on with the next tenant");
+            if let Err(write) = record_failure(db, &tenant, e).await {
+                tracing::error!(tenant.id = %tenant.id, error = %write, "could not record the failed run");
             }
-            (Mode::Test, Some(clock), Some(_) | None) => {
-                let billed = run_due(db, &tenant, clock, batch).await?;
-                collect_due(db, &tenant, payments, clock).await?;
-                billed
-            }
-            (Mode::Live | Mode::Test, _, at) => {
-                let now = at.unwrap_or_else(|| truncate_to_seconds(Utc::now()));
-                let billed = run_due(db, &tenant, now, batch).await?;
-                collect_due(db, &tenant, payments, now).await?;
-                billed
-            }
-        };
-        out.push((tenant, summary));
+        }
+        out.push(TenantRun { tenant, outcome });
     }
     Ok(out)
+}
+
+async fn run_tenant(
+    db: &Db,
+    config: &Config,
+    payments: &Payments,
+    tenant: &Tenant,
+    at: Option<DateTime<Utc>>,
+) -> Result<RunSummary, SchedulerError> {
+    let batch = config.scheduler.batch_size;
+    Ok(match (tenant.mode, tenant.clock_time, at) {
+        (Mode::Test, Some(clock), Some(at)) if at > clock => {
+            advance_clock(db, payments, tenant, at, batch)
+                .await?
+                .summary
+        }
+        (Mode::Test, Some(clock), Some(_) | None) => {
+            let billed = run_due(db, tenant, clock, batch).await?;
+            collect_due(db, tenant, payments, clock).await?;
+            billed
+        }
+        (Mode::Live | Mode::Test, _, at) => {
+            let now = at.unwrap_or_else(|| truncate_to_seconds(Utc::now()));
+            let billed = run_due(db, tenant, now, batch).await?;
+            collect_due(db, tenant, payments, now).await?;
+            billed
+        }
+    })
+}
+
+/// The failed run as an event of the tenant's, so operators and webhooks hear of it.
+async fn record_failure(db: &Db, tenant: &Tenant, e: &SchedulerError) -> Result<(), StoreError> {
+    let now = truncate_to_seconds(Utc::now());
+    let mut tx = db.begin().await?;
+    events::insert_event(
+        &mut tx,
+        &tenant.id,
+        "tenant.run_failed",
+        tenant.id.as_str(),
+        &serde_json::json!({ "tenant": tenant.id, "error": e.to_string() }),
+        now,
+    )
+    .await?;
+    tx.commit().await
 }
 
 /// Runs until `shutdown` resolves.
@@ -130,8 +170,12 @@ pub async fn run(
         if may_run {
             match run_once(&db, &config, &payments, None, None).await {
                 Ok(results) => {
-                    for (tenant, s) in results.iter().filter(|(_, s)| s.boundaries > 0) {
-                        tracing::info!(tenant.id = %tenant.id, invoices = s.invoices_created, boundaries = s.boundaries, "scheduled run");
+                    for run in &results {
+                        if let Ok(s) = &run.outcome
+                            && s.boundaries > 0
+                        {
+                            tracing::info!(tenant.id = %run.tenant.id, invoices = s.invoices_created, boundaries = s.boundaries, "scheduled run");
+                        }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "scheduled run failed"),

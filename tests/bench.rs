@@ -1,10 +1,8 @@
 //! `recur bench cycle` runs end to end on a small set (figures are printed, never asserted).
 
 use recur::bench::{CycleOptions, cycle};
-use recur::domain::payment::{DunningPlan, FinalAction};
+use recur::config::{Config, Overrides};
 use recur::payments::Payments;
-use recur::payments::sandbox::Sandbox;
-use std::sync::Arc;
 
 fn options(database_url: Option<String>) -> CycleOptions {
     CycleOptions {
@@ -13,14 +11,10 @@ fn options(database_url: Option<String>) -> CycleOptions {
         clock_subscriptions: 20,
         database_url,
         batch_size: 100,
-        payments: Payments {
-            sandbox: Arc::new(Sandbox::default()),
-            stripe: None,
-            plan: DunningPlan {
-                retry_days: vec![1, 3, 5, 7],
-                final_action: FinalAction::Cancel,
-            },
-        },
+        payments: Payments::from_config(
+            &Config::load(None, &Overrides::default()).expect("default config"),
+        )
+        .expect("payments"),
     }
 }
 

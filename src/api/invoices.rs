@@ -130,7 +130,7 @@ pub async fn advance(
     ctx: Ctx,
     Body(b): Body<AdvanceClock>,
 ) -> Result<Json<Advanced>, ApiError> {
-    let to = crate::domain::tenant::truncate_to_seconds(b.to);
+    let to = crate::domain::tenant::check_instant(b.to).map_err(|e| ApiError::invalid("to", e))?;
     Ok(Json(
         advance_clock(
             &s.db,

@@ -58,7 +58,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             authenticate_request,
-        ));
+        ))
+        .layer(middleware::from_fn(run_to_completion));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::document))
@@ -91,6 +92,25 @@ async fn healthz(State(state): State<AppState>) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// A request that changes something runs to the end in a task of its own: a client that hangs
+/// up, or the request timeout answering 408, stops the waiting, never the work half-way (an
+/// attempt sent but not recorded, an idempotency key claimed but never answered, a clock
+/// advance that billed but did not move the clock). Reads are simply dropped.
+async fn run_to_completion(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    if matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return next.run(req).await;
+    }
+    let work = tokio::spawn(next.run(req).instrument(tracing::Span::current()));
+    match work.await {
+        Ok(response) => response,
+        Err(e) => ApiError::Internal(anyhow::anyhow!("request task failed: {e}")).into_response(),
     }
 }
 

@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
         super::subscriptions::create_subscription, super::subscriptions::get_subscription, super::subscriptions::list_subscriptions,
         super::subscriptions::update_subscription, super::subscriptions::cancel_subscription,
         super::subscriptions::pause_subscription, super::subscriptions::resume_subscription,
+        super::subscriptions::retry_subscription_billing,
         super::usage::create_usage_record, super::events::list_events,
         super::invoices::list_invoices, super::invoices::get_invoice, super::invoices::void_invoice,
         super::invoices::mark_uncollectible, super::invoices::advance,

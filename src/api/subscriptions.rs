@@ -36,6 +36,10 @@ pub fn routes() -> Router<AppState> {
         .route("/subscriptions/{id}/cancel", post(cancel_subscription))
         .route("/subscriptions/{id}/pause", post(pause_subscription))
         .route("/subscriptions/{id}/resume", post(resume_subscription))
+        .route(
+            "/subscriptions/{id}/retry_billing",
+            post(retry_subscription_billing),
+        )
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -174,7 +178,9 @@ impl TryFrom<CreateSubscription> for NewSubscription {
             trial_period_days: b.trial_period_days,
             billing_cycle_anchor: b
                 .billing_cycle_anchor
-                .map(crate::domain::tenant::truncate_to_seconds),
+                .map(crate::domain::tenant::check_instant)
+                .transpose()
+                .map_err(|e| ApiError::invalid("billing_cycle_anchor", e))?,
             collection_method,
             days_until_due: b.days_until_due,
             coupon: b
@@ -350,6 +356,21 @@ pub async fn resume_subscription(
     let id = path_id("subscription", &id, SubscriptionId::parse)?;
     Ok(Json(
         service::resume_subscription(&s.db, &ctx.tenant, &id, ctx.now).await?,
+    ))
+}
+
+/// Takes a subscription that billing set aside (`billing_error`) back into the run, billing
+/// what is due at once; if it fails again it is set aside again with the new reason.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/retry_billing", responses((status = 200, description = "the subscription")))]
+pub async fn retry_subscription_billing(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Body(_): Body<NoFields>,
+) -> Result<Json<Subscription>, ApiError> {
+    let id = path_id("subscription", &id, SubscriptionId::parse)?;
+    Ok(Json(
+        service::retry_billing(&s.db, &ctx.tenant, &id, ctx.now).await?,
     ))
 }
 

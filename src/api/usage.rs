@@ -51,7 +51,11 @@ pub async fn create_usage_record(
             SubscriptionItemId::parse,
         )?,
         quantity: b.quantity,
-        timestamp: b.timestamp.map(crate::domain::tenant::truncate_to_seconds),
+        timestamp: b
+            .timestamp
+            .map(crate::domain::tenant::check_instant)
+            .transpose()
+            .map_err(|e| ApiError::invalid("timestamp", e))?,
         action,
     };
     Ok(Json(record_usage(&s.db, &ctx.tenant, new, ctx.now).await?))

@@ -5,7 +5,6 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::customer::Provider;
-use crate::payments::WebhookError;
 use crate::payments::webhooks::receive;
 use axum::Json;
 use axum::body::Bytes;
@@ -20,15 +19,11 @@ pub async fn inbound(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let provider = Provider::parse(&provider).ok_or(ApiError::NoRoute)?;
-    let client = s
-        .payments
-        .provider(provider)
-        .ok_or(WebhookError::NotConfigured)?;
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     let now = Utc::now();
-    let event = client.parse_webhook(signature, &body, now)?;
+    let event = s.payments.parse_webhook(provider, signature, &body, now)?;
     let id = event.id.clone();
     let outcome = receive(&s.db, &s.payments, provider, event, now).await?;
     tracing::info!(provider = provider.as_str(), event = %id, outcome = outcome.as_str(), "webhook");

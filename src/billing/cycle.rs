@@ -530,6 +530,11 @@ pub fn proration_invoice(
         start: change.effective_at,
         end: change.period.end,
     };
+    // The same discount rule as every other invoice of the subscription.
+    let discount = match inputs.coupon {
+        Some(c) => coupon_applies(c, sub, change.period.start)?,
+        None => false,
+    };
     finish(
         draft,
         sub,
@@ -537,7 +542,7 @@ pub fn proration_invoice(
         BillingReason::SubscriptionUpdate,
         period,
         change.effective_at,
-        false,
+        discount,
     )
 }
 
@@ -602,6 +607,7 @@ mod tests {
             created: start,
             next_billing_at: Some(end),
             discount_invoices: 0,
+            billing_error: None,
         }
     }
 

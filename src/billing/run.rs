@@ -54,22 +54,27 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
+    /// Loads what `subs` reference, and the prices of their pending changes: a swapped-out or
+    /// removed item's price is still needed to credit its unused time.
     async fn load_for(
         &mut self,
         tx: &mut Tx,
         tenant: &Tenant,
         subs: &[Subscription],
+        changes: &[&PendingChange],
     ) -> Result<(), StoreError> {
         let mut prices: HashSet<PriceId> = HashSet::new();
         let mut rates: HashSet<TaxRateId> = HashSet::new();
         let mut coupons: HashSet<CouponId> = HashSet::new();
+        let changed_items = changes.iter().flat_map(|c| c.before.iter().chain(&c.after));
+        prices.extend(
+            subs.iter()
+                .flat_map(|s| s.items.iter())
+                .chain(changed_items)
+                .map(|i| i.price.clone())
+                .filter(|p| !self.prices.contains_key(p)),
+        );
         for s in subs {
-            prices.extend(
-                s.items
-                    .iter()
-                    .map(|i| i.price.clone())
-                    .filter(|p| !self.prices.contains_key(p)),
-            );
             rates.extend(
                 s.default_tax_rates
                     .iter()
@@ -161,7 +166,10 @@ pub async fn bill_batch(
     if subs.is_empty() {
         return Ok((Vec::new(), summary));
     }
-    cat.load_for(tx, tenant, subs).await?;
+    let ids: Vec<_> = subs.iter().map(|s| s.id.clone()).collect();
+    let pending = billing::pending_changes(tx, &tenant.id, &ids).await?;
+    let changes: Vec<&PendingChange> = pending.values().flatten().collect();
+    cat.load_for(tx, tenant, subs, &changes).await?;
     let customers: Vec<_> = subs
         .iter()
         .map(|s| s.customer.clone())
@@ -184,8 +192,6 @@ pub async fn bill_batch(
         }
         (Some(_) | None, Some(_) | None) => HashMap::new(),
     };
-    let ids: Vec<_> = subs.iter().map(|s| s.id.clone()).collect();
-    let pending = billing::pending_changes(tx, &tenant.id, &ids).await?;
     let mut invoices_out: Vec<Invoice> = Vec::new();
     let mut updated: Vec<Subscription> = Vec::with_capacity(subs.len());
     let mut done_changes: Vec<(SubscriptionChangeId, InvoiceId)> = Vec::new();
@@ -236,18 +242,9 @@ pub async fn bill_batch(
                 updated.push(subscription);
             }
             Err(e) => {
-                tracing::error!(subscription.id = %sub.id, error = %e, "subscription cannot be billed; its billing is stopped");
                 summary.failed += 1;
-                let mut stopped = sub.clone();
-                stopped.next_billing_at = None;
-                let data = serde_json::json!({ "subscription": sub.id, "error": e.to_string() })
-                    .to_string();
-                evts.push(NewEvent {
-                    kind: "customer.subscription.billing_failed",
-                    object_id: sub.id.to_string(),
-                    data,
-                    at,
-                });
+                let (stopped, event) = set_aside(sub, &e.to_string(), at)?;
+                evts.push(event);
                 updated.push(stopped);
             }
         }
@@ -258,6 +255,27 @@ pub async fn bill_batch(
     billing::update_billing_state(tx, &tenant.id, &updated, now).await?;
     events::insert_events(tx, &tenant.id, &evts).await?;
     Ok((updated, summary))
+}
+
+/// A subscription that cannot be billed is set aside with the reason: it keeps its next
+/// boundary, leaves the run until retried (`retry_billing`), and says so in an event.
+fn set_aside(
+    sub: &Subscription,
+    error: &str,
+    at: DateTime<Utc>,
+) -> Result<(Subscription, NewEvent), StoreError> {
+    tracing::error!(subscription.id = %sub.id, error = %error, "subscription cannot be billed; set aside until retried");
+    let mut stopped = sub.clone();
+    stopped.billing_error = Some(error.to_owned());
+    let data = serde_json::to_string(&stopped)
+        .map_err(|e| crate::store::rows::corrupt("subscription", e))?;
+    let event = NewEvent {
+        kind: "customer.subscription.billing_failed",
+        object_id: sub.id.to_string(),
+        data,
+        at,
+    };
+    Ok((stopped, event))
 }
 
 /// Runs every boundary due by `until` for one tenant, batch by batch.
@@ -293,13 +311,28 @@ pub async fn run_due(
             }
         };
         let now = last.0;
-        let (updated, summary) = bill_batch(&mut tx, tenant, &subs, &mut cat, now).await?;
-        tx.commit().await?;
-        total.add(summary);
+        let updated = match bill_batch(&mut tx, tenant, &subs, &mut cat, now).await {
+            Ok((updated, summary)) => {
+                tx.commit().await?;
+                total.add(summary);
+                updated
+            }
+            Err(e) => {
+                // One bad row must not roll its neighbours back on every pass: bill the batch
+                // one subscription at a time, and set aside the ones that still fail.
+                drop(tx);
+                tracing::warn!(tenant.id = %tenant.id, error = %e, "billing batch failed; billing its subscriptions one by one");
+                let (updated, summary) =
+                    bill_one_by_one(db, tenant, &subs, &mut cat, until).await?;
+                total.add(summary);
+                updated
+            }
+        };
         // Resume after this batch, unless a billed subscription's next boundary comes earlier:
         // then from there, so boundaries keep being billed in time order.
         let earliest_next = updated
             .iter()
+            .filter(|s| s.billing_error.is_none())
             .filter_map(|s| s.next_billing_at)
             .filter(|t| *t <= until)
             .min();
@@ -314,17 +347,96 @@ pub async fn run_due(
     Ok(total)
 }
 
-/// `always_invoice`: the prorations of one change on an invoice of their own, at once.
+/// Bills one subscription's boundaries due by `until` (a retried one catching up), each in its
+/// own transaction; one that fails is set aside again.
+pub async fn run_due_one(
+    db: &Db,
+    tenant: &Tenant,
+    id: &crate::domain::ids::SubscriptionId,
+    until: DateTime<Utc>,
+) -> Result<RunSummary, StoreError> {
+    let mut total = RunSummary::default();
+    let mut cat = Catalogue::default();
+    loop {
+        let mut tx = db.read().await?;
+        let found = crate::store::subscriptions::lock_subscriptions(
+            &mut tx,
+            &tenant.id,
+            std::slice::from_ref(id),
+        )
+        .await?;
+        tx.commit().await?;
+        let (updated, summary) = bill_one_by_one(db, tenant, &found, &mut cat, until).await?;
+        total.add(summary);
+        if summary.boundaries == 0 || updated.iter().any(|s| s.billing_error.is_some()) {
+            return Ok(total);
+        }
+    }
+}
+
+/// The fallback for a batch that failed as a whole: each subscription in its own transaction,
+/// claimed again (another worker may have taken it meanwhile); one that fails alone is set
+/// aside in a transaction of its own.
+async fn bill_one_by_one(
+    db: &Db,
+    tenant: &Tenant,
+    subs: &[Subscription],
+    cat: &mut Catalogue,
+    until: DateTime<Utc>,
+) -> Result<(Vec<Subscription>, RunSummary), StoreError> {
+    let mut total = RunSummary::default();
+    let mut out = Vec::with_capacity(subs.len());
+    for sub in subs {
+        let mut tx = db.begin().await?;
+        let Some(fresh) =
+            crate::store::subscriptions::claim_one_due(&mut tx, &tenant.id, &sub.id, until).await?
+        else {
+            tx.commit().await?;
+            continue;
+        };
+        let Some(at) = fresh.next_billing_at else {
+            tx.commit().await?;
+            continue;
+        };
+        match bill_batch(&mut tx, tenant, std::slice::from_ref(&fresh), cat, at).await {
+            Ok((updated, summary)) => {
+                tx.commit().await?;
+                total.add(summary);
+                out.extend(updated);
+            }
+            Err(e) => {
+                drop(tx);
+                let mut tx = db.begin().await?;
+                let (stopped, event) = set_aside(&fresh, &e.to_string(), at)?;
+                billing::update_billing_state(
+                    &mut tx,
+                    &tenant.id,
+                    std::slice::from_ref(&stopped),
+                    at,
+                )
+                .await?;
+                events::insert_events(&mut tx, &tenant.id, std::slice::from_ref(&event)).await?;
+                tx.commit().await?;
+                total.boundaries += 1;
+                total.failed += 1;
+                out.push(stopped);
+            }
+        }
+    }
+    Ok((out, total))
+}
+
+/// `always_invoice`: the prorations of one change on an invoice of their own, at once, with
+/// the subscription's discount (a used-up `once` coupon counts this invoice).
 pub async fn invoice_change_now(
     tx: &mut Tx,
     tenant: &Tenant,
-    sub: &Subscription,
+    sub: &mut Subscription,
     change: &PendingChange,
 ) -> Result<Option<Invoice>, StoreError> {
     let mut cat = Catalogue::default();
-    let mut all = sub.clone();
-    all.items.extend(change.before.iter().cloned());
-    cat.load_for(tx, tenant, std::slice::from_ref(&all)).await?;
+    cat.load_for(tx, tenant, std::slice::from_ref(sub), &[change])
+        .await?;
     let exempt =
         billing::tax_exempt_of(tx, &tenant.id, std::slice::from_ref(&sub.customer)).await?;
     let rates = cat.rates_of(sub);
@@ -332,7 +444,7 @@ pub async fn invoice_change_now(
     let inputs = Inputs {
         prices: &cat.prices,
         tax_rates: &rates,
-        coupon: None,
+        coupon: sub.coupon.as_ref().and_then(|c| cat.coupons.get(c)),
         tax_exempt: exempt
             .get(&sub.customer)
             .copied()
@@ -343,6 +455,9 @@ pub async fn invoice_change_now(
     let invoice = proration_invoice(sub, change, &inputs)
         .map_err(|e| crate::store::rows::corrupt("proration", e))?;
     let Some(inv) = invoice else { return Ok(None) };
+    if inv.discount != 0 {
+        sub.discount_invoices += 1;
+    }
     let mut one = [inv];
     let mut evts = Vec::new();
     write_invoices(tx, tenant, &mut one, &mut evts).await?;

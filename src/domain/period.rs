@@ -256,13 +256,15 @@ fn month_index(at: DateTime<Utc>) -> i64 {
 /// `k` may be negative (periods before the anchor, e.g. to size a stub).
 /// Returns `None` only when the result is outside chrono's range.
 pub fn boundary(anchor: DateTime<Utc>, interval: Interval, k: i64) -> Option<DateTime<Utc>> {
-    match interval.step() {
+    let t = match interval.step() {
         Step::Seconds(secs) => {
             let delta = TimeDelta::try_seconds(k.checked_mul(secs)?)?;
             anchor.checked_add_signed(delta)
         }
         Step::Months(months) => add_months(anchor, k.checked_mul(months)?),
-    }
+    }?;
+    // Past year 9999 an instant no longer stores as four-digit-year text: out of range.
+    (t.year() <= 9999).then_some(t)
 }
 
 /// The index of the period containing `t`: the largest k with
@@ -768,6 +770,11 @@ mod tests {
         }
         let max = DateTime::<Utc>::MAX_UTC;
         let min = DateTime::<Utc>::MIN_UTC;
+        // Calendars end with year 9999: later boundaries would not store as four-digit years.
+        let late = day(9998, 6, 1);
+        assert_eq!(boundary(late, iv(IntervalUnit::Year, 1), 1), Some(day(9999, 6, 1)));
+        assert_eq!(boundary(late, iv(IntervalUnit::Year, 3), 1), None);
+        assert_eq!(boundary(late, iv(IntervalUnit::Month, 1), 19), None);
         // Index exists, but the period's end is out of range.
         assert!(period_index_at(anchor, monthly(), max).is_some());
         assert_eq!(period_at(anchor, monthly(), max), None);

@@ -205,6 +205,9 @@ pub struct Subscription {
     /// How many invoices the coupon has discounted (a `once` coupon applies while this is 0).
     #[serde(skip)]
     pub discount_invoices: u32,
+    /// Why billing this subscription failed; while set, the billing run leaves it aside until
+    /// `POST /v1/subscriptions/{id}/retry_billing` (a visible flag, never a silent stop).
+    pub billing_error: Option<String>,
 }
 
 /// One requested change to a subscription's items (the PATCH body's `items[]`).

@@ -5,7 +5,7 @@
 
 use super::{ChargeRequest, ChargeResult, Payments};
 use crate::domain::customer::{PaymentMethod, Provider};
-use crate::domain::ids::PaymentId;
+use crate::domain::ids::{CustomerId, InvoiceId, PaymentId};
 use crate::domain::invoice::{Invoice, InvoiceStatus};
 use crate::domain::payment::{AttemptStatus, DeclineKind, DunningPlan, FinalAction, Payment};
 use crate::domain::subscription::{Subscription, SubscriptionStatus};
@@ -36,6 +36,18 @@ impl CollectSummary {
 /// run outside any transaction, one transaction records the outcomes.
 const BATCH: i64 = 200;
 
+/// What one collection pass looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// The engine's pass: every due invoice of the tenant, then what waits only for time
+    /// (unknown and stale pending attempts, unsettled refunds).
+    Tenant,
+    /// A request's own work: this invoice only (`/pay`).
+    Invoice(&'a InvoiceId),
+    /// A request's own work: this customer's due invoices (a new payment method).
+    Customer(&'a CustomerId),
+}
+
 /// Charges every invoice of the tenant whose next attempt is due by `now`.
 pub async fn collect_due(
     db: &Db,
@@ -43,9 +55,24 @@ pub async fn collect_due(
     payments: &Payments,
     now: DateTime<Utc>,
 ) -> Result<CollectSummary, StoreError> {
-    let mut summary = resolve_unknown(db, tenant, payments, now).await?;
+    collect(db, tenant, payments, now, Scope::Tenant).await
+}
+
+/// Charges what `scope` covers whose next attempt is due by `now`.
+pub async fn collect(
+    db: &Db,
+    tenant: &Tenant,
+    payments: &Payments,
+    now: DateTime<Utc>,
+    scope: Scope<'_>,
+) -> Result<CollectSummary, StoreError> {
+    let housekeeping = matches!(scope, Scope::Tenant);
+    let mut summary = CollectSummary::default();
+    if housekeeping {
+        summary.add(resolve_unknown(db, tenant, payments, now).await?);
+    }
     loop {
-        let attempts = claim_batch(db, tenant, now).await?;
+        let attempts = claim_batch(db, tenant, now, scope).await?;
         if attempts.is_empty() {
             break;
         }
@@ -60,20 +87,24 @@ pub async fn collect_due(
         }
         summary.add(record(db, tenant, payments, outcomes, now).await?);
     }
-    summary.add(resolve_unknown(db, tenant, payments, now).await?);
-    super::refunds::resolve_refunds(db, payments, tenant, now).await?;
+    if housekeeping {
+        summary.add(resolve_unknown(db, tenant, payments, now).await?);
+        super::refunds::resolve_refunds(db, payments, tenant, now).await?;
+    }
     Ok(summary)
 }
 
-/// Asks the provider about attempts left `unknown` (a timeout after sending).
+/// Asks the provider about attempts left `unknown` (a timeout after sending) or `pending` past
+/// `dunning.stale_pending_secs` (their outcome was lost).
 async fn resolve_unknown(
     db: &Db,
     tenant: &Tenant,
     payments: &Payments,
     now: DateTime<Utc>,
 ) -> Result<CollectSummary, StoreError> {
+    let stale_before = Utc::now() - payments.stale_pending;
     let mut tx = db.read().await?;
-    let unknown = store::unknown_attempts(&mut tx, &tenant.id).await?;
+    let unknown = store::unsettled_attempts(&mut tx, &tenant.id, stale_before).await?;
     tx.commit().await?;
     if unknown.is_empty() {
         return Ok(CollectSummary::default());
@@ -125,9 +156,16 @@ async fn claim_batch(
     db: &Db,
     tenant: &Tenant,
     now: DateTime<Utc>,
+    scope: Scope<'_>,
 ) -> Result<Vec<Attempt>, StoreError> {
+    let (invoice, customer) = match scope {
+        Scope::Tenant => (None, None),
+        Scope::Invoice(id) => (Some(id), None),
+        Scope::Customer(id) => (None, Some(id)),
+    };
     let mut tx = db.begin().await?;
-    let due = invoices::due_for_collection(&mut tx, &tenant.id, now, BATCH).await?;
+    let due =
+        invoices::due_for_collection(&mut tx, &tenant.id, now, BATCH, invoice, customer).await?;
     let customer_ids: Vec<_> = due.iter().map(|i| i.customer.clone()).collect();
     let methods = customers::payment_methods_of(&mut tx, &tenant.id, &customer_ids).await?;
     let invoice_ids: Vec<_> = due.iter().map(|i| i.id.clone()).collect();
@@ -311,7 +349,7 @@ pub(super) async fn record_in(
         .collect::<std::collections::HashSet<_>>()
         .into_iter()
         .collect();
-    let mut subs: HashMap<_, _> = subscriptions::find_subscriptions(tx, &tenant.id, &sub_ids)
+    let mut subs: HashMap<_, _> = subscriptions::lock_subscriptions(tx, &tenant.id, &sub_ids)
         .await?
         .into_iter()
         .map(|s| (s.id.clone(), s))

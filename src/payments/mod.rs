@@ -198,20 +198,16 @@ pub trait PaymentProvider: Send + Sync {
         to: DateTime<Utc>,
         starting_after: Option<&str>,
     ) -> Result<ChargePage, ProviderError>;
-    /// Verifies an inbound webhook on its raw body and maps it.
-    fn parse_webhook(
-        &self,
-        signature: Option<&str>,
-        body: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<ProviderEvent, WebhookError>;
 }
 
 /// The providers this installation can charge through, and the default dunning plan.
 pub struct Payments {
     pub sandbox: Arc<sandbox::Sandbox>,
     pub stripe: Option<Arc<stripe::Stripe>>,
+    pub stripe_webhooks: stripe::Webhooks,
     pub plan: DunningPlan,
+    /// Pending attempts older than this (system time) are resolved like unknown ones.
+    pub stale_pending: chrono::Duration,
 }
 
 impl Payments {
@@ -219,7 +215,11 @@ impl Payments {
         Ok(Payments {
             sandbox: Arc::new(sandbox::Sandbox::default()),
             stripe: stripe::Stripe::from_config(&config.stripe)?.map(Arc::new),
+            stripe_webhooks: stripe::Webhooks::from_config(&config.stripe),
             plan: config.dunning.plan(),
+            stale_pending: chrono::Duration::seconds(
+                i64::try_from(config.dunning.stale_pending_secs).unwrap_or(i64::MAX / 1000),
+            ),
         })
     }
 
@@ -232,6 +232,20 @@ impl Payments {
         match provider {
             Provider::Sandbox => Some(self.sandbox.as_ref()),
             Provider::Stripe => self.stripe.as_deref().map(|s| s as &dyn PaymentProvider),
+        }
+    }
+
+    /// Verifies an inbound webhook of `provider` on its raw body and maps it.
+    pub fn parse_webhook(
+        &self,
+        provider: Provider,
+        signature: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<ProviderEvent, WebhookError> {
+        match provider {
+            Provider::Sandbox => Err(WebhookError::Unsupported),
+            Provider::Stripe => self.stripe_webhooks.parse(signature, body, now),
         }
     }
 

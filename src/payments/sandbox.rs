@@ -10,7 +10,7 @@
 
 use super::{
     ChargePage, ChargeRequest, ChargeResult, ChargeStatus, PaymentProvider, ProviderCharge,
-    ProviderError, ProviderEvent, RefundRequest, RefundResult, WebhookError,
+    ProviderError, RefundRequest, RefundResult,
 };
 use crate::domain::currency::Currency;
 use crate::domain::ids::{InvoiceId, TenantId};
@@ -224,14 +224,5 @@ impl PaymentProvider for Sandbox {
             charges,
             next: None,
         })
-    }
-
-    fn parse_webhook(
-        &self,
-        _signature: Option<&str>,
-        _body: &[u8],
-        _now: DateTime<Utc>,
-    ) -> Result<ProviderEvent, WebhookError> {
-        Err(WebhookError::Unsupported)
     }
 }

@@ -56,7 +56,7 @@ pub async fn advance_clock(
             format!("the clock moves at most {MAX_ADVANCE_DAYS} days per call"),
         ));
     }
-    let holder = leases::holder_name();
+    let holder = leases::task_holder_name();
     if !leases::acquire(db, &tenant.id, "test_clock", &holder, Duration::minutes(10)).await? {
         return Err(ServiceError::Conflict {
             code: "clock_advance_in_progress",
@@ -103,6 +103,9 @@ async fn advance_holding_lease(
         };
         let b = run_due(db, tenant, step, batch_size).await?;
         let c = collect_due(db, tenant, payments, step).await?;
+        // The clock follows the committed work step by step: an advance cut off by a crash
+        // leaves the clock where its billing is, so usage posted next is stamped after it.
+        move_clock(db, tenant, step).await?;
         if b.boundaries == 0 && c.payment_attempts == 0 {
             break;
         }
@@ -112,8 +115,13 @@ async fn advance_holding_lease(
     // What only waits for time, not for a due date (unknown attempts, unsettled refunds), is
     // looked after at the end as the scheduler would.
     collected.add(collect_due(db, tenant, payments, to).await?);
+    move_clock(db, tenant, to).await?;
+    Ok((billed, collected))
+}
+
+async fn move_clock(db: &Db, tenant: &Tenant, to: DateTime<Utc>) -> Result<(), ServiceError> {
     let mut tx = db.begin().await?;
     tenants::update_tenant_clock(&mut tx, &tenant.id, to).await?;
     tx.commit().await?;
-    Ok((billed, collected))
+    Ok(())
 }

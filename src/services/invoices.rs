@@ -5,7 +5,7 @@ use crate::domain::ids::InvoiceId;
 use crate::domain::invoice::{Invoice, InvoiceTransitionError};
 use crate::domain::tenant::Tenant;
 use crate::store::invoices::{self as store, InvoiceFilter};
-use crate::store::{Db, Page, events};
+use crate::store::{Db, Page, events, payments};
 use chrono::{DateTime, Utc};
 
 pub async fn get_invoice(
@@ -50,15 +50,39 @@ pub async fn close_invoice(
     now: DateTime<Utc>,
 ) -> Result<Invoice, ServiceError> {
     let mut tx = db.begin().await?;
+    // Locked (PostgreSQL) until this commits: a payment outcome or a credit note for the same
+    // invoice waits rather than being overwritten, and cannot slip in after the check below.
+    if store::find_invoice_headers(&mut tx, &tenant.id, std::slice::from_ref(id))
+        .await?
+        .is_empty()
+    {
+        return Err(ServiceError::not_found("invoice", id));
+    }
     let mut inv = store::find_invoice(&mut tx, &tenant.id, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("invoice", id))?;
+    // A charge in flight may take the money; voiding under it would bill a void invoice.
+    if how == Closing::Void
+        && !payments::in_flight(&mut tx, &tenant.id, std::slice::from_ref(id))
+            .await?
+            .is_empty()
+    {
+        return Err(ServiceError::Conflict {
+            code: "payment_in_flight",
+            message: "a payment of this invoice is in flight; void it once the payment settles"
+                .into(),
+            param: None,
+        });
+    }
     let before = inv.status;
     let kind = match how {
         Closing::Void => {
             inv.status = inv.status.void().map_err(invalid_state)?;
             inv.voided_at = Some(now);
             inv.amount_due = 0;
+            // Nothing is owed: dunning stops.
+            inv.next_payment_attempt = None;
+            inv.awaiting_payment_method = false;
             "invoice.voided"
         }
         Closing::Uncollectible => {
@@ -74,6 +98,7 @@ pub async fn close_invoice(
             param: None,
         });
     }
+    store::update_collections(&mut tx, &tenant.id, std::slice::from_ref(&inv)).await?;
     events::insert_event(&mut tx, &tenant.id, kind, inv.id.as_str(), &inv, now).await?;
     tx.commit().await?;
     Ok(inv)

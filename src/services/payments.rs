@@ -8,7 +8,7 @@ use crate::domain::payment::Payment;
 use crate::domain::subscription::CollectionMethod;
 use crate::domain::tenant::Tenant;
 use crate::payments::Payments;
-use crate::payments::collect::collect_due;
+use crate::payments::collect::{Scope, collect};
 use crate::store::{Db, Page, invoices, payments as store};
 use chrono::{DateTime, Utc};
 
@@ -49,7 +49,7 @@ pub async fn pay_invoice(
     inv.awaiting_payment_method = false;
     invoices::update_collections(&mut tx, &tenant.id, std::slice::from_ref(&inv)).await?;
     tx.commit().await?;
-    collect_due(db, tenant, payments, now).await?;
+    collect(db, tenant, payments, now, Scope::Invoice(id)).await?;
     let mut tx = db.read().await?;
     let inv = invoices::find_invoice(&mut tx, &tenant.id, id).await?;
     tx.commit().await?;
@@ -68,7 +68,7 @@ pub async fn retry_with_new_method(
     let due = invoices::retry_awaiting_method(&mut tx, &tenant.id, &customer.id, now).await?;
     tx.commit().await?;
     if due > 0 {
-        collect_due(db, tenant, payments, now).await?;
+        collect(db, tenant, payments, now, Scope::Customer(&customer.id)).await?;
     }
     Ok(())
 }

@@ -255,6 +255,7 @@ pub async fn create_subscription(
         created: now,
         next_billing_at: Some(schedule.paid_start()),
         discount_invoices: 0,
+        billing_error: None,
     };
     store::insert_subscription(&mut tx, &tenant.id, &sub).await?;
     events::insert_event(
@@ -298,6 +299,19 @@ async fn load(
         .ok_or_else(|| ServiceError::not_found("subscription", id))
 }
 
+/// The subscription, locked until the caller's transaction ends: a change writes back the
+/// row it read, so nothing else may change it in between (a worker renewing it skips it).
+async fn load_locked(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    id: &SubscriptionId,
+) -> Result<Subscription, ServiceError> {
+    store::lock_subscriptions(tx, &tenant.id, std::slice::from_ref(id))
+        .await?
+        .pop()
+        .ok_or_else(|| ServiceError::not_found("subscription", id))
+}
+
 fn state_error(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::unprocessable("subscription_invalid_state", None, e)
 }
@@ -319,7 +333,7 @@ pub async fn update_subscription(
     now: DateTime<Utc>,
 ) -> Result<Subscription, ServiceError> {
     let mut tx = db.begin().await?;
-    let mut sub = load(&mut tx, tenant, id).await?;
+    let mut sub = load_locked(&mut tx, tenant, id).await?;
     sub.status.check_modifiable().map_err(state_error)?;
     if !update.items.is_empty() {
         let before = sub.items.clone();
@@ -396,7 +410,7 @@ pub async fn update_subscription(
                 before: change.items_before.clone(),
                 after: change.items_after.clone(),
             };
-            run::invoice_change_now(&mut tx, tenant, &sub, &pending).await?;
+            run::invoice_change_now(&mut tx, tenant, &mut sub, &pending).await?;
         }
     }
     if let Some(flag) = update.cancel_at_period_end {
@@ -424,7 +438,7 @@ pub async fn cancel_subscription(
     now: DateTime<Utc>,
 ) -> Result<Subscription, ServiceError> {
     let mut tx = db.begin().await?;
-    let mut sub = load(&mut tx, tenant, id).await?;
+    let mut sub = load_locked(&mut tx, tenant, id).await?;
     let kind = if at_period_end {
         sub.status.check_modifiable().map_err(state_error)?;
         sub.cancel_at_period_end = true;
@@ -449,7 +463,7 @@ pub async fn pause_subscription(
     now: DateTime<Utc>,
 ) -> Result<Subscription, ServiceError> {
     let mut tx = db.begin().await?;
-    let mut sub = load(&mut tx, tenant, id).await?;
+    let mut sub = load_locked(&mut tx, tenant, id).await?;
     sub.status = sub.status.pause().map_err(state_error)?;
     sub.paused_at = Some(now);
     store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
@@ -473,7 +487,7 @@ pub async fn resume_subscription(
     now: DateTime<Utc>,
 ) -> Result<Subscription, ServiceError> {
     let mut tx = db.begin().await?;
-    let mut sub = load(&mut tx, tenant, id).await?;
+    let mut sub = load_locked(&mut tx, tenant, id).await?;
     sub.status = sub.status.resume().map_err(state_error)?;
     sub.paused_at = None;
     // Resuming inside the period already invoiced simply continues it. Once the pause has
@@ -498,6 +512,37 @@ pub async fn resume_subscription(
     let sub = bill_if_due(&mut tx, tenant, sub, now).await?;
     tx.commit().await?;
     Ok(sub)
+}
+
+/// Clears a subscription's `billing_error` and bills what is due now; billing that fails again
+/// sets it aside again (the run's own rule), so the answer shows the new reason.
+pub async fn retry_billing(
+    db: &Db,
+    tenant: &Tenant,
+    id: &SubscriptionId,
+    now: DateTime<Utc>,
+) -> Result<Subscription, ServiceError> {
+    let mut tx = db.begin().await?;
+    let mut sub = load_locked(&mut tx, tenant, id).await?;
+    if sub.billing_error.is_none() {
+        return Err(state_error(
+            "billing of this subscription has not failed; there is nothing to retry",
+        ));
+    }
+    sub.billing_error = None;
+    store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
+    events::insert_event(
+        &mut tx,
+        &tenant.id,
+        "customer.subscription.billing_retried",
+        sub.id.as_str(),
+        &sub,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    run::run_due_one(db, tenant, id, now).await?;
+    get_subscription(db, tenant, id).await
 }
 
 pub async fn get_subscription(
@@ -534,7 +579,7 @@ pub async fn metered_item(
         .ok_or_else(|| {
             ServiceError::missing_in_body("subscription_item", item, "subscription_item")
         })?;
-    let sub = load(tx, tenant, &sub_id).await?;
+    let sub = load_locked(tx, tenant, &sub_id).await?;
     let price = load_price(tx, tenant, &found.price, "subscription_item").await?;
     if price.recurring.map(|r| r.usage_type) != Some(UsageType::Metered) {
         return Err(ServiceError::unprocessable(

@@ -47,6 +47,19 @@ pub async fn record_usage(
             "timestamp is before the subscription started",
         ));
     }
+    // Usage is billed in arrears at the end of its period; a period before the current one
+    // has been invoiced, so usage stamped into it would never be billed (Stripe refuses it too).
+    if timestamp < sub.current_period_start {
+        return Err(ServiceError::unprocessable(
+            "usage_period_closed",
+            Some("timestamp"),
+            format!(
+                "usage at {} falls in a period already invoiced; usage can be recorded from {} on",
+                timestamp.to_rfc3339(),
+                sub.current_period_start.to_rfc3339()
+            ),
+        ));
+    }
     let record = UsageRecord {
         id: UsageRecordId::generate(),
         object: "usage_record",

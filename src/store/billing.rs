@@ -157,7 +157,7 @@ pub async fn update_billing_state(
     for chunk in subs.chunks(500) {
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
-                "WITH v (id, status, cps, cpe, nba, di, canceled_at, ended_at) AS (",
+                "WITH v (id, status, cps, cpe, nba, di, canceled_at, ended_at, berr) AS (",
             );
             q.push_values(chunk, |mut b, s| {
                 b.push_bind(s.id.as_str())
@@ -167,11 +167,13 @@ pub async fn update_billing_state(
                     .push_bind(s.next_billing_at)
                     .push_bind(i64::from(s.discount_invoices))
                     .push_bind(s.canceled_at)
-                    .push_bind(s.ended_at);
+                    .push_bind(s.ended_at)
+                    .push_bind(s.billing_error.as_deref());
             });
             q.push(
                 ") UPDATE subscriptions SET status = v.status, current_period_start = v.cps, current_period_end = v.cpe,
-                     next_billing_at = v.nba, discount_invoices = v.di, canceled_at = v.canceled_at, ended_at = v.ended_at, updated_at = ",
+                     next_billing_at = v.nba, discount_invoices = v.di, canceled_at = v.canceled_at, ended_at = v.ended_at,
+                     billing_error = v.berr, updated_at = ",
             );
             q.push_bind(now)
                 .push(" FROM v WHERE subscriptions.tenant_id = ")

@@ -352,12 +352,15 @@ pub async fn update_invoice_status(
 }
 
 /// Invoices to charge now: open (or written off and retried with `/pay`), collected
-/// automatically, whose next attempt is due; earliest first.
+/// automatically, whose next attempt is due; earliest first. `invoice` / `customer` narrow it
+/// to what one request asked for.
 pub async fn due_for_collection(
     tx: &mut Tx,
     tenant: &TenantId,
     now: chrono::DateTime<chrono::Utc>,
     limit: i64,
+    invoice: Option<&InvoiceId>,
+    customer: Option<&CustomerId>,
 ) -> Result<Vec<Invoice>, StoreError> {
     // SQLite has one writer. On PostgreSQL the earliest due invoices are locked, in id order
     // like every other locker of invoices (no deadlock), until their attempts commit; the
@@ -369,6 +372,8 @@ pub async fn due_for_collection(
                 .bind(tenant.as_str())
                 .bind(now)
                 .bind(limit)
+                .bind(invoice.map(InvoiceId::as_str))
+                .bind(customer.map(CustomerId::as_str))
                 .fetch_all(&mut **$t)
                 .await?;
             rows.iter().map(invoice_from).collect()
@@ -380,6 +385,7 @@ pub async fn due_for_collection(
             select_invoice!(
                 "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
                    AND collection_method = 'charge_automatically'
+                   AND ($4 IS NULL OR id = $4) AND ($5 IS NULL OR customer_id = $5)
                  ORDER BY next_payment_attempt, id LIMIT $3"
             )
         ),
@@ -390,6 +396,7 @@ pub async fn due_for_collection(
                    AND collection_method = 'charge_automatically'
                    AND id IN (SELECT id FROM invoices WHERE tenant_id = $1 AND next_payment_attempt <= $2
                                 AND status IN ('open', 'uncollectible') AND collection_method = 'charge_automatically'
+                                AND ($4::text IS NULL OR id = $4) AND ($5::text IS NULL OR customer_id = $5)
                               ORDER BY next_payment_attempt, id LIMIT $3)
                  ORDER BY id FOR UPDATE"
             )

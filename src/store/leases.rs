@@ -1,17 +1,52 @@
 //! Leases: which process may run a job. On SQLite one scheduler runs at a time; a test clock
-//! advances one call at a time. Leases expire, so a crashed holder does not block forever.
+//! advances one call at a time. A holder is `host:pid:instance[:task]`: a lease whose holder
+//! is a process of this host that no longer runs (killed, restarted) is taken over at once —
+//! its name is the fencing token — and one held on another host expires with its time.
 
 use super::{Db, StoreError, on_tx};
 use crate::domain::ids::TenantId;
 use chrono::{Duration, Utc};
+use std::sync::OnceLock;
 
-/// Identifies this process in the leases table (host and pid are enough to find it).
+fn host() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+}
+
+/// A random id of this process, so a restarted process that got the same pid is still told
+/// apart from the one before it.
+fn instance() -> &'static str {
+    static INSTANCE: OnceLock<String> = OnceLock::new();
+    INSTANCE.get_or_init(|| format!("{:08x}", rand::random::<u32>()))
+}
+
+/// Identifies this process in the leases table.
 pub fn holder_name() -> String {
-    format!(
-        "{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
-        std::process::id()
-    )
+    format!("{}:{}:{}", host(), std::process::id(), instance())
+}
+
+/// Identifies one task of this process (one test-clock advance): two tasks of one process
+/// never hold the same lease at once.
+pub fn task_holder_name() -> String {
+    format!("{}:{:016x}", holder_name(), rand::random::<u64>())
+}
+
+/// Whether `holder` names a process of this host that is gone: another pid that no longer
+/// exists, or this pid with another instance id (the process was restarted).
+fn is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(h), Some(pid), Some(inst)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if h != host() {
+        return false;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return inst != instance();
+    }
+    cfg!(target_os = "linux") && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Takes or renews the lease; false when another holder has it and it has not expired.
@@ -39,6 +74,38 @@ pub async fn acquire(
     .await
     .map(|r| r.rows_affected())
     })?;
+    if n == 0 {
+        // Held: taken over only if its holder is a dead process of this host, and only from
+        // that holder (compare-and-set), so two restarted processes cannot both take it.
+        let held: Option<String> = on_tx!(&mut tx, |c| {
+            sqlx::query_scalar("SELECT holder FROM leases WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant.as_str())
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await?
+        });
+        if let Some(dead) = held.filter(|h| is_dead(h)) {
+            let taken = on_tx!(&mut tx, |c| {
+                sqlx::query(
+                    "UPDATE leases SET holder = $3, expires_at = $4
+                     WHERE tenant_id = $1 AND name = $2 AND holder = $5",
+                )
+                .bind(tenant.as_str())
+                .bind(name)
+                .bind(holder)
+                .bind(now + ttl)
+                .bind(&dead)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+            });
+            tx.commit().await?;
+            if taken == 1 {
+                tracing::warn!(lease = name, dead_holder = %dead, "took over the lease of a process that is gone");
+            }
+            return Ok(taken == 1);
+        }
+    }
     tx.commit().await?;
     Ok(n == 1)
 }

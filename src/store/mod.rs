@@ -202,6 +202,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "provider_sync",
         include_str!("../../migrations/sqlite/0004_provider_sync.sql"),
     ),
+    (
+        5,
+        "reliability",
+        include_str!("../../migrations/sqlite/0005_reliability.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -224,6 +229,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         4,
         "provider_sync",
         include_str!("../../migrations/postgres/0004_provider_sync.sql"),
+    ),
+    (
+        5,
+        "reliability",
+        include_str!("../../migrations/postgres/0005_reliability.sql"),
     ),
 ];
 

@@ -55,13 +55,21 @@ fn attempt_from(r: &impl Rec) -> Result<Attempt, StoreError> {
     })
 }
 
-/// Attempts whose outcome is not known (timeouts), oldest first.
-pub async fn unknown_attempts(tx: &mut Tx, tenant: &TenantId) -> Result<Vec<Attempt>, StoreError> {
+/// Attempts whose outcome is not known: `unknown` ones (a timeout after sending) and
+/// `pending` ones sent before `stale_before` (system time), whose outcome was lost by a crash
+/// or a cut-off request. Oldest first.
+pub async fn unsettled_attempts(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    stale_before: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Attempt>, StoreError> {
     on_tx!(tx, |c| {
         let rows = sqlx::query(select_payment!(
-            "WHERE tenant_id = $1 AND status = 'unknown' ORDER BY id LIMIT 500"
+            "WHERE tenant_id = $1 AND (status = 'unknown' OR (status = 'pending' AND sent_at < $2))
+             ORDER BY id LIMIT 500"
         ))
         .bind(tenant.as_str())
+        .bind(stale_before)
         .fetch_all(&mut *c)
         .await?;
         rows.iter().map(attempt_from).collect()

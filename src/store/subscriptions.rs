@@ -19,7 +19,8 @@ macro_rules! select_subscription {
         concat!(
             "SELECT id, customer_id, status, currency, interval_unit, interval_count, collection_method, days_until_due, coupon_id,
                     default_tax_rates, proration_behavior, start_date, trial_end, billing_cycle_anchor, current_period_start,
-                    current_period_end, cancel_at_period_end, canceled_at, ended_at, paused_at, created_at, next_billing_at, discount_invoices
+                    current_period_end, cancel_at_period_end, canceled_at, ended_at, paused_at, created_at, next_billing_at, discount_invoices,
+                    billing_error
              FROM subscriptions ",
             $filter
         )
@@ -65,6 +66,7 @@ fn subscription_from(r: &impl Rec) -> Result<Subscription, StoreError> {
         next_billing_at: r.opt_time("next_billing_at")?,
         discount_invoices: u32::try_from(r.int("discount_invoices")?)
             .map_err(|e| super::rows::corrupt("discount_invoices", e))?,
+        billing_error: r.opt_text("billing_error")?,
     })
 }
 
@@ -189,7 +191,7 @@ pub async fn update_subscription(
         sqlx::query(
         "UPDATE subscriptions SET status = $3, current_period_start = $4, current_period_end = $5, cancel_at_period_end = $6,
              canceled_at = $7, ended_at = $8, paused_at = $9, proration_behavior = $10, updated_at = $11,
-             next_billing_at = $12, discount_invoices = $13, billing_cycle_anchor = $14
+             next_billing_at = $12, discount_invoices = $13, billing_cycle_anchor = $14, billing_error = $15
          WHERE tenant_id = $1 AND id = $2"
     )
     .bind(tenant.as_str())
@@ -206,6 +208,7 @@ pub async fn update_subscription(
     .bind(s.next_billing_at)
     .bind(i64::from(s.discount_invoices))
     .bind(s.billing_cycle_anchor)
+    .bind(s.billing_error.as_deref())
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected())
@@ -357,8 +360,11 @@ pub async fn insert_subscription_change(
     Ok(())
 }
 
-/// Many subscriptions with their items in two queries.
-pub async fn find_subscriptions(
+/// Many subscriptions by id with their items, locked on PostgreSQL until the transaction ends
+/// (in id order, after any invoices the caller locked: the documented lock order is invoices,
+/// then subscriptions). Every read-modify-write of a subscription goes through here, so a
+/// PATCH, a payment outcome and a worker's renewal never write back a stale copy.
+pub async fn lock_subscriptions(
     tx: &mut Tx,
     tenant: &TenantId,
     ids: &[SubscriptionId],
@@ -366,10 +372,15 @@ pub async fn find_subscriptions(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let lock = match tx {
+        Tx::Sqlite(_) => "",
+        Tx::Postgres(_) => " ORDER BY id FOR UPDATE",
+    };
     let mut subs = on_tx!(tx, |c| {
         let mut q = sqlx::QueryBuilder::new(select_subscription!("WHERE tenant_id = "));
         q.push_bind(tenant.as_str()).push(" AND id IN ");
         push_id_list(&mut q, ids.iter().map(|id| id.as_str()));
+        q.push(lock);
         let rows = q.build().fetch_all(&mut *c).await?;
         rows.iter()
             .map(subscription_from)
@@ -414,7 +425,8 @@ pub async fn claim_due(
         Tx::Sqlite(t) => claim!(
             t,
             select_subscription!(
-                "WHERE tenant_id = $1 AND next_billing_at <= $2 AND status IN ('trialing', 'active', 'past_due', 'unpaid')
+                "WHERE tenant_id = $1 AND next_billing_at <= $2 AND billing_error IS NULL
+                   AND status IN ('trialing', 'active', 'past_due', 'unpaid')
                    AND ($4 IS NULL OR next_billing_at > $4 OR (next_billing_at = $4 AND id > $5))
                  ORDER BY next_billing_at, id LIMIT $3"
             )
@@ -422,7 +434,8 @@ pub async fn claim_due(
         Tx::Postgres(t) => claim!(
             t,
             select_subscription!(
-                "WHERE tenant_id = $1 AND next_billing_at <= $2 AND status IN ('trialing', 'active', 'past_due', 'unpaid')
+                "WHERE tenant_id = $1 AND next_billing_at <= $2 AND billing_error IS NULL
+                   AND status IN ('trialing', 'active', 'past_due', 'unpaid')
                    AND ($4 IS NULL OR next_billing_at > $4 OR (next_billing_at = $4 AND id > $5))
                  ORDER BY next_billing_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
             )
@@ -436,6 +449,51 @@ pub async fn claim_due(
     Ok(subs)
 }
 
+/// One subscription if it is still due by `until` and not set aside (locked on PostgreSQL,
+/// skipped when another worker holds it), with its items.
+pub async fn claim_one_due(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: &SubscriptionId,
+    until: DateTime<Utc>,
+) -> Result<Option<Subscription>, StoreError> {
+    macro_rules! claim {
+        ($t:expr, $sql:expr) => {{
+            let row = sqlx::query($sql)
+                .bind(tenant.as_str())
+                .bind(until)
+                .bind(id.as_str())
+                .fetch_optional(&mut **$t)
+                .await?;
+            row.as_ref().map(subscription_from).transpose()?
+        }};
+    }
+    let found = match tx {
+        Tx::Sqlite(t) => claim!(
+            t,
+            select_subscription!(
+                "WHERE tenant_id = $1 AND next_billing_at <= $2 AND id = $3 AND billing_error IS NULL
+                   AND status IN ('trialing', 'active', 'past_due', 'unpaid')"
+            )
+        ),
+        Tx::Postgres(t) => claim!(
+            t,
+            select_subscription!(
+                "WHERE tenant_id = $1 AND next_billing_at <= $2 AND id = $3 AND billing_error IS NULL
+                   AND status IN ('trialing', 'active', 'past_due', 'unpaid') FOR UPDATE SKIP LOCKED"
+            )
+        ),
+    };
+    let Some(mut sub) = found else {
+        return Ok(None);
+    };
+    sub.items = items_of(tx, tenant, std::slice::from_ref(&sub.id))
+        .await?
+        .remove(&sub.id)
+        .unwrap_or_default();
+    Ok(Some(sub))
+}
+
 /// The earliest boundary any live subscription waits for, for the test clock's stepping.
 pub async fn next_billing_time(
     tx: &mut Tx,
@@ -444,7 +502,8 @@ pub async fn next_billing_time(
     on_tx!(tx, |c| {
         let row = sqlx::query(
             "SELECT MIN(next_billing_at) AS t FROM subscriptions
-             WHERE tenant_id = $1 AND status IN ('trialing', 'active', 'past_due', 'unpaid')",
+             WHERE tenant_id = $1 AND billing_error IS NULL
+               AND status IN ('trialing', 'active', 'past_due', 'unpaid')",
         )
         .bind(tenant.as_str())
         .fetch_one(&mut *c)

@@ -430,3 +430,51 @@ both_stripe!(
         assert_eq!(p["data"][0]["amount_refunded"], 307);
     }
 );
+
+/// A server configured as the README shows for receiving only: signing secrets, no API key.
+mod webhook_secrets_alone_are_enough_to_receive_events {
+    use super::*;
+    use crate::support::Backend;
+    use recur::config::Secret;
+
+    async fn run(backend: Backend) {
+        let Some(app) = TestApp::spawn_with(backend, recur::domain::tenant::Mode::Test, |c| {
+            c.stripe.webhook_secrets = vec![Secret::new(WEBHOOK_SECRET)];
+        })
+        .await
+        else {
+            return;
+        };
+        let body = event(
+            "evt_alone",
+            "customer.created",
+            json!({"id": "cus_x", "object": "customer"}),
+        );
+        let ok = deliver(
+            &app,
+            &body,
+            Some(sign(WEBHOOK_SECRET, now(), body.as_bytes())),
+        )
+        .await;
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        assert_eq!(ok.body["outcome"], "ignored");
+        let bad = deliver(
+            &app,
+            &body,
+            Some(sign("whsec_other", now(), body.as_bytes())),
+        )
+        .await;
+        assert_eq!(bad.status, 400);
+        assert_eq!(bad.error_code(), "signature_invalid");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}

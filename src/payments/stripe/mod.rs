@@ -30,8 +30,33 @@ pub struct Stripe {
     retries: u32,
     retry_base: Duration,
     retry_max: Duration,
-    webhook_secrets: Vec<Secret>,
+}
+
+/// Verifies Stripe's inbound webhooks. Needs only the signing secrets, not an API key: an
+/// installation may receive events before (or without) charging through Stripe itself.
+pub struct Webhooks {
+    secrets: Vec<Secret>,
     tolerance_secs: i64,
+}
+
+impl Webhooks {
+    pub fn from_config(c: &StripeConfig) -> Self {
+        Webhooks {
+            secrets: c.webhook_secrets.clone(),
+            tolerance_secs: c.webhook_tolerance_secs,
+        }
+    }
+
+    /// Verifies the signature on the raw body, then maps the event.
+    pub fn parse(
+        &self,
+        signature: Option<&str>,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<ProviderEvent, WebhookError> {
+        signature::verify(&self.secrets, signature, body, now, self.tolerance_secs)?;
+        parse_event(body)
+    }
 }
 
 /// Attempts older than this are never re-sent with their key (Stripe prunes keys after 24 h).
@@ -69,8 +94,6 @@ impl Stripe {
             retries: c.max_network_retries,
             retry_base: Duration::from_millis(c.retry_base_ms),
             retry_max: Duration::from_millis(c.retry_max_ms),
-            webhook_secrets: c.webhook_secrets.clone(),
-            tolerance_secs: c.webhook_tolerance_secs,
         }))
     }
 
@@ -532,22 +555,6 @@ impl PaymentProvider for Stripe {
                 error_of(&body).message.unwrap_or_default()
             ))),
         }
-    }
-
-    fn parse_webhook(
-        &self,
-        signature: Option<&str>,
-        body: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<ProviderEvent, WebhookError> {
-        signature::verify(
-            &self.webhook_secrets,
-            signature,
-            body,
-            now,
-            self.tolerance_secs,
-        )?;
-        parse_event(body)
     }
 }
 

@@ -1,0 +1,152 @@
+//! Plan changes as a customer's finance team checks them: every expected figure is computed
+//! by hand first (January has 31 days; a change on the 11th leaves 21 of them).
+
+use crate::{TestApp, both};
+use serde_json::{Value, json};
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_owned()
+}
+
+fn amounts(inv: &Value) -> Vec<i64> {
+    inv["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["amount"].as_i64().expect("amount"))
+        .collect()
+}
+
+async fn two_prices(app: &TestApp) -> (String, String, String) {
+    app.set_clock("2027-01-01T00:00:00Z").await;
+    (
+        app.customer().await,
+        app.monthly_price(3000).await,
+        app.monthly_price(6000).await,
+    )
+}
+
+both!(
+    async fn a_price_swap_keeps_billing_with_its_prorations(app: TestApp) {
+        let (customer, p30, p60) = two_prices(&app).await;
+        let s = app.subscription(&customer, &p30).await;
+        app.advance("2027-01-11T00:00:00Z").await;
+        let item = s["items"][0]["id"].as_str().unwrap();
+        app.patch(
+            &format!("/v1/subscriptions/{}", id(&s)),
+            json!({"items": [{"id": item, "price": p60}]}),
+        )
+        .await
+        .ok();
+        let r = app.advance("2027-03-01T00:00:00Z").await;
+        assert_eq!(r["failed"], 0, "{r}");
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 3, "January, February and March are invoiced");
+        // −3000 × 21/31 = −2032.26, +6000 × 21/31 = 4064.52, then a month on P60.
+        assert_eq!(amounts(&inv[1]), [-2032, 4065, 6000]);
+        assert_eq!(inv[1]["total"], 8033);
+        assert_eq!(amounts(&inv[2]), [6000]);
+        let s = app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok();
+        assert_eq!(s["status"], "active");
+        assert_eq!(
+            &s["current_period_end"].as_str().unwrap()[..10],
+            "2027-04-01"
+        );
+    }
+);
+
+both!(
+    async fn removing_an_item_keeps_billing_the_rest(app: TestApp) {
+        let (customer, p30, p60) = two_prices(&app).await;
+        let s = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": customer, "items": [{"price": p30}, {"price": p60}]}),
+            )
+            .await
+            .ok();
+        app.advance("2027-01-11T00:00:00Z").await;
+        let gone = s["items"][1]["id"].as_str().unwrap();
+        app.patch(
+            &format!("/v1/subscriptions/{}", id(&s)),
+            json!({"items": [{"id": gone, "deleted": true}]}),
+        )
+        .await
+        .ok();
+        let r = app.advance("2027-03-01T00:00:00Z").await;
+        assert_eq!(r["failed"], 0, "{r}");
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 3);
+        assert_eq!(amounts(&inv[1]), [-4065, 3000]);
+        assert_eq!(amounts(&inv[2]), [3000]);
+    }
+);
+
+both!(
+    async fn a_swapped_subscription_set_to_cancel_at_period_end_ends(app: TestApp) {
+        let (customer, p30, p60) = two_prices(&app).await;
+        let s = app.subscription(&customer, &p30).await;
+        app.advance("2027-01-11T00:00:00Z").await;
+        let item = s["items"][0]["id"].as_str().unwrap();
+        app.patch(
+            &format!("/v1/subscriptions/{}", id(&s)),
+            json!({"items": [{"id": item, "price": p60}], "cancel_at_period_end": true}),
+        )
+        .await
+        .ok();
+        let r = app.advance("2027-03-01T00:00:00Z").await;
+        assert_eq!(
+            (r["failed"].as_i64(), r["subscriptions_ended"].as_i64()),
+            (Some(0), Some(1)),
+            "{r}"
+        );
+        let s = app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok();
+        assert_eq!(s["status"], "canceled");
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(
+            amounts(&inv[1]),
+            [-2032, 4065],
+            "the final invoice bills the prorations"
+        );
+    }
+);
+
+both!(
+    async fn always_invoice_prorations_get_the_subscriptions_discount(app: TestApp) {
+        let (customer, p30, p60) = two_prices(&app).await;
+        let half = id(&app
+            .post(
+                "/v1/coupons",
+                json!({"percent_off": 50, "duration": "forever"}),
+            )
+            .await
+            .ok());
+        let s = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": customer, "items": [{"price": p30}], "coupon": half}),
+            )
+            .await
+            .ok();
+        app.advance("2027-01-11T00:00:00Z").await;
+        let item = s["items"][0]["id"].as_str().unwrap();
+        app.patch(
+            &format!("/v1/subscriptions/{}", id(&s)),
+            json!({"items": [{"id": item, "price": p60}], "proration_behavior": "always_invoice"}),
+        )
+        .await
+        .ok();
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 2);
+        assert_eq!(amounts(&inv[1]), [-2032, 4065]);
+        // 2033 net before the discount; half of it off (rounded half away from zero).
+        assert_eq!(
+            (
+                inv[1]["subtotal"].as_i64(),
+                inv[1]["discount"].as_i64(),
+                inv[1]["total"].as_i64()
+            ),
+            (Some(2033), Some(1017), Some(1016))
+        );
+    }
+);

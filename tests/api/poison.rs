@@ -1,0 +1,251 @@
+//! A subscription whose billing fails is set aside, visibly, and never holds up its
+//! neighbours: neither the other subscriptions of its batch nor other tenants.
+
+use crate::both;
+use crate::support::{Backend, TestApp};
+use recur::store::Db;
+use serde_json::{Value, json};
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// Moves a subscription's stored billing state back to a period already invoiced, as a lost
+/// update would: billing it again collides with the invoice of that period.
+async fn revert_period(app: &TestApp, sub: &str, start: &str, end: &str) {
+    let start: chrono::DateTime<chrono::Utc> = start.parse().unwrap();
+    let end: chrono::DateTime<chrono::Utc> = end.parse().unwrap();
+    let sql = "UPDATE subscriptions SET current_period_start = $1, current_period_end = $2, next_billing_at = $1 WHERE id = $3";
+    match &app.db {
+        Db::Sqlite(p) => sqlx::query(sql)
+            .bind(start)
+            .bind(end)
+            .bind(sub)
+            .execute(p)
+            .await
+            .map(|_| ()),
+        Db::Postgres(p) => sqlx::query(sql)
+            .bind(start)
+            .bind(end)
+            .bind(sub)
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .expect("revert");
+}
+
+both!(
+    async fn a_subscription_that_cannot_be_billed_is_set_aside_and_retried(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let fine = app.monthly_price(1000).await;
+        let huge = app
+            .post("/v1/prices", json!({"product": "Huge", "currency": "EUR", "unit_amount": 1_000_000_000_000i64, "recurring": {"interval": "month"}}))
+            .await
+            .ok();
+        let others: Vec<Value> = futures_like(&app, &customer, &fine, 3).await;
+        let bad = app.subscription(&customer, &id(&huge)).await;
+        // A quantity whose renewal overflows every amount type: the renewal cannot be computed.
+        app.patch(
+            &format!("/v1/subscriptions/{}", id(&bad)),
+            json!({"items": [{"id": bad["items"][0]["id"], "quantity": 1_000_000_000}], "proration_behavior": "none"}),
+        )
+        .await
+        .ok();
+        let r = app.advance("2027-03-01T00:00:00Z").await;
+        assert_eq!(
+            r["failed"], 1,
+            "set aside once, not retried every step: {r}"
+        );
+        for o in &others {
+            assert_eq!(
+                app.invoices_of(&id(o)).await.len(),
+                3,
+                "its neighbours are billed"
+            );
+        }
+        let b = app
+            .get(&format!("/v1/subscriptions/{}", id(&bad)))
+            .await
+            .ok();
+        assert!(
+            b["billing_error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{b}"
+        );
+        assert_eq!(app.invoices_of(&id(&bad)).await.len(), 1);
+        let events = app
+            .get("/v1/events?type=customer.subscription.billing_failed")
+            .await
+            .ok();
+        assert_eq!(events["data"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            events["data"][0]["data"]["object"]["billing_error"],
+            b["billing_error"]
+        );
+
+        // Still broken: retrying sets it aside again, with the reason.
+        let again = app
+            .post(
+                &format!("/v1/subscriptions/{}/retry_billing", id(&bad)),
+                json!({}),
+            )
+            .await
+            .ok();
+        assert!(again["billing_error"].is_string());
+        // Fixed, then retried: it catches up February and March at once.
+        app.patch(
+            &format!("/v1/subscriptions/{}", id(&bad)),
+            json!({"items": [{"id": bad["items"][0]["id"], "quantity": 1}], "proration_behavior": "none"}),
+        )
+        .await
+        .ok();
+        let fixed = app
+            .post(
+                &format!("/v1/subscriptions/{}/retry_billing", id(&bad)),
+                json!({}),
+            )
+            .await
+            .ok();
+        assert_eq!(fixed["billing_error"], Value::Null);
+        let inv = app.invoices_of(&id(&bad)).await;
+        assert_eq!(inv.len(), 3);
+        assert_eq!(
+            &inv[2]["period_start"].as_str().unwrap()[..10],
+            "2027-03-01"
+        );
+        let none = app
+            .post(
+                &format!("/v1/subscriptions/{}/retry_billing", id(&fixed)),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (none.status.as_u16(), none.error_code()),
+            (422, "subscription_invalid_state")
+        );
+    }
+);
+
+both!(
+    async fn a_batch_that_fails_is_billed_one_by_one(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let p = app.monthly_price(1000).await;
+        let subs = futures_like(&app, &customer, &p, 4).await;
+        app.advance("2027-02-01T00:00:00Z").await;
+        revert_period(
+            &app,
+            &id(&subs[1]),
+            "2027-01-01T00:00:00Z",
+            "2027-02-01T00:00:00Z",
+        )
+        .await;
+        let r = app.advance("2027-03-01T00:00:00Z").await;
+        assert_eq!(r["failed"], 1, "{r}");
+        for (i, s) in subs.iter().enumerate() {
+            let n = app.invoices_of(&id(s)).await.len();
+            assert_eq!(n, if i == 1 { 2 } else { 3 }, "subscription {i}");
+        }
+        let b = app
+            .get(&format!("/v1/subscriptions/{}", id(&subs[1])))
+            .await
+            .ok();
+        assert!(
+            b["billing_error"].as_str().unwrap().contains("unique"),
+            "{b}"
+        );
+    }
+);
+
+async fn futures_like(app: &TestApp, customer: &str, price: &str, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(app.subscription(customer, price).await);
+    }
+    out
+}
+
+/// One tenant's failing run never stops the scheduler's pass over the others.
+mod a_failing_tenant_does_not_stop_the_others {
+    use super::*;
+
+    async fn run(backend: Backend) {
+        let Some(app) = TestApp::spawn(backend).await else {
+            return;
+        };
+        let other = app.other_tenant_key().await;
+        let send = |path: &'static str, body: Value| {
+            let (app, other) = (&app, &other);
+            async move {
+                app.send(
+                    reqwest::Method::POST,
+                    path,
+                    Some(other),
+                    None,
+                    Some(&body.to_string()),
+                )
+                .await
+                .ok()
+            }
+        };
+        let c = send("/v1/customers", json!({"name": "B", "currency": "EUR", "payment_method": {"provider": "sandbox", "token": "tok_visa"}})).await;
+        let p = send("/v1/prices", json!({"product": "B", "currency": "EUR", "unit_amount": 500, "recurring": {"interval": "month"}})).await;
+        send(
+            "/v1/subscriptions",
+            json!({"customer": c["id"], "items": [{"price": p["id"]}]}),
+        )
+        .await;
+        // Our tenant's clock is held by an advance that never finishes: its run fails.
+        let ours = recur::domain::ids::TenantId::parse(&app.tenant_id).unwrap();
+        assert!(
+            recur::store::leases::acquire(
+                &app.db,
+                &ours,
+                "test_clock",
+                "elsewhere:1",
+                chrono::Duration::minutes(10)
+            )
+            .await
+            .unwrap()
+        );
+        let at = (chrono::Utc::now() + chrono::Duration::days(40)).to_rfc3339();
+        let out = crate::support::recur_cli(&app, &[], &["run-cycle", "--at", &at]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success(),
+            "a failed tenant makes the command fail: {stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("{} error:", app.tenant_id)),
+            "{stdout}"
+        );
+        let b = app
+            .send(
+                reqwest::Method::GET,
+                "/v1/invoices",
+                Some(&other),
+                None,
+                None,
+            )
+            .await
+            .ok();
+        assert_eq!(
+            b["data"].as_array().unwrap().len(),
+            2,
+            "the other tenant was billed: {stdout}"
+        );
+        let e = app.get("/v1/events?type=tenant.run_failed").await.ok();
+        assert_eq!(e["data"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}

@@ -1,0 +1,333 @@
+//! Defects found by reading the engine as an attacker and as a bad day would: each test here
+//! failed before its fix.
+
+use crate::both;
+use crate::fake_stripe::{self, FakeStripe, Fault};
+use crate::support::{Backend, TestApp, WEBHOOK_SECRET};
+use recur::config::Secret;
+use recur::domain::tenant::Mode;
+use serde_json::{Value, json};
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_owned()
+}
+
+async fn payments_of(app: &TestApp, invoice: &str) -> Vec<Value> {
+    app.get(&format!("/v1/payments?invoice={invoice}&limit=100"))
+        .await
+        .ok()["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn customer_with(app: &TestApp, token: &str) -> String {
+    id(&app
+        .post(
+            "/v1/customers",
+            json!({"name": "T", "currency": "EUR", "payment_method": {"provider": "sandbox", "token": token}}),
+        )
+        .await
+        .ok())
+}
+
+both!(
+    async fn pay_charges_only_the_invoice_it_names(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let p = app.monthly_price(1000).await;
+        let a = app
+            .subscription(&customer_with(&app, "tok_visa").await, &p)
+            .await;
+        let b = app
+            .subscription(&customer_with(&app, "tok_visa").await, &p)
+            .await;
+        let ia = app.invoices_of(&id(&a)).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ib = app.invoices_of(&id(&b)).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let paid = app
+            .post(&format!("/v1/invoices/{ia}/pay"), json!({}))
+            .await
+            .ok();
+        assert_eq!(paid["status"], "paid");
+        assert!(
+            payments_of(&app, &ib).await.is_empty(),
+            "a request charges its own invoice only"
+        );
+        let other = app.get(&format!("/v1/invoices/{ib}")).await.ok();
+        assert_eq!(other["status"], "open");
+    }
+);
+
+both!(
+    async fn an_invoice_cannot_be_voided_under_a_payment_in_flight(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let p = app.monthly_price(1000).await;
+        let s = app
+            .subscription(&customer_with(&app, "tok_timeout").await, &p)
+            .await;
+        let inv = id(&app.invoices_of(&id(&s)).await[0]);
+        let paid = app
+            .post(&format!("/v1/invoices/{inv}/pay"), json!({}))
+            .await
+            .ok();
+        assert_eq!(paid["status"], "open");
+        let statuses: Vec<Value> = payments_of(&app, &inv)
+            .await
+            .iter()
+            .map(|p| p["status"].clone())
+            .collect();
+        assert_eq!(statuses, [json!("unknown")]);
+        let void = app
+            .post(&format!("/v1/invoices/{inv}/void"), json!({}))
+            .await;
+        assert_eq!(
+            (void.status.as_u16(), void.error_code()),
+            (409, "payment_in_flight"),
+            "{}",
+            void.body
+        );
+        assert_eq!(
+            app.get(&format!("/v1/invoices/{inv}")).await.ok()["status"],
+            "open"
+        );
+    }
+);
+
+both!(
+    async fn voiding_an_invoice_stops_its_dunning(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let p = app.monthly_price(1000).await;
+        let s = app
+            .subscription(&customer_with(&app, "tok_insufficient_funds").await, &p)
+            .await;
+        app.advance("2027-01-01T01:00:00Z").await;
+        let inv = app.invoices_of(&id(&s)).await[0].clone();
+        assert!(inv["next_payment_attempt"].is_string(), "{inv}");
+        let void = app
+            .post(&format!("/v1/invoices/{}/void", id(&inv)), json!({}))
+            .await
+            .ok();
+        assert_eq!(
+            (void["status"].as_str(), &void["next_payment_attempt"]),
+            (Some("void"), &Value::Null)
+        );
+        app.advance("2027-01-20T00:00:00Z").await;
+        assert_eq!(
+            payments_of(&app, &id(&inv)).await.len(),
+            1,
+            "no retry of a void invoice"
+        );
+    }
+);
+
+both!(
+    async fn usage_stamped_into_an_invoiced_period_is_refused(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let metered = app.metered_price().await;
+        let s = app.subscription(&customer, &metered).await;
+        let item = s["items"][0]["id"].as_str().unwrap().to_owned();
+        app.advance("2027-02-10T00:00:00Z").await;
+        let before = app.row_counts().await;
+        let late = app
+            .post("/v1/usage_records", json!({"subscription_item": item, "quantity": 5, "timestamp": "2027-01-20T00:00:00Z"}))
+            .await;
+        assert_eq!(
+            (late.status.as_u16(), late.error_code()),
+            (422, "usage_period_closed"),
+            "{}",
+            late.body
+        );
+        assert_eq!(late.body["error"]["param"], "timestamp");
+        assert!(
+            late.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("2027-02-01")
+        );
+        assert_eq!(
+            app.row_counts().await,
+            before,
+            "refused usage writes nothing"
+        );
+        app.post(
+            "/v1/usage_records",
+            json!({"subscription_item": item, "quantity": 5, "timestamp": "2027-02-01T00:00:00Z"}),
+        )
+        .await
+        .ok();
+    }
+);
+
+both!(
+    async fn the_test_clock_stops_before_the_end_of_time(app: TestApp) {
+        app.set_clock("9989-06-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let p = app
+            .post("/v1/prices", json!({"product": "Triennial", "currency": "EUR", "unit_amount": 9000, "recurring": {"interval": "year", "interval_count": 3}}))
+            .await
+            .ok();
+        let s = app.subscription(&customer, &id(&p)).await;
+        let r = app.advance("9989-12-31T00:00:00Z").await;
+        assert_eq!(r["invoices_created"], 0);
+        let past = app
+            .post(
+                "/v1/test_clock/advance",
+                json!({"to": "9990-01-01T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(
+            (past.status.as_u16(), past.body["error"]["param"].as_str()),
+            (400, Some("to")),
+            "{}",
+            past.body
+        );
+        let anchor = app
+            .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": id(&p)}], "billing_cycle_anchor": "1969-12-31T00:00:00Z"}))
+            .await;
+        assert_eq!(
+            (
+                anchor.status.as_u16(),
+                anchor.body["error"]["param"].as_str()
+            ),
+            (400, Some("billing_cycle_anchor"))
+        );
+        assert_eq!(
+            app.invoices_of(&id(&s)).await.len(),
+            1,
+            "one invoice for the one period"
+        );
+        let s = app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok();
+        assert_eq!(
+            &s["current_period_end"].as_str().unwrap()[..10],
+            "9992-06-01"
+        );
+    }
+);
+
+both!(
+    async fn concurrent_item_removals_never_leave_a_subscription_empty(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let mut prices = Vec::new();
+        for amount in [1000, 2000, 3000] {
+            prices.push(app.monthly_price(amount).await);
+        }
+        for round in 0..8 {
+            let s = app
+                .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": prices[0]}, {"price": prices[1]}], "proration_behavior": "none"}))
+                .await
+                .ok();
+            let path = format!("/v1/subscriptions/{}", id(&s));
+            let drop_item = |i: usize| {
+                let (app, path, item) = (&app, path.clone(), s["items"][i]["id"].clone());
+                async move {
+                    app.patch(&path, json!({"items": [{"id": item, "deleted": true}]}))
+                        .await
+                }
+            };
+            let (a, b) = tokio::join!(drop_item(0), drop_item(1));
+            let ok = [a.status.is_success(), b.status.is_success()];
+            assert_eq!(
+                ok.iter().filter(|o| **o).count(),
+                1,
+                "round {round}: exactly one removal wins: {} {}",
+                a.body,
+                b.body
+            );
+            let after = app.get(&path).await.ok();
+            assert_eq!(
+                after["items"].as_array().unwrap().len(),
+                1,
+                "round {round}: {after}"
+            );
+        }
+    }
+);
+
+/// A test tenant's server charging through a fake Stripe, resolving pending attempts older
+/// than one second.
+async fn stripe_app(backend: Backend) -> Option<(TestApp, FakeStripe)> {
+    let fake = FakeStripe::start().await;
+    let uri = fake.uri();
+    let app = TestApp::spawn_with(backend, Mode::Test, move |c| {
+        c.stripe.api_base = uri;
+        c.stripe.secret_key = Some(Secret::new(fake_stripe::SECRET_KEY));
+        c.stripe.webhook_secrets = vec![Secret::new(WEBHOOK_SECRET)];
+        c.stripe.timeout_ms = 2000;
+        c.stripe.retry_base_ms = 2;
+        c.stripe.retry_max_ms = 20;
+        c.dunning.stale_pending_secs = 1;
+    })
+    .await?;
+    Some((app, fake))
+}
+
+/// The process dies between committing an attempt and recording its outcome (the collecting
+/// task is dropped mid-call while Stripe charges): the attempt stays `pending`, and the next
+/// pass resolves it by asking Stripe — paid once, never charged again.
+mod an_attempt_cut_off_mid_charge_is_resolved_and_applied {
+    use super::*;
+
+    async fn run(backend: Backend) {
+        let Some((app, fake)) = stripe_app(backend).await else {
+            return;
+        };
+        app.set_clock("2027-03-01T00:00:00Z").await;
+        let price = app.monthly_price(2500).await;
+        let c = app
+            .post("/v1/customers", json!({"name": "P", "currency": "EUR", "payment_method": {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}))
+            .await
+            .ok();
+        let s = app.subscription(&id(&c), &price).await;
+        let inv = id(&app.invoices_of(&id(&s)).await[0]);
+        fake.set_faults(|_, _| Some(Fault::SlowAfterCharge));
+        let tenant = recur::services::tenants::authenticate(&app.db, &app.key)
+            .await
+            .unwrap()
+            .unwrap();
+        let now = tenant.clock_time.unwrap();
+        let (db, payments) = (app.db.clone(), app.payments.clone());
+        let task = tokio::spawn(async move {
+            recur::payments::collect::collect_due(&db, &tenant, &payments, now).await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        task.abort();
+        let _ = task.await;
+        let p = payments_of(&app, &inv).await;
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            p[0]["status"], "pending",
+            "the outcome was lost with the task"
+        );
+        fake.set_faults(|_, _| None);
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        app.advance("2027-03-01T01:00:00Z").await;
+        let p = payments_of(&app, &inv).await;
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0]["status"], "succeeded");
+        assert_eq!(
+            app.get(&format!("/v1/invoices/{inv}")).await.ok()["status"],
+            "paid"
+        );
+        assert_eq!(
+            fake.state.lock().unwrap().charges_per_invoice().get(&inv),
+            Some(&1)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}
