@@ -15,11 +15,14 @@ use crate::payments::Payments;
 use crate::payments::collect::collect_due;
 use crate::services::ServiceError;
 use crate::services::clock::advance_clock;
-use crate::store::{Backend, Db, StoreError, events, leases, tenants};
+use crate::store::{Backend, Db, StoreError, events, idempotency, leases, tenants};
 use chrono::{DateTime, Duration, Utc};
 use std::str::FromStr;
 
 const LEASE: &str = "scheduler";
+
+/// How long an `Idempotency-Key` is honoured (as Stripe's are).
+const KEY_LIFETIME: Duration = Duration::hours(24);
 
 /// The leases row for the installation-wide scheduler lease.
 fn global() -> TenantId {
@@ -168,6 +171,11 @@ pub async fn run(
         };
         first = false;
         if may_run {
+            match idempotency::prune_keys(&db, Utc::now() - KEY_LIFETIME).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "pruned expired idempotency keys"),
+                Err(e) => tracing::error!(error = %e, "pruning idempotency keys failed"),
+            }
             match run_once(&db, &config, &payments, None, None).await {
                 Ok(results) => {
                     for run in &results {

@@ -2,15 +2,26 @@
 //! the same request; the same key with a different request is refused (409).
 //!
 //! The key is claimed in its own transaction before the request runs, so of two concurrent
-//! requests with one key exactly one runs and the other gets `idempotency_key_in_use`. A request
-//! that fails on our side (5xx) releases its key so the client's retry can run. If the process
-//! dies between the request's commit and storing its response, the key stays claimed and
-//! retries get 409 rather than a second effect: we prefer a visible refusal to a double write.
+//! requests with one key exactly one runs and the other gets `idempotency_key_in_use`. The
+//! request runs to completion whatever the client does (see `run_to_completion`), and every
+//! event it commits carries the key. So after the request:
+//! - its response is stored and replayed, unless it changed nothing and failed on our side
+//!   (5xx) or met a passing conflict (`payment_in_flight`, `invoice_changed`,
+//!   `clock_advance_in_progress`): then the key is freed and a retry runs anew;
+//! - a key is never freed once the request committed a change, whatever its status.
+//!
+//! A key left in flight by a process that is gone (killed between its commit and storing the
+//! response), or for longer than [`IN_FLIGHT_LIMIT`], is recovered by the next request with
+//! it: if the first run changed nothing the retry runs; if it did, a 500
+//! `request_outcome_lost` is stored and replayed, so the change never happens twice. Keys are
+//! kept 24 hours (pruned by the scheduler).
 
 use super::error::ApiError;
 use super::extract::Ctx;
 use super::{AppState, BODY_LIMIT};
-use crate::store::idempotency::{Claim, claim_key, release_key, save_response};
+use crate::store::events::{REQUEST_KEY, request_changed_anything};
+use crate::store::idempotency::{Claim, claim_key, release_key, save_response, take_over_key};
+use crate::store::leases;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -20,6 +31,18 @@ use sha2::{Digest, Sha256};
 
 const HEADER: &str = "idempotency-key";
 const MAX_KEY_LEN: usize = 255;
+
+/// A key in flight this long is taken to be lost even when its holder cannot be checked (it
+/// runs on another host).
+pub const IN_FLIGHT_LIMIT: chrono::Duration = chrono::Duration::hours(1);
+
+/// Conflicts that pass by themselves: retrying the same request later may succeed, so they are
+/// not stored.
+const TRANSIENT: [&str; 3] = [
+    "payment_in_flight",
+    "invoice_changed",
+    "clock_advance_in_progress",
+];
 
 pub async fn idempotency(
     State(state): State<AppState>,
@@ -48,42 +71,65 @@ pub async fn idempotency(
         .get::<Ctx>()
         .cloned()
         .ok_or(ApiError::Unauthorized)?;
+    let tenant = &ctx.tenant.id;
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, BODY_LIMIT)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(BODY_LIMIT))?;
     let fingerprint = fingerprint(&parts.method, parts.uri.path(), &bytes);
+    let holder = leases::holder_name();
 
     let mut tx = state.db.begin().await?;
-    let claim = claim_key(&mut tx, &ctx.tenant.id, &key, &fingerprint, ctx.now).await?;
-    tx.commit().await?;
-    match claim {
+    let claim = claim_key(&mut tx, tenant, &key, &fingerprint, &holder).await?;
+    let claimed = match claim {
+        Claim::Claimed => true,
         Claim::Existing {
             fingerprint: stored,
             ..
         } if stored != fingerprint => return Err(ApiError::IdempotencyKeyReused),
-        Claim::Existing { response: None, .. } => return Err(ApiError::IdempotencyKeyInUse),
         Claim::Existing {
             response: Some((status, body)),
             ..
         } => return Ok(replay(status, body)),
-        Claim::Claimed => {}
+        Claim::Existing {
+            response: None,
+            holder: previous,
+            claimed_at,
+            ..
+        } => {
+            let lost = previous.as_deref().is_none_or(leases::is_dead)
+                || chrono::Utc::now() - claimed_at > IN_FLIGHT_LIMIT;
+            if !lost {
+                false
+            } else if request_changed_anything(&mut tx, tenant, &key).await? {
+                let body = outcome_lost(&key);
+                save_response(&mut tx, tenant, &key, 500, &body).await?;
+                tx.commit().await?;
+                return Ok(replay(500, body));
+            } else {
+                take_over_key(&mut tx, tenant, &key, previous.as_deref(), &holder).await?
+            }
+        }
+    };
+    tx.commit().await?;
+    if !claimed {
+        return Err(ApiError::IdempotencyKeyInUse);
     }
 
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let response = REQUEST_KEY.scope(key.clone(), next.run(request)).await;
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let mut tx = state.db.begin().await?;
-    if parts.status.is_server_error() {
-        release_key(&mut tx, &ctx.tenant.id, &key).await?;
+    let passing = parts.status.is_server_error() || is_transient(parts.status, &bytes);
+    if passing && !request_changed_anything(&mut tx, tenant, &key).await? {
+        release_key(&mut tx, tenant, &key).await?;
     } else {
         save_response(
             &mut tx,
-            &ctx.tenant.id,
+            tenant,
             &key,
             parts.status.as_u16(),
             &String::from_utf8_lossy(&bytes),
@@ -92,6 +138,25 @@ pub async fn idempotency(
     }
     tx.commit().await?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+fn is_transient(status: StatusCode, body: &[u8]) -> bool {
+    status == StatusCode::CONFLICT
+        && serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+            v["error"]["code"]
+                .as_str()
+                .is_some_and(|c| TRANSIENT.contains(&c))
+        })
+}
+
+/// The answer stored for a request that committed changes but whose own answer was lost.
+fn outcome_lost(key: &str) -> String {
+    serde_json::json!({"error": {
+        "code": "request_outcome_lost",
+        "message": format!("the request with Idempotency-Key {key} committed its changes, but the server stopped before answering; they are recorded as events, and retrying with this key never repeats them"),
+        "param": null,
+    }})
+    .to_string()
 }
 
 /// Same route and same JSON document (key order and whitespace aside) give the same

@@ -772,7 +772,10 @@ mod tests {
         let min = DateTime::<Utc>::MIN_UTC;
         // Calendars end with year 9999: later boundaries would not store as four-digit years.
         let late = day(9998, 6, 1);
-        assert_eq!(boundary(late, iv(IntervalUnit::Year, 1), 1), Some(day(9999, 6, 1)));
+        assert_eq!(
+            boundary(late, iv(IntervalUnit::Year, 1), 1),
+            Some(day(9999, 6, 1))
+        );
         assert_eq!(boundary(late, iv(IntervalUnit::Year, 3), 1), None);
         assert_eq!(boundary(late, iv(IntervalUnit::Month, 1), 19), None);
         // Index exists, but the period's end is out of range.

@@ -21,6 +21,35 @@ pub struct EventData {
     pub object: serde_json::Value,
 }
 
+tokio::task_local! {
+    /// The `Idempotency-Key` of the request whose work is running. Every event it commits
+    /// carries it, so after a failure one can tell whether the request changed anything.
+    pub static REQUEST_KEY: String;
+}
+
+fn request_key() -> Option<String> {
+    REQUEST_KEY.try_with(Clone::clone).ok()
+}
+
+/// Whether a request with this `Idempotency-Key` committed any change (every change writes
+/// an event in its transaction).
+pub async fn request_changed_anything(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    key: &str,
+) -> Result<bool, StoreError> {
+    on_tx!(tx, |c| {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM events WHERE tenant_id = $1 AND request_key = $2 LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .bind(key)
+        .fetch_optional(&mut *c)
+        .await?;
+        Ok(found.is_some())
+    })
+}
+
 /// Records `kind` for `object` (serialized as the API shows it) inside the caller's transaction.
 pub async fn insert_event(
     tx: &mut Tx,
@@ -34,7 +63,7 @@ pub async fn insert_event(
     let data = super::rows::to_json(object)?;
     on_tx!(tx, |c| {
         sqlx::query(
-        "INSERT INTO events (tenant_id, id, type, object_id, data, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        "INSERT INTO events (tenant_id, id, type, object_id, data, created_at, request_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"
     )
     .bind(tenant.as_str())
     .bind(id.as_str())
@@ -42,6 +71,7 @@ pub async fn insert_event(
     .bind(object_id)
     .bind(&data)
     .bind(now)
+    .bind(request_key())
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected())
@@ -96,10 +126,11 @@ pub async fn insert_events(
     tenant: &TenantId,
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
+    let key = request_key();
     for chunk in events.chunks(1000) {
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO events (tenant_id, id, type, object_id, data, created_at) ",
+                "INSERT INTO events (tenant_id, id, type, object_id, data, created_at, request_key) ",
             );
             q.push_values(chunk, |mut b, e| {
                 b.push_bind(tenant.as_str())
@@ -107,7 +138,8 @@ pub async fn insert_events(
                     .push_bind(e.kind)
                     .push_bind(e.object_id.as_str())
                     .push_bind(e.data.as_str())
-                    .push_bind(e.at);
+                    .push_bind(e.at)
+                    .push_bind(key.as_deref());
             });
             q.build().execute(&mut *c).await?;
         });

@@ -32,7 +32,7 @@ pub fn task_holder_name() -> String {
 
 /// Whether `holder` names a process of this host that is gone: another pid that no longer
 /// exists, or this pid with another instance id (the process was restarted).
-fn is_dead(holder: &str) -> bool {
+pub fn is_dead(holder: &str) -> bool {
     let mut parts = holder.split(':');
     let (Some(h), Some(pid), Some(inst)) = (parts.next(), parts.next(), parts.next()) else {
         return false;

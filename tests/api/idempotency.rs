@@ -1,5 +1,6 @@
-use crate::both;
+use crate::{TestApp, both};
 use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 both!(
     async fn the_same_key_and_body_replays_the_first_response(app: TestApp) {
@@ -168,5 +169,217 @@ both!(
         assert_eq!(first.status, StatusCode::BAD_REQUEST);
         assert_eq!(second.status, StatusCode::BAD_REQUEST);
         assert_eq!(second.body, first.body);
+    }
+);
+
+/// Runs SQL against the app's database (to put a key in the state a killed process leaves).
+async fn exec(app: &TestApp, sql: &str, binds: &[&str]) {
+    match &app.db {
+        recur::store::Db::Sqlite(p) => {
+            let mut q = sqlx::query::<sqlx::Sqlite>(sqlx::AssertSqlSafe(sql.to_owned()));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            q.execute(p).await.map(|_| ())
+        }
+        recur::store::Db::Postgres(p) => {
+            let mut q = sqlx::query::<sqlx::Postgres>(sqlx::AssertSqlSafe(sql.to_owned()));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            q.execute(p).await.map(|_| ())
+        }
+    }
+    .expect("sql");
+}
+
+/// A holder name for a process of this host that no longer exists.
+fn dead_holder() -> String {
+    let me = recur::store::leases::holder_name();
+    let host = me.split(':').next().unwrap();
+    format!("{host}:4194303:deadbeef")
+}
+
+crate::both!(
+    async fn a_passing_conflict_is_not_stored(app: TestApp) {
+        let tenant = recur::domain::ids::TenantId::parse(&app.tenant_id).unwrap();
+        let live = recur::store::leases::holder_name();
+        assert!(
+            recur::store::leases::acquire(
+                &app.db,
+                &tenant,
+                "test_clock",
+                &live,
+                chrono::Duration::minutes(10)
+            )
+            .await
+            .unwrap()
+        );
+        let to = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+        let body = json!({ "to": to }).to_string();
+        let busy = app
+            .send(
+                Method::POST,
+                "/v1/test_clock/advance",
+                Some(&app.key),
+                Some("adv-1"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(
+            (busy.status.as_u16(), busy.error_code()),
+            (409, "clock_advance_in_progress")
+        );
+        recur::store::leases::release(&app.db, &tenant, "test_clock", &live)
+            .await
+            .unwrap();
+        let done = app
+            .send(
+                Method::POST,
+                "/v1/test_clock/advance",
+                Some(&app.key),
+                Some("adv-1"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(done.status.as_u16(), 200, "{}", done.body);
+        assert!(done.headers.get("idempotent-replayed").is_none());
+    }
+);
+
+crate::both!(
+    async fn a_key_left_in_flight_by_a_dead_process_is_recovered(app: TestApp) {
+        let body = json!({"name": "Once"}).to_string();
+        // Killed after committing: the key has no response, but the customer exists.
+        let first = app
+            .send(
+                Method::POST,
+                "/v1/customers",
+                Some(&app.key),
+                Some("k-crash"),
+                Some(&body),
+            )
+            .await
+            .ok();
+        exec(&app, "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL, holder = $1 WHERE key = 'k-crash'", &[&dead_holder()]).await;
+        let retry = app
+            .send(
+                Method::POST,
+                "/v1/customers",
+                Some(&app.key),
+                Some("k-crash"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(
+            (retry.status.as_u16(), retry.error_code()),
+            (500, "request_outcome_lost"),
+            "{}",
+            retry.body
+        );
+        let again = app
+            .send(
+                Method::POST,
+                "/v1/customers",
+                Some(&app.key),
+                Some("k-crash"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(again.body, retry.body, "the stored answer is replayed");
+        let list = app.get("/v1/customers?limit=100").await.ok();
+        assert_eq!(
+            list["data"].as_array().unwrap().len(),
+            1,
+            "never created twice"
+        );
+        assert_eq!(list["data"][0]["id"], first["id"]);
+
+        // Killed before committing: the key is claimed, nothing happened; the retry runs.
+        exec(&app, "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, holder)
+                    SELECT tenant_id, 'k-early', fingerprint, created_at, $1 FROM idempotency_keys WHERE key = 'k-crash'", &[&dead_holder()]).await;
+        let ran = app
+            .send(
+                Method::POST,
+                "/v1/customers",
+                Some(&app.key),
+                Some("k-early"),
+                Some(&body),
+            )
+            .await
+            .ok();
+        assert_ne!(ran["id"], first["id"]);
+        // A live holder's key is in use.
+        exec(&app, "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, holder)
+                    SELECT tenant_id, 'k-live', fingerprint, created_at, $1 FROM idempotency_keys WHERE key = 'k-crash'", &[&recur::store::leases::holder_name()]).await;
+        let busy = app
+            .send(
+                Method::POST,
+                "/v1/customers",
+                Some(&app.key),
+                Some("k-live"),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(
+            (busy.status.as_u16(), busy.error_code()),
+            (409, "idempotency_key_in_use")
+        );
+    }
+);
+
+crate::both!(
+    async fn clients_that_hang_up_never_cause_a_second_effect(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let price = app.monthly_price(1000).await;
+        let n = 40;
+        let hasty = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(3))
+            .build()
+            .unwrap();
+        for i in 0..n {
+            let _ = hasty
+                .post(format!("{}/v1/subscriptions", app.base))
+                .bearer_auth(&app.key)
+                .header("Idempotency-Key", format!("cut-{i}"))
+                .json(&json!({"customer": customer, "items": [{"price": price}]}))
+                .send()
+                .await;
+        }
+        let body = json!({"customer": customer, "items": [{"price": price}]}).to_string();
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..n {
+            let key = format!("cut-{i}");
+            let mut tries = 0;
+            let answer = loop {
+                let r = app
+                    .send(
+                        Method::POST,
+                        "/v1/subscriptions",
+                        Some(&app.key),
+                        Some(&key),
+                        Some(&body),
+                    )
+                    .await;
+                if r.status.as_u16() != 409 || tries > 200 {
+                    break r;
+                }
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            };
+            assert_eq!(answer.status.as_u16(), 200, "{key}: {}", answer.body);
+            ids.insert(answer.body["id"].as_str().unwrap().to_owned());
+        }
+        let all = app
+            .get(&format!("/v1/subscriptions?customer={customer}&limit=100"))
+            .await
+            .ok();
+        assert_eq!(
+            all["data"].as_array().unwrap().len(),
+            n,
+            "one subscription per key"
+        );
+        assert_eq!(ids.len(), n);
     }
 );
