@@ -57,10 +57,23 @@ async fn a_charge_succeeds_once_and_a_replay_of_its_key_changes_nothing() {
     let stripe = client(&fake, 2);
     let req = request("pm_card_visa", 1999);
     let first = stripe.charge(&req).await;
-    let ChargeResult::Succeeded { provider_ref } = &first else {
+    let ChargeResult::Succeeded {
+        provider_ref,
+        received,
+    } = &first
+    else {
         panic!("{first:?}")
     };
     assert!(provider_ref.starts_with("pi_"));
+    assert_eq!(
+        (received.amount, received.currency),
+        (1999, Some(req.currency)),
+        "what Stripe says it took is read back"
+    );
+    assert_eq!(
+        received.attempt_key.as_deref(),
+        Some(req.idempotency_key.as_str())
+    );
     assert_eq!(stripe.charge(&req).await, first);
     let ledger = fake.ledger();
     assert_eq!(ledger.len(), 1);
@@ -246,7 +259,7 @@ async fn refunds_carry_their_own_key_and_never_exceed_the_charge() {
     let fake = FakeStripe::start().await;
     let stripe = client(&fake, 2);
     let req = request("pm_card_visa", 5000);
-    let ChargeResult::Succeeded { provider_ref } = stripe.charge(&req).await else {
+    let ChargeResult::Succeeded { provider_ref, .. } = stripe.charge(&req).await else {
         panic!("charge")
     };
     let refund = |key: &str, amount| RefundRequest {
@@ -339,7 +352,7 @@ async fn fault_matrix_never_double_charges_nor_loses_a_charge() {
     assert!(per_key.values().all(|n| *n == 1), "a key charged twice");
     for c in &s.ledger {
         assert!(
-            matches!(outcomes.get(&c.key), Some(ChargeResult::Succeeded { provider_ref }) if *provider_ref == c.payment_intent),
+            matches!(outcomes.get(&c.key), Some(ChargeResult::Succeeded { provider_ref, .. }) if *provider_ref == c.payment_intent),
             "charge {} is not recorded as succeeded",
             c.payment_intent
         );

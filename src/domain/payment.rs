@@ -72,6 +72,19 @@ pub struct Payment {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+impl Payment {
+    /// The provider idempotency key of this attempt: `{invoice}-attempt-{n}`. A network
+    /// retry inside the attempt reuses it; a dunning retry is a new attempt with a new key.
+    pub fn idempotency_key(&self) -> String {
+        attempt_key(&self.invoice, self.attempt_number)
+    }
+}
+
+/// The idempotency key of attempt `n` of an invoice.
+pub fn attempt_key(invoice: &InvoiceId, n: u32) -> String {
+    format!("{invoice}-attempt-{n}")
+}
+
 /// What happens after the last retry fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -192,7 +192,7 @@ async fn claim_batch(
                 created: now,
                 completed_at: None,
             },
-            idempotency_key: format!("{}-attempt-{number}", inv.id),
+            idempotency_key: crate::domain::payment::attempt_key(&inv.id, number),
             token: method.map(|m| m.token.clone()),
             provider_customer: method.and_then(|m| m.customer.clone()),
             sent_at: Some(Utc::now()),
@@ -237,7 +237,7 @@ fn apply(
             p.failure_message = Some(message);
             p.provider_ref = provider_ref.or(p.provider_ref.take());
         }
-        ChargeResult::Succeeded { provider_ref } => {
+        ChargeResult::Succeeded { provider_ref, .. } => {
             summary.payments_succeeded += 1;
             p.status = AttemptStatus::Succeeded;
             p.provider_ref = Some(provider_ref);
@@ -313,6 +313,44 @@ fn apply(
     (evts, summary)
 }
 
+/// A success whose amount, currency or references do not match the attempt is never applied
+/// as paid: it becomes a hard decline `provider_answer_mismatch` (no automatic retry; the
+/// invoice waits for a person) with a `reconciliation.discrepancy` event and an error log.
+fn verified(
+    tenant: &crate::domain::ids::TenantId,
+    p: &Payment,
+    result: ChargeResult,
+    evts: &mut Vec<(&'static str, serde_json::Value)>,
+) -> ChargeResult {
+    let ChargeResult::Succeeded {
+        provider_ref,
+        received,
+    } = result
+    else {
+        return result;
+    };
+    let Some(why) = received.mismatch(tenant, p) else {
+        return ChargeResult::Succeeded {
+            provider_ref,
+            received,
+        };
+    };
+    tracing::error!(payment.id = %p.id, provider_ref = %provider_ref, reason = %why, "provider answer does not match the attempt; held for a person");
+    evts.push((
+        "reconciliation.discrepancy",
+        serde_json::json!({
+            "id": p.id, "kind": "provider_answer_mismatch", "repaired": false,
+            "provider_ref": provider_ref, "invoice": p.invoice, "payment": p.id, "detail": why,
+        }),
+    ));
+    ChargeResult::Declined {
+        code: "provider_answer_mismatch".into(),
+        kind: DeclineKind::Hard,
+        message: why,
+        provider_ref: Some(provider_ref),
+    }
+}
+
 /// Writes a batch of outcomes and what follows from them, in one transaction.
 async fn record(
     db: &Db,
@@ -373,6 +411,7 @@ pub(super) async fn record_in(
         let Some(inv) = invs.get_mut(&p.invoice) else {
             continue;
         };
+        let result = verified(&tenant.id, &p, result, &mut evts);
         let sub = inv.subscription.as_ref().and_then(|id| subs.get_mut(id));
         let (e, s) = apply(plan, &mut p, inv, sub, result, now);
         summary.add(s);

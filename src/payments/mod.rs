@@ -39,8 +39,11 @@ pub struct ChargeRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeResult {
+    /// The provider says it took the money; what it says it took is checked against the
+    /// attempt before the invoice counts as paid.
     Succeeded {
         provider_ref: String,
+        received: Received,
     },
     Declined {
         code: String,
@@ -64,6 +67,58 @@ impl ChargeResult {
             message: message.into(),
             provider_ref: None,
         }
+    }
+}
+
+/// What a provider says a successful charge took, and the references recur wrote into it.
+/// References the provider did not echo back are `None` and not held against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub amount: i64,
+    pub currency: Option<Currency>,
+    pub tenant: Option<String>,
+    pub invoice: Option<String>,
+    pub attempt_key: Option<String>,
+}
+
+impl Received {
+    pub fn of(c: &ProviderCharge) -> Self {
+        Received {
+            amount: c.amount,
+            currency: c.currency,
+            tenant: c.tenant.clone(),
+            invoice: c.invoice.clone(),
+            attempt_key: c.attempt_key.clone(),
+        }
+    }
+
+    /// Why this answer does not belong to the attempt, if it does not: another amount or
+    /// currency, or another tenant's, invoice's or attempt's charge.
+    pub fn mismatch(
+        &self,
+        tenant: &TenantId,
+        p: &crate::domain::payment::Payment,
+    ) -> Option<String> {
+        let key = p.idempotency_key();
+        let differs = |name: &str, got: &Option<String>, want: &str| {
+            got.as_deref()
+                .filter(|g| *g != want)
+                .map(|g| format!("{name} {g} where {want} was expected"))
+        };
+        if self.amount != p.amount || self.currency != Some(p.currency) {
+            return Some(format!(
+                "the provider reports {} {} taken for an attempt of {} {}",
+                self.amount,
+                self.currency
+                    .as_ref()
+                    .map_or("(no currency)", Currency::code),
+                p.amount,
+                p.currency.code()
+            ));
+        }
+        differs("tenant", &self.tenant, tenant.as_str())
+            .or_else(|| differs("invoice", &self.invoice, p.invoice.as_str()))
+            .or_else(|| differs("attempt", &self.attempt_key, &key))
     }
 }
 
@@ -267,5 +322,88 @@ impl Payments {
                 "this installation has no Stripe secret key (stripe.secret_key)",
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::{InvoiceId, PaymentId};
+    use crate::domain::payment::{AttemptStatus, Payment};
+
+    fn attempt() -> (TenantId, Payment) {
+        let p = Payment {
+            id: PaymentId::generate(),
+            object: "payment",
+            invoice: InvoiceId::generate(),
+            attempt_number: 2,
+            status: AttemptStatus::Pending,
+            amount: 6027,
+            amount_refunded: 0,
+            currency: Currency::parse("EUR").unwrap(),
+            provider: Provider::Stripe,
+            provider_ref: None,
+            decline_code: None,
+            failure_message: None,
+            created: Utc::now(),
+            completed_at: None,
+        };
+        (TenantId::generate(), p)
+    }
+
+    fn answer(t: &TenantId, p: &Payment) -> Received {
+        Received {
+            amount: p.amount,
+            currency: Some(p.currency),
+            tenant: Some(t.to_string()),
+            invoice: Some(p.invoice.to_string()),
+            attempt_key: Some(p.idempotency_key()),
+        }
+    }
+
+    #[test]
+    fn an_answer_must_match_the_attempt_it_settles() {
+        let (t, p) = attempt();
+        assert_eq!(answer(&t, &p).mismatch(&t, &p), None);
+        let silent = Received {
+            tenant: None,
+            invoice: None,
+            attempt_key: None,
+            ..answer(&t, &p)
+        };
+        assert_eq!(
+            silent.mismatch(&t, &p),
+            None,
+            "missing references are not held against it"
+        );
+        let cases = [
+            Received {
+                amount: 6026,
+                ..answer(&t, &p)
+            },
+            Received {
+                currency: Currency::parse("PLN").ok(),
+                ..answer(&t, &p)
+            },
+            Received {
+                currency: None,
+                ..answer(&t, &p)
+            },
+            Received {
+                tenant: Some(TenantId::generate().to_string()),
+                ..answer(&t, &p)
+            },
+            Received {
+                invoice: Some(InvoiceId::generate().to_string()),
+                ..answer(&t, &p)
+            },
+            Received {
+                attempt_key: Some(format!("{}-attempt-1", p.invoice)),
+                ..answer(&t, &p)
+            },
+        ];
+        for r in cases {
+            assert!(r.mismatch(&t, &p).is_some(), "{r:?}");
+        }
     }
 }

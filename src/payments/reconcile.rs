@@ -234,6 +234,7 @@ async fn check_page(
                     a.payment.clone(),
                     ChargeResult::Succeeded {
                         provider_ref: c.provider_ref.clone(),
+                        received: super::Received::of(&c),
                     },
                 ));
             }

@@ -85,6 +85,13 @@ impl Sandbox {
             });
         ChargeResult::Succeeded {
             provider_ref: format!("{REF_PREFIX}{}", req.idempotency_key),
+            received: super::Received {
+                amount: req.amount,
+                currency: Some(req.currency),
+                tenant: Some(req.tenant.to_string()),
+                invoice: Some(req.invoice.to_string()),
+                attempt_key: Some(req.idempotency_key.clone()),
+            },
         }
     }
 

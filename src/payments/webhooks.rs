@@ -10,7 +10,9 @@
 
 use super::collect::record_in;
 use super::refunds::record_refund;
-use super::{ChargeResult, EventChange, Payments, ProviderCharge, ProviderEvent, RefundResult};
+use super::{
+    ChargeResult, EventChange, Payments, ProviderCharge, ProviderEvent, Received, RefundResult,
+};
 use crate::domain::credit_note::RefundStatus;
 use crate::domain::customer::Provider;
 use crate::domain::ids::CreditNoteId;
@@ -161,6 +163,7 @@ async fn apply(
                 return Ok(Outcome::Stale);
             }
             let result = ChargeResult::Succeeded {
+                received: Received::of(&c),
                 provider_ref: c.provider_ref,
             };
             record_in(tx, tenant, plan, vec![(a.payment, result)], now).await?;
@@ -189,6 +192,7 @@ async fn apply(
             if in_flight(&p) || p.status == AttemptStatus::Failed {
                 let result = ChargeResult::Succeeded {
                     provider_ref: c.provider_ref.clone(),
+                    received: Received::of(&c),
                 };
                 record_in(tx, tenant, plan, vec![(p.clone(), result)], now).await?;
                 p.status = AttemptStatus::Succeeded;

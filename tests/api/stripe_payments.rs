@@ -232,7 +232,9 @@ both_stripe!(
             intent["status"] = json!("succeeded");
             intent["amount_received"] = intent["amount"].clone();
             // Stripe shows another amount for one charge.
-            s.intents.get_mut(&odd_pi).unwrap()["amount"] = json!(2400);
+            let odd = s.intents.get_mut(&odd_pi).unwrap();
+            odd["amount"] = json!(2400);
+            odd["amount_received"] = json!(2400);
             // A charge carrying our tenant but no attempt of ours.
             let mut stray = s.intents[&paid_pi].clone();
             stray["id"] = json!("pi_99999999");
@@ -334,5 +336,40 @@ both_stripe!(
             ],
         );
         assert_eq!(bad.status.code(), Some(2));
+    }
+);
+
+both_stripe!(
+    async fn a_success_for_the_wrong_amount_is_held_not_applied(app: TestApp, fake: FakeStripe) {
+        app.set_clock("2027-03-01T00:00:00Z").await;
+        let price = app.monthly_price(2500).await;
+        let c = stripe_customer(&app, "pm_card_wrong_amount").await;
+        let s = subscribe(&app, &c, &price).await;
+        app.advance("2027-03-10T00:00:00Z").await;
+        let inv = app.invoices_of(&s).await[0].clone();
+        let inv_id = inv["id"].as_str().unwrap();
+        assert_eq!(inv["status"], "open", "never marked paid: {inv}");
+        let p = payments_of(&app, inv_id).await;
+        assert_eq!(p.len(), 1, "held, not retried: {p:?}");
+        assert_eq!(
+            (p[0]["status"].as_str(), p[0]["decline_code"].as_str()),
+            (Some("failed"), Some("provider_answer_mismatch"))
+        );
+        assert!(
+            p[0]["failure_message"].as_str().unwrap().contains("2499"),
+            "{}",
+            p[0]
+        );
+        let d = app
+            .get("/v1/events?type=reconciliation.discrepancy")
+            .await
+            .ok();
+        assert_eq!(d["data"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            d["data"][0]["data"]["object"]["kind"],
+            "provider_answer_mismatch"
+        );
+        assert_eq!(d["data"][0]["data"]["object"]["invoice"], inv_id);
+        assert_eq!(fake.ledger().len(), 1);
     }
 );

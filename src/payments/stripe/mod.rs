@@ -276,6 +276,7 @@ fn from_intent(pi: &wire::PaymentIntent) -> ChargeResult {
     match pi.status.as_str() {
         "succeeded" => ChargeResult::Succeeded {
             provider_ref: pi.id.clone(),
+            received: super::Received::of(&pi.to_charge()),
         },
         "requires_payment_method" => declined(
             pi.last_payment_error.as_ref().unwrap_or(&wire::ApiError {

@@ -243,10 +243,15 @@ impl PaymentIntent {
             Some(LatestCharge::Charge(ch)) => ch.amount_refunded,
             _ => 0,
         };
+        // What a succeeded PaymentIntent took is `amount_received`; until then, what it asks.
+        let amount = match self.charge_status() {
+            ChargeStatus::Succeeded => self.amount_received,
+            ChargeStatus::Processing | ChargeStatus::Failed => self.amount,
+        };
         ProviderCharge {
             provider_ref: self.id.clone(),
             status: self.charge_status(),
-            amount: ours(self.amount),
+            amount: ours(amount),
             currency,
             amount_refunded: ours(refunded),
             tenant: self.metadata.get(META_TENANT).cloned(),
