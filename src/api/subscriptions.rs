@@ -6,6 +6,7 @@ use super::{AppState, List, body_id, list, page, path_id};
 use crate::domain::ids::{
     CouponId, CustomerId, PriceId, SubscriptionId, SubscriptionItemId, TaxRateId,
 };
+use crate::domain::subscription::MAX_ITEMS;
 use crate::domain::subscription::{
     CollectionMethod, ItemChange, ProrationBehavior, Subscription, SubscriptionStatus,
 };
@@ -19,7 +20,6 @@ use serde::Deserialize;
 
 /// Quantities above this are almost certainly a unit mistake (cents for euros, bytes for GB).
 pub const MAX_QUANTITY: u64 = 1_000_000_000;
-const MAX_ITEMS: usize = 20;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

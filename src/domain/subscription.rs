@@ -210,6 +210,9 @@ pub struct Subscription {
     pub billing_error: Option<String>,
 }
 
+/// Items one subscription may hold (as Stripe's 20): an invoice of a batch stays small.
+pub const MAX_ITEMS: usize = 20;
+
 /// One requested change to a subscription's items (the PATCH body's `items[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemChange {

@@ -13,7 +13,7 @@ use crate::domain::period::Period;
 use crate::domain::period::Schedule;
 use crate::domain::price::{Price, UsageType};
 use crate::domain::subscription::{
-    CollectionMethod, ItemChange, ItemChangeError, ProrationBehavior, Subscription,
+    CollectionMethod, ItemChange, ItemChangeError, MAX_ITEMS, ProrationBehavior, Subscription,
     SubscriptionItem, SubscriptionStatus, apply_item_changes,
 };
 use crate::domain::tax_rate::{CouponValue, TaxRate};
@@ -345,6 +345,15 @@ pub async fn update_subscription(
             | ItemChangeError::DuplicatePrice(_)
             | ItemChangeError::ItemTwice(_) => ServiceError::invalid("items", e),
         })?;
+        if after.len() > MAX_ITEMS {
+            return Err(ServiceError::invalid(
+                "items",
+                format!(
+                    "a subscription has at most {MAX_ITEMS} items; this change would leave {}",
+                    after.len()
+                ),
+            ));
+        }
         let rates =
             catalogue::tax_rates_by_ids(&mut tx, &tenant.id, &sub.default_tax_rates).await?;
         let ids: Vec<PriceId> = before

@@ -331,3 +331,130 @@ mod an_attempt_cut_off_mid_charge_is_resolved_and_applied {
         run(Backend::Postgres).await;
     }
 }
+
+both!(
+    async fn items_are_limited_per_subscription_not_per_request(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let mut prices = Vec::new();
+        for i in 0..21 {
+            prices.push(app.monthly_price(100 + i).await);
+        }
+        let items: Vec<Value> = prices[..20].iter().map(|p| json!({"price": p})).collect();
+        let s = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": customer, "items": items}),
+            )
+            .await
+            .ok();
+        let before = app.row_counts().await;
+        let more = app
+            .patch(
+                &format!("/v1/subscriptions/{}", id(&s)),
+                json!({"items": [{"price": prices[20]}]}),
+            )
+            .await;
+        assert_eq!(
+            (more.status.as_u16(), more.body["error"]["param"].as_str()),
+            (400, Some("items")),
+            "{}",
+            more.body
+        );
+        assert_eq!(app.row_counts().await, before);
+    }
+);
+
+both!(
+    async fn two_advances_of_one_clock_never_run_together(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let p = app.monthly_price(1000).await;
+        for _ in 0..30 {
+            app.subscription(&customer, &p).await;
+        }
+        let go = |to: &'static str| {
+            let app = &app;
+            async move {
+                app.post("/v1/test_clock/advance", json!({ "to": to }))
+                    .await
+            }
+        };
+        let (a, b) = tokio::join!(go("2028-01-01T00:00:00Z"), go("2028-01-01T00:00:00Z"));
+        let codes = [a.status.as_u16(), b.status.as_u16()];
+        assert!(codes.contains(&200), "{codes:?}");
+        let invoices = app.get("/v1/invoices?limit=100").await.ok();
+        assert!(invoices["has_more"].as_bool().unwrap());
+        let r = app
+            .get("/v1/events?type=invoice.created&limit=100")
+            .await
+            .ok();
+        assert!(!r["data"].as_array().unwrap().is_empty());
+        if codes.contains(&409) {
+            let busy = if a.status.as_u16() == 409 { &a } else { &b };
+            assert_eq!(busy.error_code(), "clock_advance_in_progress");
+        }
+        // Whatever interleaving happened, each subscription has one invoice per month.
+        let s = app
+            .get(&format!("/v1/subscriptions?customer={customer}&limit=100"))
+            .await
+            .ok();
+        for sub in s["data"].as_array().unwrap() {
+            assert_eq!(app.invoices_of(sub["id"].as_str().unwrap()).await.len(), 13);
+        }
+    }
+);
+
+both!(
+    async fn a_clock_lease_left_by_a_dead_process_is_taken_over_at_once(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let tenant = recur::domain::ids::TenantId::parse(&app.tenant_id).unwrap();
+        let host = recur::store::leases::holder_name()
+            .split(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        let dead = format!("{host}:4194303:deadbeef:0");
+        assert!(
+            recur::store::leases::acquire(
+                &app.db,
+                &tenant,
+                "test_clock",
+                &dead,
+                chrono::Duration::minutes(10)
+            )
+            .await
+            .unwrap()
+        );
+        let r = app
+            .post(
+                "/v1/test_clock/advance",
+                json!({"to": "2027-01-02T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+        // A live holder elsewhere in this process still blocks.
+        let live = format!("{}:0", recur::store::leases::holder_name());
+        assert!(
+            recur::store::leases::acquire(
+                &app.db,
+                &tenant,
+                "test_clock",
+                &live,
+                chrono::Duration::minutes(10)
+            )
+            .await
+            .unwrap()
+        );
+        let busy = app
+            .post(
+                "/v1/test_clock/advance",
+                json!({"to": "2027-01-03T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(
+            (busy.status.as_u16(), busy.error_code()),
+            (409, "clock_advance_in_progress")
+        );
+    }
+);
