@@ -14,7 +14,7 @@ use crate::domain::invoice_math::{
     Discount, LineInput, TaxRateInput, TaxTreatment, compute_totals,
 };
 use crate::domain::period::{
-    Interval, IntervalUnit, Period, boundary, period_index_at, remaining_fraction,
+    Interval, IntervalUnit, Period, boundary, period_index_at, unused_fraction,
 };
 use crate::domain::price::{Price, UsageType};
 use crate::domain::pricing::{MathError, PriceScheme, line_amount, prorate};
@@ -191,9 +191,19 @@ fn day(t: DateTime<Utc>) -> String {
 fn proration_lines(
     draft: &mut Draft,
     inputs: &Inputs<'_>,
+    sub: &Subscription,
     change: &PendingChange,
 ) -> Result<(), BillingError> {
-    let (num, den) = remaining_fraction(&change.period, change.effective_at);
+    let (num, den) = unused_fraction(
+        sub.billing_cycle_anchor,
+        sub.interval,
+        &change.period,
+        change.effective_at,
+    );
+    // A change after its period ended (a paused subscription) leaves no time to prorate.
+    if num == 0 {
+        return Ok(());
+    }
     let rest = Period {
         start: change.effective_at,
         end: change.period.end,
@@ -426,7 +436,7 @@ pub fn bill_boundary(
         usage_lines(&mut draft, inputs, sub, ending)?;
     }
     for change in &pending {
-        proration_lines(&mut draft, inputs, change)?;
+        proration_lines(&mut draft, inputs, sub, change)?;
     }
     let invoiced_changes: Vec<SubscriptionChangeId> =
         pending.iter().map(|c| c.id.clone()).collect();
@@ -525,7 +535,7 @@ pub fn proration_invoice(
     inputs: &Inputs<'_>,
 ) -> Result<Option<Invoice>, BillingError> {
     let mut draft = Draft { lines: Vec::new() };
-    proration_lines(&mut draft, inputs, change)?;
+    proration_lines(&mut draft, inputs, sub, change)?;
     let period = Period {
         start: change.effective_at,
         end: change.period.end,
@@ -695,6 +705,46 @@ mod tests {
                 prop_assert_eq!(inv.lines.len(), 2);
                 prop_assert_eq!(inv.subtotal, 0);
                 prop_assert_eq!(inv.total, 0);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// A credit for unused time never exceeds what that time was billed, in a short stub
+        /// before the anchor as in a full period, at any instant of it.
+        #[test]
+        fn a_proration_credit_never_exceeds_the_charge_for_the_same_time(
+            unit in 1i64..10_000_000,
+            q in 1u64..1000,
+            stub_days in 1i64..28,
+            at_secs in 0i64..(28 * 86400),
+            stub in any::<bool>(),
+        ) {
+            let start = at("2027-01-01T00:00:00Z");
+            let anchor = if stub { start + Duration::days(stub_days) } else { start };
+            let end = if stub { anchor } else { at("2027-02-01T00:00:00Z") };
+            let p = price(unit);
+            let item = SubscriptionItem { id: SubscriptionItemId::generate(), price: p.id.clone(), quantity: q };
+            let by_id: HashMap<PriceId, Price> = [(p.id.clone(), p.clone())].into();
+            let usage = HashMap::new();
+            let inputs = Inputs { prices: &by_id, tax_rates: &[], coupon: None, tax_exempt: TaxExempt::None, usage: &usage, pending: &[] };
+            let mut sub = subscription(vec![item.clone()], start, end);
+            sub.billing_cycle_anchor = anchor;
+            sub.next_billing_at = Some(start);
+            let first = bill_boundary(&sub, start, &inputs).unwrap().invoice.unwrap();
+            let billed = first.subtotal;
+            let effective_at = (start + Duration::seconds(at_secs)).min(end);
+            let change = PendingChange {
+                id: SubscriptionChangeId::generate(), effective_at,
+                period: Period { start, end }, before: vec![item.clone()],
+                after: vec![SubscriptionItem { quantity: 0, ..item.clone() }],
+            };
+            if let Some(inv) = proration_invoice(&sub, &change, &inputs).unwrap() {
+                let credit = -inv.lines[0].amount;
+                prop_assert!(credit >= 0);
+                prop_assert!(credit <= billed, "credit {} for time billed {}", credit, billed);
             }
         }
     }

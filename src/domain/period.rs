@@ -345,6 +345,31 @@ pub fn remaining_fraction(period: &Period, at: DateTime<Utc>) -> (i64, i64) {
     (remaining.clamp(0, total), total)
 }
 
+/// Share of a billing interval that a change at `at` leaves unused in `period`, as
+/// (remaining seconds, interval seconds). The denominator is the full interval of the
+/// subscription's calendar that `period` ends (Stripe's rule): a short stub before the anchor
+/// is the tail of a full interval, so a credit for its unused time is never more than what
+/// the stub was billed, and a charge for it never more than a full interval would cost.
+/// Falls back to the period's own length where the calendar gives no interval.
+pub fn unused_fraction(
+    anchor: DateTime<Utc>,
+    interval: Interval,
+    period: &Period,
+    at: DateTime<Utc>,
+) -> (i64, i64) {
+    let (remaining, own) = remaining_fraction(period, at);
+    let full = period_index_at(anchor, interval, period.end - TimeDelta::seconds(1))
+        .and_then(|k| {
+            Some((
+                boundary(anchor, interval, k)?,
+                boundary(anchor, interval, k + 1)?,
+            ))
+        })
+        .filter(|(_, end)| *end == period.end)
+        .map_or(own, |(start, end)| (end - start).num_seconds());
+    (remaining, full.max(own))
+}
+
 /// Which part of a subscription's calendar a period is, because trials are
 /// free, stubs are prorated and regular periods are charged in full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1193,6 +1218,39 @@ mod tests {
         assert_eq!(remaining_fraction(&empty, day(2025, 2, 1)), (0, 1));
         let inverted = period(day(2025, 3, 1), day(2025, 2, 1));
         assert_eq!(remaining_fraction(&inverted, day(2025, 2, 10)), (0, 1));
+    }
+
+    #[test]
+    fn a_stub_is_prorated_as_the_tail_of_a_full_interval() {
+        // Start 2027-01-01, anchor 2027-01-11: the stub is the last 10 days of the interval
+        // 2026-12-11 – 2027-01-11 (31 days).
+        let anchor = day(2027, 1, 11);
+        let stub = period(day(2027, 1, 1), anchor);
+        assert_eq!(
+            unused_fraction(anchor, monthly(), &stub, day(2027, 1, 6)),
+            (5 * 86_400, 31 * 86_400)
+        );
+        assert_eq!(
+            unused_fraction(anchor, monthly(), &stub, stub.start),
+            (10 * 86_400, 31 * 86_400)
+        );
+        // A regular period is its own interval.
+        let feb = period(day(2027, 2, 11), day(2027, 3, 11));
+        assert_eq!(
+            unused_fraction(anchor, monthly(), &feb, day(2027, 2, 25)),
+            (14 * 86_400, 28 * 86_400)
+        );
+        // After the period, or with a calendar the period does not follow: nothing unused /
+        // the period's own length.
+        assert_eq!(
+            unused_fraction(anchor, monthly(), &feb, day(2027, 4, 1)).0,
+            0
+        );
+        let odd = period(day(2027, 2, 3), day(2027, 2, 20));
+        assert_eq!(
+            unused_fraction(anchor, monthly(), &odd, day(2027, 2, 3)),
+            (17 * 86_400, 17 * 86_400)
+        );
     }
 
     // ----- property tests ----------------------------------------------------

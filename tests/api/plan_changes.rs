@@ -150,3 +150,66 @@ both!(
         );
     }
 );
+
+both!(
+    async fn changes_inside_a_short_first_period_prorate_against_the_full_interval(app: TestApp) {
+        let (customer, p30, p60) = two_prices(&app).await;
+        let up = app
+            .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": p30}], "billing_cycle_anchor": "2027-01-11T00:00:00Z"}))
+            .await
+            .ok();
+        let down = app
+            .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": p60}], "billing_cycle_anchor": "2027-01-11T00:00:00Z"}))
+            .await
+            .ok();
+        // The stub: 10 of the 31 days of 2026-12-11 – 2027-01-11.
+        assert_eq!(amounts(&app.invoices_of(&id(&up)).await[0]), [968]);
+        assert_eq!(amounts(&app.invoices_of(&id(&down)).await[0]), [1935]);
+        app.advance("2027-01-06T00:00:00Z").await;
+        for (s, to) in [(&up, &p60), (&down, &p30)] {
+            app.patch(
+                &format!("/v1/subscriptions/{}", id(s)),
+                json!({"items": [{"id": s["items"][0]["id"], "price": to}]}),
+            )
+            .await
+            .ok();
+        }
+        app.advance("2027-01-11T00:00:00Z").await;
+        // 5 days of 31 remain: 3000 × 5/31 = 483.87, 6000 × 5/31 = 967.74.
+        assert_eq!(
+            amounts(&app.invoices_of(&id(&up)).await[1]),
+            [-484, 968, 6000]
+        );
+        assert_eq!(
+            amounts(&app.invoices_of(&id(&down)).await[1]),
+            [-968, 484, 3000]
+        );
+    }
+);
+
+both!(
+    async fn a_change_to_a_paused_subscription_after_its_period_writes_no_prorations(app: TestApp) {
+        let (customer, p30, p60) = two_prices(&app).await;
+        let s = app.subscription(&customer, &p30).await;
+        app.post(&format!("/v1/subscriptions/{}/pause", id(&s)), json!({}))
+            .await
+            .ok();
+        app.advance("2027-02-15T00:00:00Z").await;
+        app.patch(
+            &format!("/v1/subscriptions/{}", id(&s)),
+            json!({"items": [{"id": s["items"][0]["id"], "price": p60}]}),
+        )
+        .await
+        .ok();
+        app.post(&format!("/v1/subscriptions/{}/resume", id(&s)), json!({}))
+            .await
+            .ok();
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 2, "{inv:?}");
+        assert_eq!(
+            amounts(&inv[1]),
+            [6000],
+            "the new cycle, no zero or reversed proration lines"
+        );
+    }
+);
