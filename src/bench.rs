@@ -240,6 +240,7 @@ async fn seed(
                 object: "customer",
                 external_id: Some(format!("bench-{k}")),
                 name: format!("Customer {k}"),
+                balance: 0,
                 email: None,
                 currency: Some(eur),
                 locale: None,

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::extract::{Body, Ctx, Query};
 use super::{AppState, List, body_id, list, page, path_id};
-use crate::domain::credit_note::{Credit, CreditNote, CreditNoteLine, Reason};
+use crate::domain::credit_note::{Credit, CreditNote, CreditNoteLine, Reason, Settle};
 use crate::domain::ids::{CreditNoteId, InvoiceId, InvoiceLineId};
 use crate::domain::payment::{DunningPlan, FinalAction};
 use crate::payments::refunds::{self as service, NewCreditNote};
@@ -45,6 +45,10 @@ pub struct CreateCreditNote {
     /// Give the money back through the payment provider (paid invoices only).
     #[serde(default)]
     refund: bool,
+    /// Put the money on the customer's credit balance for the next invoices (paid invoices
+    /// only; not with `refund`).
+    #[serde(default)]
+    credit_to_balance: bool,
 }
 
 #[utoipa::path(post, path = "/v1/credit_notes", request_body = CreateCreditNote, responses((status = 200, description = "the credit note, with its refund's status")))]
@@ -95,12 +99,23 @@ pub async fn create_credit_note(
     if b.memo.as_ref().is_some_and(|m| m.chars().count() > 5000) {
         return Err(ApiError::invalid("memo", "memo is at most 5000 characters"));
     }
+    let settle = match (b.refund, b.credit_to_balance) {
+        (true, true) => {
+            return Err(ApiError::invalid(
+                "credit_to_balance",
+                "give refund or credit_to_balance, not both",
+            ));
+        }
+        (true, false) => Settle::Refund,
+        (false, true) => Settle::Balance,
+        (false, false) => Settle::OutOfBand,
+    };
     let new = NewCreditNote {
         invoice,
         credit,
         reason,
         memo: b.memo,
-        refund: b.refund,
+        settle,
     };
     Ok(Json(
         service::create_credit_note(&s.db, &s.payments, &ctx.tenant, new, ctx.now).await?,

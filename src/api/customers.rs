@@ -3,11 +3,12 @@
 use super::error::ApiError;
 use super::extract::{Body, Ctx, Query};
 use super::{AppState, list, page, path_id};
+use crate::domain::balance::BalanceTransaction;
 use crate::domain::contact::{Address, Country, Email, Locale, TaxId, check_text};
 use crate::domain::currency::Currency;
 use crate::domain::customer::{Customer, CustomerPatch, PaymentMethod, TaxExempt};
 use crate::domain::ids::CustomerId;
-use crate::services::customers::{self as service, NewCustomer};
+use crate::services::customers::{self as service, BalanceAdjustment, NewCustomer};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,6 +23,69 @@ pub fn routes() -> Router<AppState> {
                 .patch(update_customer)
                 .post(update_customer),
         )
+        .route(
+            "/customers/{id}/balance_transactions",
+            get(list_balance_transactions).post(create_balance_transaction),
+        )
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBalanceTransaction {
+    /// Minor units; negative adds credit the next invoices use, positive adds debt.
+    amount: i64,
+    /// ISO 4217; defaults to the customer's currency.
+    currency: Option<String>,
+    /// Why (required, at most 500 characters).
+    description: String,
+}
+
+#[utoipa::path(post, path = "/v1/customers/{id}/balance_transactions", request_body = CreateBalanceTransaction, responses((status = 200, description = "the balance transaction")))]
+pub async fn create_balance_transaction(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Body(b): Body<CreateBalanceTransaction>,
+) -> Result<Json<BalanceTransaction>, ApiError> {
+    let id = path_id("customer", &id, CustomerId::parse)?;
+    if b.amount == 0 {
+        return Err(ApiError::invalid("amount", "amount must not be zero"));
+    }
+    let description = b.description.trim().to_owned();
+    if description.is_empty() || description.chars().count() > 500 {
+        return Err(ApiError::invalid(
+            "description",
+            "description (the reason) is required, at most 500 characters",
+        ));
+    }
+    let currency = b
+        .currency
+        .map(|c| {
+            Currency::parse(&c.to_ascii_uppercase()).map_err(|e| ApiError::invalid("currency", e))
+        })
+        .transpose()?;
+    let adj = BalanceAdjustment {
+        amount: b.amount,
+        currency,
+        description,
+    };
+    Ok(Json(
+        service::adjust_balance(&s.db, &ctx.tenant, &id, adj, ctx.now).await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/customers/{id}/balance_transactions", params(ListParams), responses((status = 200, description = "the customer's balance transactions, newest first")))]
+pub async fn list_balance_transactions(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(q): Query<ListParams>,
+) -> Result<Json<super::List<BalanceTransaction>>, ApiError> {
+    let id = path_id("customer", &id, CustomerId::parse)?;
+    let page = page(q.limit, q.starting_after)?;
+    Ok(list(
+        service::list_balance_transactions(&s.db, &ctx.tenant, &id, &page).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "recur", description = "Subscription billing and invoicing API. Amounts are integers in the currency's minor unit; times are RFC 3339 UTC. Errors: {\"error\": {\"code\", \"message\", \"param\"}}."),
     paths(
         super::customers::create_customer, super::customers::get_customer, super::customers::update_customer, super::customers::list_customers,
+        super::customers::create_balance_transaction, super::customers::list_balance_transactions,
         super::catalogue::create_price, super::catalogue::get_price, super::catalogue::list_prices,
         super::catalogue::create_tax_rate, super::catalogue::get_tax_rate, super::catalogue::list_tax_rates,
         super::catalogue::create_coupon, super::catalogue::get_coupon, super::catalogue::list_coupons,

@@ -395,6 +395,8 @@ fn finish(
         amount_credited: 0,
         amount_refunded: 0,
         amount_due: owed,
+        starting_balance: 0,
+        ending_balance: 0,
         attempt_count: 0,
         // Automatic collection charges as soon as the invoice is final.
         next_payment_attempt: match sub.collection_method {

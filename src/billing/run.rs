@@ -9,6 +9,7 @@
 //! start) rejects a duplicate cycle invoice, rolling its batch back.
 
 use super::cycle::{Inputs, Outcome, PendingChange, bill_boundary, proration_invoice};
+use crate::domain::balance::settle_invoice;
 use crate::domain::customer::TaxExempt;
 use crate::domain::ids::{CouponId, InvoiceId, PriceId, SubscriptionChangeId, TaxRateId};
 use crate::domain::invoice::{Invoice, InvoiceStatus};
@@ -17,7 +18,7 @@ use crate::domain::subscription::Subscription;
 use crate::domain::tax_rate::{Coupon, TaxRate};
 use crate::domain::tenant::Tenant;
 use crate::store::events::NewEvent;
-use crate::store::{Db, StoreError, Tx, billing, catalogue, events, invoices};
+use crate::store::{Db, StoreError, Tx, balances, billing, catalogue, events, invoices};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -126,13 +127,63 @@ fn event_payload(inv: &mut Invoice) -> Result<String, StoreError> {
     json
 }
 
-/// Numbers, inserts and announces freshly finalized invoices.
+/// Settles freshly finalized invoices against their customers' balances: negative totals
+/// become credit, credit (or debt) is used on the next invoices, in the order given. Balances
+/// are locked for the rest of the transaction (after the subscriptions the caller holds).
+async fn settle_balances(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    invoices: &mut [Invoice],
+    evts: &mut Vec<NewEvent>,
+) -> Result<(), StoreError> {
+    let credits: Vec<balances::Key> = invoices
+        .iter()
+        .filter(|i| i.total < 0)
+        .map(|i| (i.customer.clone(), i.currency))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    balances::ensure_rows(tx, &tenant.id, &credits).await?;
+    let customers: Vec<_> = invoices
+        .iter()
+        .map(|i| i.customer.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut held = balances::lock_balances(tx, &tenant.id, &customers).await?;
+    if held.values().all(|b| *b == 0) && credits.is_empty() {
+        return Ok(());
+    }
+    let mut txns = Vec::new();
+    for inv in invoices.iter_mut() {
+        let Some(balance) = held.get_mut(&(inv.customer.clone(), inv.currency)) else {
+            continue;
+        };
+        if let Some(t) = settle_invoice(inv, *balance)
+            .map_err(|e| crate::store::rows::corrupt("customer_balances", e))?
+        {
+            *balance = t.ending_balance;
+            evts.push(NewEvent {
+                kind: "customer_balance_transaction.created",
+                object_id: t.id.to_string(),
+                data: serde_json::to_string(&t)
+                    .map_err(|e| crate::store::rows::corrupt("balance transaction", e))?,
+                at: t.created,
+            });
+            txns.push(t);
+        }
+    }
+    balances::record(tx, &tenant.id, &txns).await
+}
+
+/// Settles, numbers, inserts and announces freshly finalized invoices.
 pub async fn write_invoices(
     tx: &mut Tx,
     tenant: &Tenant,
     invoices: &mut [Invoice],
     evts: &mut Vec<NewEvent>,
 ) -> Result<(), StoreError> {
+    settle_balances(tx, tenant, invoices, evts).await?;
     invoices::assign_numbers(tx, &tenant.id, &tenant.invoice_prefix, invoices).await?;
     invoices::insert_invoices(tx, &tenant.id, invoices).await?;
     for inv in invoices.iter_mut() {

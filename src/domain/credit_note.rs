@@ -93,8 +93,10 @@ pub struct CreditNote {
     pub pre_payment_amount: i64,
     /// Given back through the payment provider.
     pub refund_amount: i64,
-    /// Settled outside recur (paid invoices, `refund: false`).
+    /// Settled outside recur (paid invoices, no refund, not to the balance).
     pub out_of_band_amount: i64,
+    /// Put on the customer's credit balance (paid invoices, `credit_to_balance: true`).
+    pub credit_amount: i64,
     pub reason: Reason,
     pub memo: Option<String>,
     pub lines: Vec<CreditNoteLine>,
@@ -112,6 +114,17 @@ pub enum Credit {
     Lines(Vec<CreditNoteLine>),
 }
 
+/// Where the money of a note on a paid invoice goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Settled outside recur (a bank transfer, cash).
+    OutOfBand,
+    /// Back through the payment provider.
+    Refund,
+    /// Onto the customer's credit balance, for the next invoices.
+    Balance,
+}
+
 /// How a credit note splits, before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
@@ -120,6 +133,7 @@ pub struct Split {
     pub pre_payment: i64,
     pub refund: i64,
     pub out_of_band: i64,
+    pub to_balance: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,7 +150,9 @@ pub enum CreditError {
     LineExceeded { line: String, asked: i64, left: i64 },
     #[error("credit of {asked} exceeds what is left to credit on the invoice ({left})")]
     Exceeded { asked: i64, left: i64 },
-    #[error("nothing was paid on this open invoice: credit it without a refund")]
+    #[error(
+        "nothing was paid on this open invoice: credit it without a refund (it lowers what is due)"
+    )]
     NothingPaid,
     #[error("refund of {asked} exceeds what was paid and not yet refunded ({left})")]
     RefundExceeded { asked: i64, left: i64 },
@@ -147,7 +163,7 @@ pub enum CreditError {
 pub fn split(
     inv: &Invoice,
     credit: Credit,
-    refund: bool,
+    settle: Settle,
     credited_lines: &HashMap<InvoiceLineId, i64>,
     refunded: i64,
 ) -> Result<Split, CreditError> {
@@ -199,9 +215,10 @@ pub fn split(
         pre_payment: 0,
         refund: 0,
         out_of_band: 0,
+        to_balance: 0,
     };
     if inv.status == InvoiceStatus::Open {
-        if refund {
+        if settle != Settle::OutOfBand {
             return Err(CreditError::NothingPaid);
         }
         if amount > inv.amount_due {
@@ -211,17 +228,21 @@ pub fn split(
             });
         }
         s.pre_payment = amount;
-    } else if refund {
-        let left = inv.amount_paid - refunded;
-        if amount > left {
-            return Err(CreditError::RefundExceeded {
-                asked: amount,
-                left,
-            });
+        return Ok(s);
+    }
+    match settle {
+        Settle::Refund => {
+            let left = inv.amount_paid - refunded;
+            if amount > left {
+                return Err(CreditError::RefundExceeded {
+                    asked: amount,
+                    left,
+                });
+            }
+            s.refund = amount;
         }
-        s.refund = amount;
-    } else {
-        s.out_of_band = amount;
+        Settle::Balance => s.to_balance = amount,
+        Settle::OutOfBand => s.out_of_band = amount,
     }
     Ok(s)
 }
@@ -273,6 +294,8 @@ mod tests {
             amount_credited: 0,
             amount_refunded: 0,
             amount_due: 0,
+            starting_balance: 0,
+            ending_balance: 0,
             attempt_count: 1,
             next_payment_attempt: None,
             due_date: None,
@@ -290,23 +313,23 @@ mod tests {
     fn credits_never_exceed_the_invoice_nor_refunds_what_was_paid() {
         let paid = paid_invoice(10_000);
         let none = HashMap::new();
-        let s = split(&paid, Credit::Amount(4_000), true, &none, 0).unwrap();
+        let s = split(&paid, Credit::Amount(4_000), Settle::Refund, &none, 0).unwrap();
         assert_eq!((s.refund, s.out_of_band, s.pre_payment), (4_000, 0, 0));
         assert_eq!(
-            split(&paid, Credit::Amount(4_000), true, &none, 7_000),
+            split(&paid, Credit::Amount(4_000), Settle::Refund, &none, 7_000),
             Err(CreditError::RefundExceeded {
                 asked: 4_000,
                 left: 3_000
             })
         );
-        let s = split(&paid, Credit::Amount(10_000), false, &none, 0).unwrap();
+        let s = split(&paid, Credit::Amount(10_000), Settle::OutOfBand, &none, 0).unwrap();
         assert_eq!(s.out_of_band, 10_000);
         assert!(matches!(
-            split(&paid, Credit::Amount(10_001), false, &none, 0),
+            split(&paid, Credit::Amount(10_001), Settle::OutOfBand, &none, 0),
             Err(CreditError::Exceeded { .. })
         ));
         assert_eq!(
-            split(&paid, Credit::Amount(0), false, &none, 0),
+            split(&paid, Credit::Amount(0), Settle::OutOfBand, &none, 0),
             Err(CreditError::NotPositive)
         );
 
@@ -315,11 +338,11 @@ mod tests {
         open.amount_paid = 0;
         open.amount_due = 10_000;
         assert_eq!(
-            split(&open, Credit::Amount(1), true, &none, 0),
+            split(&open, Credit::Amount(1), Settle::Refund, &none, 0),
             Err(CreditError::NothingPaid)
         );
         assert_eq!(
-            split(&open, Credit::Amount(2_500), false, &none, 0)
+            split(&open, Credit::Amount(2_500), Settle::OutOfBand, &none, 0)
                 .unwrap()
                 .pre_payment,
             2_500
@@ -332,7 +355,7 @@ mod tests {
             amount: 1_001,
         }];
         assert!(matches!(
-            split(&paid, Credit::Lines(over), false, &credited, 0),
+            split(&paid, Credit::Lines(over), Settle::OutOfBand, &credited, 0),
             Err(CreditError::LineExceeded { left: 1_000, .. })
         ));
         let twice = vec![
@@ -346,14 +369,14 @@ mod tests {
             },
         ];
         assert!(matches!(
-            split(&paid, Credit::Lines(twice), false, &none, 0),
+            split(&paid, Credit::Lines(twice), Settle::OutOfBand, &none, 0),
             Err(CreditError::RepeatedLine(_))
         ));
 
         let mut void = paid;
         void.status = InvoiceStatus::Void;
         assert_eq!(
-            split(&void, Credit::Amount(1), false, &none, 0),
+            split(&void, Credit::Amount(1), Settle::OutOfBand, &none, 0),
             Err(CreditError::InvoiceState("void"))
         );
     }

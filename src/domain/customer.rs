@@ -143,6 +143,10 @@ pub struct Customer {
     pub tax_ids: Vec<TaxId>,
     pub tax_exempt: TaxExempt,
     pub payment_method: Option<PaymentMethod>,
+    /// The credit balance in the customer's currency (or the one currency it has a balance
+    /// in): negative is credit the next invoices use, positive is owed. Kept in
+    /// `customer_balances`; filled in when the customer is read for the API.
+    pub balance: i64,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
 }

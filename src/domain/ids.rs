@@ -82,6 +82,11 @@ prefixed_id!(InvoiceId, "in", "invoice");
 prefixed_id!(InvoiceLineId, "il", "invoice line");
 prefixed_id!(PaymentId, "pay", "payment");
 prefixed_id!(CreditNoteId, "cn", "credit note");
+prefixed_id!(
+    BalanceTransactionId,
+    "cbtxn",
+    "customer balance transaction"
+);
 
 #[cfg(test)]
 mod tests {

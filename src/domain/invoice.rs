@@ -214,6 +214,10 @@ pub struct Invoice {
     /// Of `amount_paid`, what was given back through the payment provider.
     pub amount_refunded: i64,
     pub amount_due: i64,
+    /// The customer's balance in this currency before and after this invoice used it
+    /// (negative: credit).
+    pub starting_balance: i64,
+    pub ending_balance: i64,
     pub attempt_count: u32,
     pub next_payment_attempt: Option<DateTime<Utc>>,
     pub due_date: Option<DateTime<Utc>>,

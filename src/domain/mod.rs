@@ -1,6 +1,7 @@
 //! The pure domain: no I/O, no async, no sqlx. Everything else depends on it, never the
 //! reverse.
 
+pub mod balance;
 pub mod contact;
 pub mod credit_note;
 pub mod currency;

@@ -6,6 +6,7 @@
 //! both pass the check.
 
 use super::{Payments, RefundRequest, RefundResult};
+use crate::domain::balance::{BalanceTransaction, BalanceTransactionType};
 use crate::domain::credit_note::{self, Credit, CreditNote, Reason, RefundStatus};
 use crate::domain::ids::{CreditNoteId, InvoiceId};
 use crate::domain::invoice::{Invoice, InvoiceStatus};
@@ -13,7 +14,9 @@ use crate::domain::payment::{AttemptStatus, Payment};
 use crate::domain::tenant::Tenant;
 use crate::services::ServiceError;
 use crate::store::events::insert_event;
-use crate::store::{Db, Page, StoreError, credit_notes as notes, invoices, payments as attempts};
+use crate::store::{
+    Db, Page, StoreError, Tx, balances, credit_notes as notes, invoices, payments as attempts,
+};
 use chrono::{DateTime, Utc};
 
 /// Refunds without a definite answer are re-sent with their key only this long.
@@ -27,7 +30,8 @@ pub struct NewCreditNote {
     pub credit: Credit,
     pub reason: Reason,
     pub memo: Option<String>,
-    pub refund: bool,
+    /// Where the money of a note on a paid invoice goes.
+    pub settle: credit_note::Settle,
 }
 
 /// `POST /v1/credit_notes`.
@@ -71,7 +75,7 @@ pub async fn create_credit_note(
     let split = credit_note::split(
         &inv,
         new.credit,
-        new.refund,
+        new.settle,
         &notes::credited_lines(&earlier),
         inv.amount_refunded.max(refunded_at_provider),
     )
@@ -136,6 +140,7 @@ pub async fn create_credit_note(
         pre_payment_amount: split.pre_payment,
         refund_amount: split.refund,
         out_of_band_amount: split.out_of_band,
+        credit_amount: split.to_balance,
         reason: new.reason,
         memo: new.memo,
         lines: split.lines,
@@ -157,6 +162,9 @@ pub async fn create_credit_note(
         });
     }
     notes::insert_credit_note(&mut tx, &tenant.id, &note).await?;
+    if note.credit_amount > 0 {
+        credit_balance(&mut tx, tenant, &note).await?;
+    }
     insert_event(
         &mut tx,
         &tenant.id,
@@ -182,6 +190,43 @@ pub async fn create_credit_note(
         Some(p) => Ok(refund(db, payments, tenant, note, &p, now).await?),
         None => Ok(note),
     }
+}
+
+/// Puts a note's `credit_amount` on the customer's balance, with its transaction and event.
+async fn credit_balance(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    note: &CreditNote,
+) -> Result<(), ServiceError> {
+    let key = (note.customer.clone(), note.currency);
+    balances::ensure_rows(tx, &tenant.id, std::slice::from_ref(&key)).await?;
+    let held =
+        balances::lock_balances(tx, &tenant.id, std::slice::from_ref(&note.customer)).await?;
+    let txn = BalanceTransaction::new(
+        &note.customer,
+        note.currency,
+        held.get(&key).copied().unwrap_or(0),
+        -note.credit_amount,
+        BalanceTransactionType::CreditNote,
+        note.created,
+    )
+    .map_err(|e| ServiceError::unprocessable("balance_out_of_range", Some("amount"), e))?;
+    let txn = BalanceTransaction {
+        invoice: Some(note.invoice.clone()),
+        credit_note: Some(note.id.clone()),
+        ..txn
+    };
+    balances::record(tx, &tenant.id, std::slice::from_ref(&txn)).await?;
+    insert_event(
+        tx,
+        &tenant.id,
+        "customer_balance_transaction.created",
+        txn.id.as_str(),
+        &txn,
+        note.created,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Sends a committed refund and records the answer.

@@ -1,12 +1,13 @@
 //! Customers.
 
 use super::ServiceError;
+use crate::domain::balance::{BalanceTransaction, BalanceTransactionType};
 use crate::domain::contact::{Address, Email, Locale, TaxId};
 use crate::domain::currency::Currency;
 use crate::domain::customer::{Customer, CustomerPatch, PaymentMethod, TaxExempt};
 use crate::domain::ids::CustomerId;
 use crate::domain::tenant::Tenant;
-use crate::store::{Db, Page, StoreError, customers, events};
+use crate::store::{Db, Page, StoreError, Tx, balances, customers, events};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,7 @@ pub async fn create_customer(
         tax_ids: new.tax_ids,
         tax_exempt: new.tax_exempt,
         payment_method: new.payment_method,
+        balance: 0,
         created: now,
         updated: now,
     };
@@ -86,6 +88,7 @@ pub async fn update_customer(
     customers::update_customer(&mut tx, &tenant.id, &customer)
         .await
         .map_err(on_conflict)?;
+    with_balances(&mut tx, tenant, std::slice::from_mut(&mut customer)).await?;
     events::insert_event(
         &mut tx,
         &tenant.id,
@@ -105,9 +108,37 @@ pub async fn get_customer(
     id: &CustomerId,
 ) -> Result<Customer, ServiceError> {
     let mut tx = db.read().await?;
-    let found = customers::find_customer(&mut tx, &tenant.id, id).await?;
+    let mut found: Vec<Customer> = customers::find_customer(&mut tx, &tenant.id, id)
+        .await?
+        .into_iter()
+        .collect();
+    with_balances(&mut tx, tenant, &mut found).await?;
     tx.commit().await?;
-    found.ok_or_else(|| ServiceError::not_found("customer", id))
+    found
+        .pop()
+        .ok_or_else(|| ServiceError::not_found("customer", id))
+}
+
+/// Fills in each customer's `balance`: in its currency, or in the one currency it has a
+/// balance in.
+async fn with_balances(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    list: &mut [Customer],
+) -> Result<(), ServiceError> {
+    let ids: Vec<_> = list.iter().map(|c| c.id.clone()).collect();
+    let held = balances::balances_of(tx, &tenant.id, &ids).await?;
+    for c in list {
+        let mut mine = held.iter().filter(|((id, _), _)| id == &c.id);
+        c.balance = match c.currency {
+            Some(cur) => held.get(&(c.id.clone(), cur)).copied().unwrap_or(0),
+            None => match (mine.next(), mine.next()) {
+                (Some((_, b)), None) => *b,
+                (Some(_), Some(_)) | (None, _) => 0,
+            },
+        };
+    }
+    Ok(())
 }
 
 pub async fn list_customers(
@@ -116,7 +147,94 @@ pub async fn list_customers(
     page: &Page,
 ) -> Result<(Vec<Customer>, bool), ServiceError> {
     let mut tx = db.read().await?;
-    let out = customers::list_customers(&mut tx, &tenant.id, page).await?;
+    let mut out = customers::list_customers(&mut tx, &tenant.id, page).await?;
+    with_balances(&mut tx, tenant, &mut out.0).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// A person's change to a customer's balance, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceAdjustment {
+    /// Negative adds credit, positive adds debt.
+    pub amount: i64,
+    /// Defaults to the customer's currency.
+    pub currency: Option<Currency>,
+    pub description: String,
+}
+
+pub async fn adjust_balance(
+    db: &Db,
+    tenant: &Tenant,
+    id: &CustomerId,
+    adj: BalanceAdjustment,
+    now: DateTime<Utc>,
+) -> Result<BalanceTransaction, ServiceError> {
+    let mut tx = db.begin().await?;
+    let customer = customers::find_customer(&mut tx, &tenant.id, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("customer", id))?;
+    let currency = match (adj.currency, customer.currency) {
+        (Some(given), Some(own)) if given != own => {
+            return Err(ServiceError::unprocessable(
+                "currency_mismatch",
+                Some("currency"),
+                format!("customer {id} pays in {own}, not {given}"),
+            ));
+        }
+        (Some(c), _) | (None, Some(c)) => c,
+        (None, None) => {
+            return Err(ServiceError::MissingParam {
+                param: "currency".into(),
+            });
+        }
+    };
+    let key = (customer.id.clone(), currency);
+    balances::ensure_rows(&mut tx, &tenant.id, std::slice::from_ref(&key)).await?;
+    let held =
+        balances::lock_balances(&mut tx, &tenant.id, std::slice::from_ref(&customer.id)).await?;
+    let balance = held.get(&key).copied().unwrap_or(0);
+    let txn = BalanceTransaction::new(
+        &customer.id,
+        currency,
+        balance,
+        adj.amount,
+        BalanceTransactionType::Adjustment,
+        now,
+    )
+    .map_err(|e| ServiceError::unprocessable("balance_out_of_range", Some("amount"), e))?;
+    let txn = BalanceTransaction {
+        description: Some(adj.description),
+        ..txn
+    };
+    balances::record(&mut tx, &tenant.id, std::slice::from_ref(&txn)).await?;
+    events::insert_event(
+        &mut tx,
+        &tenant.id,
+        "customer_balance_transaction.created",
+        txn.id.as_str(),
+        &txn,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(txn)
+}
+
+pub async fn list_balance_transactions(
+    db: &Db,
+    tenant: &Tenant,
+    id: &CustomerId,
+    page: &Page,
+) -> Result<(Vec<BalanceTransaction>, bool), ServiceError> {
+    let mut tx = db.read().await?;
+    if customers::find_customer(&mut tx, &tenant.id, id)
+        .await?
+        .is_none()
+    {
+        return Err(ServiceError::not_found("customer", id));
+    }
+    let out = balances::list_transactions(&mut tx, &tenant.id, id, page).await?;
     tx.commit().await?;
     Ok(out)
 }

@@ -259,6 +259,9 @@ fn baseline_row(kind: u8, tenant: &str, i: usize, ts: &str, sep: char, null: &st
             (if sep == '\t' { "f" } else { "0" }).into(),
             "0".into(),
             "0".into(),
+            // starting_balance, ending_balance
+            "0".into(),
+            "0".into(),
         ],
         1 => vec![
             q(tenant),

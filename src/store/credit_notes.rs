@@ -11,7 +11,7 @@ use std::collections::HashMap;
 macro_rules! select_note {
     ($filter:literal) => {
         concat!(
-            "SELECT id, number, invoice_id, customer_id, currency, amount, refund_amount, out_of_band_amount, reason, memo,
+            "SELECT id, number, invoice_id, customer_id, currency, amount, refund_amount, out_of_band_amount, credit_amount, reason, memo,
                     lines, payment_id, refund_key, refund_status, refund_ref, refund_failure, created_at FROM credit_notes ",
             $filter
         )
@@ -22,6 +22,7 @@ fn note_from(r: &impl Rec) -> Result<CreditNote, StoreError> {
     let amount = r.int("amount")?;
     let refund_amount = r.int("refund_amount")?;
     let out_of_band_amount = r.int("out_of_band_amount")?;
+    let credit_amount = r.int("credit_amount")?;
     Ok(CreditNote {
         id: r.parsed("id", CreditNoteId::parse)?,
         object: "credit_note",
@@ -30,9 +31,10 @@ fn note_from(r: &impl Rec) -> Result<CreditNote, StoreError> {
         customer: r.parsed("customer_id", CustomerId::parse)?,
         currency: r.parsed("currency", Currency::parse)?,
         amount,
-        pre_payment_amount: amount - refund_amount - out_of_band_amount,
+        pre_payment_amount: amount - refund_amount - out_of_band_amount - credit_amount,
         refund_amount,
         out_of_band_amount,
+        credit_amount,
         reason: r.parsed("reason", known(Reason::parse))?,
         memo: r.opt_text("memo")?,
         lines: r.json("lines")?,
@@ -59,8 +61,8 @@ pub async fn insert_credit_note(
     on_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO credit_notes (tenant_id, id, number, invoice_id, customer_id, currency, amount, refund_amount, out_of_band_amount,
-                 reason, memo, lines, payment_id, refund_key, refund_status, refund_ref, refund_failure, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                 reason, memo, lines, payment_id, refund_key, refund_status, refund_ref, refund_failure, created_at, credit_amount)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
         .bind(tenant.as_str())
         .bind(n.id.as_str())
@@ -80,6 +82,7 @@ pub async fn insert_credit_note(
         .bind(&n.refund_ref)
         .bind(&n.refund_failure)
         .bind(n.created)
+        .bind(n.credit_amount)
         .execute(&mut *c)
         .await
         .map_err(StoreError::from_write)?;

@@ -38,6 +38,7 @@ fn customer_from(r: &impl Rec) -> Result<Customer, StoreError> {
         tax_ids: r.json("tax_ids")?,
         tax_exempt: r.parsed("tax_exempt", known(TaxExempt::parse))?,
         payment_method,
+        balance: 0,
         created: r.time("created_at")?,
         updated: r.time("updated_at")?,
     })

@@ -24,7 +24,8 @@ macro_rules! select_invoice {
             "SELECT id, number, customer_id, subscription_id, status, billing_reason, collection_method, currency, period_start,
                     period_end, subtotal, discount, tax, total, total_tax_amounts, tax_exempt, amount_paid, amount_due, attempt_count,
                     next_payment_attempt, due_date, created_at, finalized_at, paid_at, voided_at, marked_uncollectible_at,
-                    first_failed_at, awaiting_payment_method, amount_credited, amount_refunded
+                    first_failed_at, awaiting_payment_method, amount_credited, amount_refunded, starting_balance,
+                    ending_balance
              FROM invoices ",
             $filter
         )
@@ -55,6 +56,8 @@ fn invoice_from(r: &impl Rec) -> Result<Invoice, StoreError> {
         amount_credited: r.int("amount_credited")?,
         amount_refunded: r.int("amount_refunded")?,
         amount_due: r.int("amount_due")?,
+        starting_balance: r.int("starting_balance")?,
+        ending_balance: r.int("ending_balance")?,
         attempt_count: u32::try_from(r.int("attempt_count")?)
             .map_err(|e| corrupt("attempt_count", e))?,
         next_payment_attempt: r.opt_time("next_payment_attempt")?,
@@ -149,7 +152,7 @@ pub async fn insert_invoices(
                 "INSERT INTO invoices (tenant_id, id, number, customer_id, subscription_id, status, billing_reason, collection_method,
                      currency, period_start, period_end, subtotal, discount, tax, total, total_tax_amounts, tax_exempt, amount_paid,
                      amount_due, attempt_count, next_payment_attempt, due_date, created_at, finalized_at, paid_at, voided_at,
-                     marked_uncollectible_at) ",
+                     marked_uncollectible_at, starting_balance, ending_balance) ",
             );
             q.push_values(chunk.iter().zip(taxes), |mut b, (i, tax)| {
                 b.push_bind(tenant.as_str())
@@ -178,7 +181,9 @@ pub async fn insert_invoices(
                     .push_bind(i.finalized_at)
                     .push_bind(i.paid_at)
                     .push_bind(i.voided_at)
-                    .push_bind(i.marked_uncollectible_at);
+                    .push_bind(i.marked_uncollectible_at)
+                    .push_bind(i.starting_balance)
+                    .push_bind(i.ending_balance);
             });
             q.build()
                 .execute(&mut *c)

@@ -6,6 +6,7 @@
 //! JSON documents as TEXT, times as `timestamptz` (PostgreSQL) / RFC 3339 UTC text (SQLite,
 //! always `+00:00` and whole seconds, so string order is time order), ids generated in Rust.
 
+pub mod balances;
 pub mod billing;
 pub mod bulk;
 pub mod catalogue;

@@ -6,6 +6,7 @@ mod fake_stripe;
 mod support;
 
 mod bad_input;
+mod balance;
 mod billing;
 mod catalogue;
 mod credit_notes;
