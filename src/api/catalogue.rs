@@ -45,8 +45,9 @@ pub struct RecurringBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierBody {
-    /// A positive integer, or `"inf"` / null for the last tier.
-    #[schema(value_type = Option<String>)]
+    /// A positive integer, as a JSON number or a string of digits (`100` or `"100"`), or
+    /// `"inf"` / null for the last tier.
+    #[schema(value_type = Option<String>, example = "100")]
     up_to: Option<serde_json::Value>,
     unit_amount: Option<i64>,
     unit_amount_decimal: Option<String>,
@@ -108,15 +109,22 @@ fn tier(i: usize, t: TierBody) -> Result<Tier, ApiError> {
     let up_to = match t.up_to {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) if s == "inf" => None,
-        Some(serde_json::Value::Number(n)) => Some(
-            n.as_u64()
-                .filter(|v| *v >= 1 && *v <= 1_000_000_000_000)
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        format!("{param}.up_to"),
-                        "up_to must be a positive integer or \"inf\"",
-                    )
-                })?,
+        Some(n @ (serde_json::Value::Number(_) | serde_json::Value::String(_))) => Some(
+            match &n {
+                serde_json::Value::String(s)
+                    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    s.parse::<u64>().ok()
+                }
+                other => other.as_u64(),
+            }
+            .filter(|v| *v >= 1 && *v <= 1_000_000_000_000)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    format!("{param}.up_to"),
+                    "up_to must be a positive integer or \"inf\"",
+                )
+            })?,
         ),
         Some(_) => {
             return Err(ApiError::invalid(

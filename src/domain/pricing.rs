@@ -258,6 +258,11 @@ pub fn validate_tiers(tiers: &[Tier]) -> Result<(), MathError> {
 ///
 /// Tiers are validated on every call: the function must be safe on data that
 /// bypassed the API (old rows, imports), and validation is at most 100 steps.
+/// The most one period of a subscription may bill before tax, in minor units (10^15: ten
+/// trillion euros). Checked when items change, so a renewal can always be computed (tax and
+/// prorations included) and never fails for an amount the API accepted.
+pub const MAX_PERIOD_AMOUNT: i64 = 1_000_000_000_000_000;
+
 pub fn line_amount(scheme: &PriceScheme, quantity: u64) -> Result<i64, MathError> {
     match scheme {
         PriceScheme::PerUnit { unit_amount } => {

@@ -32,6 +32,11 @@ impl CollectSummary {
     }
 }
 
+/// The most one charge may take, in minor units: Stripe's limit (eight digits, 999,999.99 in
+/// a two-decimal currency). Larger amounts are never sent to a provider, the sandbox included;
+/// they are hard-declined `amount_too_large` and wait for a person (`send_invoice`, a split).
+pub const MAX_CHARGE: i64 = 99_999_999;
+
 /// Invoices charged per batch: one transaction commits their attempts, the provider calls
 /// run outside any transaction, one transaction records the outcomes.
 const BATCH: i64 = 200;
@@ -78,9 +83,21 @@ pub async fn collect(
         }
         let mut outcomes = Vec::with_capacity(attempts.len());
         for a in attempts {
-            let result = match payments.provider_for(method_of(&a).as_ref()) {
-                Ok(provider) => provider.charge(&request(tenant, &a)).await,
-                Err(declined) => declined,
+            let result = if a.payment.amount > MAX_CHARGE {
+                ChargeResult::Declined {
+                    code: "amount_too_large".into(),
+                    kind: DeclineKind::Hard,
+                    message: format!(
+                        "{} is more than one charge may take ({MAX_CHARGE} minor units); collect it another way",
+                        a.payment.amount
+                    ),
+                    provider_ref: None,
+                }
+            } else {
+                match payments.provider_for(method_of(&a).as_ref()) {
+                    Ok(provider) => provider.charge(&request(tenant, &a)).await,
+                    Err(declined) => declined,
+                }
             };
             summary.payment_attempts += 1;
             outcomes.push((a.payment, result));

@@ -12,6 +12,7 @@ use crate::domain::invoice_math::TaxBehavior;
 use crate::domain::period::Period;
 use crate::domain::period::Schedule;
 use crate::domain::price::{Price, UsageType};
+use crate::domain::pricing::{MAX_PERIOD_AMOUNT, line_amount};
 use crate::domain::subscription::{
     CollectionMethod, ItemChange, ItemChangeError, MAX_ITEMS, ProrationBehavior, Subscription,
     SubscriptionItem, SubscriptionStatus, apply_item_changes,
@@ -106,6 +107,31 @@ fn check_price(
     Ok(())
 }
 
+/// Refuses items whose full period would bill more than [`MAX_PERIOD_AMOUNT`] (or overflow):
+/// a subscription the API accepts can always be invoiced.
+fn check_period_amount<'p>(
+    items: impl IntoIterator<Item = (&'p Price, u64)>,
+) -> Result<(), ServiceError> {
+    let mut total: i64 = 0;
+    for (i, (price, quantity)) in items.into_iter().enumerate() {
+        let too_large = || {
+            ServiceError::unprocessable(
+                "amount_too_large",
+                Some(&format!("items[{i}].quantity")),
+                format!(
+                    "one period of this subscription would bill more than {MAX_PERIOD_AMOUNT} minor units"
+                ),
+            )
+        };
+        let amount = line_amount(&price.scheme, quantity).map_err(|_| too_large())?;
+        total = total
+            .checked_add(amount)
+            .filter(|t| *t <= MAX_PERIOD_AMOUNT)
+            .ok_or_else(too_large)?;
+    }
+    Ok(())
+}
+
 async fn load_price(
     tx: &mut Tx,
     tenant: &Tenant,
@@ -169,6 +195,7 @@ pub async fn create_subscription(
             param: "items".into(),
         });
     };
+    check_period_amount(prices.iter().zip(new.items.iter().map(|(_, q)| *q)))?;
     let currency = first.currency;
     let Some(interval) = first.recurring.map(|r| r.interval) else {
         return Err(ServiceError::unprocessable(
@@ -378,6 +405,11 @@ pub async fn update_subscription(
             check_price(price, Some(first), &rates, &param)?;
             checked.push(item.price.clone());
         }
+        check_period_amount(
+            after
+                .iter()
+                .filter_map(|i| known.get(&i.price).map(|p| (p, i.quantity))),
+        )?;
         for gone in before
             .iter()
             .filter(|b| !after.iter().any(|a| a.id == b.id))

@@ -360,6 +360,14 @@ fn cases() -> Vec<Case> {
         case(
             POST,
             "/v1/prices",
+            r#"{"product": "x", "currency": "EUR", "billing_scheme": "tiered", "tiers_mode": "volume", "tiers": [{"up_to": "1e3", "unit_amount": 5}, {"up_to": "inf", "unit_amount": 4}]}"#,
+            400,
+            INVALID,
+            Some("tiers[0].up_to"),
+        ),
+        case(
+            POST,
+            "/v1/prices",
             r#"{"product": "x", "currency": "EUR", "billing_scheme": "flat", "unit_amount": 5}"#,
             400,
             INVALID,

@@ -89,3 +89,25 @@ both!(
         );
     }
 );
+
+both!(
+    async fn tier_bounds_are_numbers_or_strings_of_digits_as_the_openapi_says(app: TestApp) {
+        let p = app
+            .post("/v1/prices", serde_json::json!({"product": "Seats", "currency": "EUR", "billing_scheme": "tiered", "tiers_mode": "graduated",
+                "recurring": {"interval": "month"},
+                "tiers": [{"up_to": "100", "unit_amount": 5}, {"up_to": 1000, "unit_amount": 4}, {"up_to": "inf", "unit_amount": 3}]}))
+            .await
+            .ok();
+        assert_eq!(p["tiers"][0]["up_to"], 100, "{p}");
+        assert_eq!(p["tiers"][1]["up_to"], 1000);
+        let doc = app.get("/openapi.json").await.ok();
+        let up_to = &doc["components"]["schemas"]["TierBody"]["properties"]["up_to"];
+        assert!(
+            up_to["description"]
+                .as_str()
+                .unwrap()
+                .contains("string of digits"),
+            "{up_to}"
+        );
+    }
+);

@@ -41,15 +41,17 @@ both!(
         let customer = app.customer().await;
         let fine = app.monthly_price(1000).await;
         let huge = app
-            .post("/v1/prices", json!({"product": "Huge", "currency": "EUR", "unit_amount": 1_000_000_000_000i64, "recurring": {"interval": "month"}}))
+            .post("/v1/prices", json!({"product": "Huge calls", "currency": "EUR", "unit_amount": 1_000_000_000_000i64,
+                                       "recurring": {"interval": "month", "usage_type": "metered"}}))
             .await
             .ok();
-        let others: Vec<Value> = futures_like(&app, &customer, &fine, 3).await;
+        let others: Vec<Value> = subscribe_many(&app, &customer, &fine, 3).await;
         let bad = app.subscription(&customer, &id(&huge)).await;
-        // A quantity whose renewal overflows every amount type: the renewal cannot be computed.
-        app.patch(
-            &format!("/v1/subscriptions/{}", id(&bad)),
-            json!({"items": [{"id": bad["items"][0]["id"], "quantity": 1_000_000_000}], "proration_behavior": "none"}),
+        let item = bad["items"][0]["id"].as_str().unwrap().to_owned();
+        // Usage whose bill overflows every amount type: the renewal cannot be computed.
+        app.post(
+            "/v1/usage_records",
+            json!({"subscription_item": item, "quantity": 1_000_000_000}),
         )
         .await
         .ok();
@@ -73,7 +75,8 @@ both!(
             b["billing_error"].as_str().is_some_and(|e| !e.is_empty()),
             "{b}"
         );
-        assert_eq!(app.invoices_of(&id(&bad)).await.len(), 1);
+        assert_eq!(b["status"], "active");
+        assert_eq!(app.invoices_of(&id(&bad)).await.len(), 0);
         let events = app
             .get("/v1/events?type=customer.subscription.billing_failed")
             .await
@@ -93,13 +96,10 @@ both!(
             .await
             .ok();
         assert!(again["billing_error"].is_string());
-        // Fixed, then retried: it catches up February and March at once.
-        app.patch(
-            &format!("/v1/subscriptions/{}", id(&bad)),
-            json!({"items": [{"id": bad["items"][0]["id"], "quantity": 1}], "proration_behavior": "none"}),
-        )
-        .await
-        .ok();
+        // Fixed (the usage corrected), then retried: it catches up January and February.
+        app.post("/v1/usage_records", json!({"subscription_item": item, "quantity": 1, "action": "set", "timestamp": "2027-01-15T00:00:00Z"}))
+            .await
+            .ok();
         let fixed = app
             .post(
                 &format!("/v1/subscriptions/{}/retry_billing", id(&bad)),
@@ -109,9 +109,13 @@ both!(
             .ok();
         assert_eq!(fixed["billing_error"], Value::Null);
         let inv = app.invoices_of(&id(&bad)).await;
-        assert_eq!(inv.len(), 3);
+        assert_eq!(inv.len(), 2, "{inv:?}");
         assert_eq!(
-            &inv[2]["period_start"].as_str().unwrap()[..10],
+            inv[0]["total"], 1_000_000_000_000i64,
+            "one call at the corrected usage"
+        );
+        assert_eq!(
+            &fixed["current_period_start"].as_str().unwrap()[..10],
             "2027-03-01"
         );
         let none = app
@@ -132,7 +136,7 @@ both!(
         app.set_clock("2027-01-01T00:00:00Z").await;
         let customer = app.customer().await;
         let p = app.monthly_price(1000).await;
-        let subs = futures_like(&app, &customer, &p, 4).await;
+        let subs = subscribe_many(&app, &customer, &p, 4).await;
         app.advance("2027-02-01T00:00:00Z").await;
         revert_period(
             &app,
@@ -158,7 +162,7 @@ both!(
     }
 );
 
-async fn futures_like(app: &TestApp, customer: &str, price: &str, n: usize) -> Vec<Value> {
+async fn subscribe_many(app: &TestApp, customer: &str, price: &str, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
     for _ in 0..n {
         out.push(app.subscription(customer, price).await);

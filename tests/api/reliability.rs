@@ -458,3 +458,51 @@ both!(
         );
     }
 );
+
+both!(
+    async fn amounts_nobody_can_bill_or_charge_are_refused_before_anything_happens(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let huge = app
+            .post("/v1/prices", json!({"product": "Huge", "currency": "EUR", "unit_amount": 1_000_000_000_000i64, "recurring": {"interval": "month"}}))
+            .await
+            .ok();
+        let before = app.row_counts().await;
+        let r = app
+            .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": id(&huge), "quantity": 1_000_000_000}]}))
+            .await;
+        assert_eq!(
+            (
+                r.status.as_u16(),
+                r.error_code(),
+                r.body["error"]["param"].as_str()
+            ),
+            (422, "amount_too_large", Some("items[0].quantity")),
+            "{}",
+            r.body
+        );
+        assert_eq!(app.row_counts().await, before, "nothing written");
+        // One unit bills 10^12 (within a period's limit) but no provider charges that much.
+        let s = app.subscription(&customer, &id(&huge)).await;
+        for behavior in ["always_invoice", "create_prorations"] {
+            let p = app
+                .patch(&format!("/v1/subscriptions/{}", id(&s)), json!({"items": [{"id": s["items"][0]["id"], "quantity": 1_000_000_000}], "proration_behavior": behavior}))
+                .await;
+            assert_eq!(
+                (p.status.as_u16(), p.error_code()),
+                (422, "amount_too_large"),
+                "{behavior}: {}",
+                p.body
+            );
+        }
+        app.advance("2027-01-01T01:00:00Z").await;
+        let inv = app.invoices_of(&id(&s)).await[0].clone();
+        let p = payments_of(&app, &id(&inv)).await;
+        assert_eq!(
+            (p[0]["status"].as_str(), p[0]["decline_code"].as_str()),
+            (Some("failed"), Some("amount_too_large"))
+        );
+        let inv_id = recur::domain::ids::InvoiceId::parse(&id(&inv)).unwrap();
+        assert_eq!(app.payments.sandbox.charges_for(&inv_id), 0, "never sent");
+    }
+);
