@@ -461,7 +461,7 @@ pub fn bill_boundary(
             at,
             discount,
         )?;
-        if invoice.as_ref().is_some_and(|i| i.discount != 0) {
+        if discount && invoice.is_some() {
             next.discount_invoices += 1;
         }
         return Ok(Outcome {
@@ -516,7 +516,9 @@ pub fn bill_boundary(
         None => false,
     };
     let invoice = finish(draft, sub, inputs, reason, period, at, discount)?;
-    if invoice.as_ref().is_some_and(|i| i.discount != 0) {
+    // A coupon that applied counts the invoice, whatever its amount: `once` is the first
+    // invoice, even one of zero.
+    if discount && invoice.is_some() {
         next.discount_invoices += 1;
     }
     next.current_period_start = period.start;

@@ -506,7 +506,7 @@ pub async fn invoice_change_now(
     let invoice = proration_invoice(sub, change, &inputs)
         .map_err(|e| crate::store::rows::corrupt("proration", e))?;
     let Some(inv) = invoice else { return Ok(None) };
-    if inv.discount != 0 {
+    if inputs.coupon.is_some() {
         sub.discount_invoices += 1;
     }
     let mut one = [inv];
