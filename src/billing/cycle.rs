@@ -361,6 +361,7 @@ fn finish(
         })
         .collect();
     let owed = totals.total.max(0);
+    let unpaid = sub.status == SubscriptionStatus::Unpaid;
     let (status, paid_at) = if owed == 0 {
         (InvoiceStatus::Paid, Some(at))
     } else {
@@ -398,9 +399,10 @@ fn finish(
         starting_balance: 0,
         ending_balance: 0,
         attempt_count: 0,
-        // Automatic collection charges as soon as the invoice is final.
+        // Automatic collection charges as soon as the invoice is final, except for an
+        // `unpaid` subscription: its invoices wait for the customer (a payment, a new method).
         next_payment_attempt: match sub.collection_method {
-            CollectionMethod::ChargeAutomatically if owed > 0 => Some(at),
+            CollectionMethod::ChargeAutomatically if owed > 0 && !unpaid => Some(at),
             CollectionMethod::ChargeAutomatically | CollectionMethod::SendInvoice => None,
         },
         due_date,
@@ -410,7 +412,9 @@ fn finish(
         voided_at: None,
         marked_uncollectible_at: None,
         first_failed_at: None,
-        awaiting_payment_method: false,
+        awaiting_payment_method: unpaid
+            && owed > 0
+            && sub.collection_method == CollectionMethod::ChargeAutomatically,
     }))
 }
 

@@ -153,8 +153,8 @@ pub fn settle_invoice(
         inv.status = InvoiceStatus::Open;
         inv.paid_at = None;
         inv.next_payment_attempt = match inv.collection_method {
-            CollectionMethod::ChargeAutomatically => Some(at),
-            CollectionMethod::SendInvoice => None,
+            CollectionMethod::ChargeAutomatically if !inv.awaiting_payment_method => Some(at),
+            CollectionMethod::ChargeAutomatically | CollectionMethod::SendInvoice => None,
         };
     }
     Ok(Some(BalanceTransaction {

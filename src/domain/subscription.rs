@@ -95,6 +95,15 @@ impl SubscriptionStatus {
         }
     }
 
+    /// Dunning gave up with `final_action: mark_unpaid`: invoices are still made but not
+    /// charged until the customer pays or gives a new payment method.
+    pub fn mark_unpaid(self) -> Self {
+        match self {
+            Self::Active | Self::Trialing | Self::PastDue => Self::Unpaid,
+            Self::Unpaid | Self::Paused | Self::Canceled => self,
+        }
+    }
+
     /// A successful charge brings a past-due or unpaid subscription back to active.
     pub fn after_successful_payment(self) -> Self {
         match self {

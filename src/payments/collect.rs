@@ -107,8 +107,34 @@ pub async fn collect(
     if housekeeping {
         summary.add(resolve_unknown(db, tenant, payments, now).await?);
         super::refunds::resolve_refunds(db, payments, tenant, now).await?;
+        mark_overdue(db, tenant, now).await?;
     }
     Ok(summary)
+}
+
+/// A `send_invoice` invoice still open past its due date makes its subscription `past_due`
+/// (as Stripe does); paying it brings the subscription back.
+async fn mark_overdue(db: &Db, tenant: &Tenant, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    let ids = invoices::overdue_subscriptions(&mut tx, &tenant.id, now).await?;
+    let subs = subscriptions::lock_subscriptions(&mut tx, &tenant.id, &ids).await?;
+    let mut evts = Vec::new();
+    for mut s in subs {
+        let status = s.status.after_failed_payment();
+        if status == s.status {
+            continue;
+        }
+        s.status = status;
+        subscriptions::update_subscription(&mut tx, &tenant.id, &s, now).await?;
+        evts.push(NewEvent {
+            kind: "customer.subscription.updated",
+            object_id: s.id.to_string(),
+            data: data(&s).to_string(),
+            at: now,
+        });
+    }
+    events::insert_events(&mut tx, &tenant.id, &evts).await?;
+    tx.commit().await
 }
 
 /// Asks the provider about attempts left `unknown` (a timeout after sending) or `pending` past
@@ -322,7 +348,7 @@ fn apply(
                     s.ended_at = Some(now);
                     s.next_billing_at = None;
                 } else if unpaid {
-                    s.status = SubscriptionStatus::Unpaid;
+                    s.status = s.status.mark_unpaid();
                 }
             }
         }

@@ -5,8 +5,47 @@ use crate::domain::ids::InvoiceId;
 use crate::domain::invoice::{Invoice, InvoiceTransitionError};
 use crate::domain::tenant::Tenant;
 use crate::store::invoices::{self as store, InvoiceFilter};
-use crate::store::{Db, Page, events, payments};
+use crate::store::{Db, Page, events, payments, subscriptions};
 use chrono::{DateTime, Utc};
+
+/// After a void, a past-due or unpaid subscription with nothing else owed is active again:
+/// its status follows from what remains unpaid (the subscription is locked after the invoice,
+/// the documented order).
+async fn restore_subscription(
+    tx: &mut crate::store::Tx,
+    tenant: &Tenant,
+    inv: &Invoice,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let Some(sub_id) = &inv.subscription else {
+        return Ok(());
+    };
+    let Some(mut sub) =
+        subscriptions::lock_subscriptions(tx, &tenant.id, std::slice::from_ref(sub_id))
+            .await?
+            .pop()
+    else {
+        return Ok(());
+    };
+    let status = sub.status.after_successful_payment();
+    if status == sub.status
+        || store::count_open_invoices(tx, &tenant.id, sub_id, &inv.id).await? > 0
+    {
+        return Ok(());
+    }
+    sub.status = status;
+    subscriptions::update_subscription(tx, &tenant.id, &sub, now).await?;
+    events::insert_event(
+        tx,
+        &tenant.id,
+        "customer.subscription.updated",
+        sub.id.as_str(),
+        &sub,
+        now,
+    )
+    .await?;
+    Ok(())
+}
 
 pub async fn get_invoice(
     db: &Db,
@@ -100,6 +139,9 @@ pub async fn close_invoice(
     }
     store::update_collections(&mut tx, &tenant.id, std::slice::from_ref(&inv)).await?;
     events::insert_event(&mut tx, &tenant.id, kind, inv.id.as_str(), &inv, now).await?;
+    if how == Closing::Void {
+        restore_subscription(&mut tx, tenant, &inv, now).await?;
+    }
     tx.commit().await?;
     Ok(inv)
 }

@@ -9,7 +9,7 @@ use crate::domain::subscription::CollectionMethod;
 use crate::domain::tenant::Tenant;
 use crate::payments::Payments;
 use crate::payments::collect::{Scope, collect};
-use crate::store::{Db, Page, invoices, payments as store};
+use crate::store::{Db, Page, customers, invoices, payments as store};
 use chrono::{DateTime, Utc};
 
 /// `POST /v1/invoices/{id}/pay`: an attempt now, whatever the dunning plan says.
@@ -38,11 +38,17 @@ pub async fn pay_invoice(
             ));
         }
     }
-    if inv.collection_method == CollectionMethod::SendInvoice {
+    // A `send_invoice` invoice is paid by the customer; `/pay` charges it through the
+    // customer's payment method when there is one (as Stripe's does).
+    if inv.collection_method == CollectionMethod::SendInvoice
+        && customers::payment_methods_of(&mut tx, &tenant.id, std::slice::from_ref(&inv.customer))
+            .await?
+            .is_empty()
+    {
         return Err(ServiceError::unprocessable(
-            "invoice_not_charged",
+            "payment_method_missing",
             None,
-            "this invoice is collected by sending it, not by charging",
+            "this invoice is collected by sending it and the customer has no payment method to charge",
         ));
     }
     inv.next_payment_attempt = Some(now);

@@ -152,7 +152,7 @@ pub async fn insert_invoices(
                 "INSERT INTO invoices (tenant_id, id, number, customer_id, subscription_id, status, billing_reason, collection_method,
                      currency, period_start, period_end, subtotal, discount, tax, total, total_tax_amounts, tax_exempt, amount_paid,
                      amount_due, attempt_count, next_payment_attempt, due_date, created_at, finalized_at, paid_at, voided_at,
-                     marked_uncollectible_at, starting_balance, ending_balance) ",
+                     marked_uncollectible_at, starting_balance, ending_balance, awaiting_payment_method) ",
             );
             q.push_values(chunk.iter().zip(taxes), |mut b, (i, tax)| {
                 b.push_bind(tenant.as_str())
@@ -183,7 +183,8 @@ pub async fn insert_invoices(
                     .push_bind(i.voided_at)
                     .push_bind(i.marked_uncollectible_at)
                     .push_bind(i.starting_balance)
-                    .push_bind(i.ending_balance);
+                    .push_bind(i.ending_balance)
+                    .push_bind(i.awaiting_payment_method);
             });
             q.build()
                 .execute(&mut *c)
@@ -358,7 +359,8 @@ pub async fn update_invoice_status(
 
 /// Invoices to charge now: open (or written off and retried with `/pay`), collected
 /// automatically, whose next attempt is due; earliest first. `invoice` / `customer` narrow it
-/// to what one request asked for.
+/// to what one request asked for; an invoice named by `/pay` is charged whatever its
+/// collection method.
 pub async fn due_for_collection(
     tx: &mut Tx,
     tenant: &TenantId,
@@ -389,7 +391,7 @@ pub async fn due_for_collection(
             t,
             select_invoice!(
                 "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
-                   AND collection_method = 'charge_automatically'
+                   AND (collection_method = 'charge_automatically' OR id = $4)
                    AND ($4 IS NULL OR id = $4) AND ($5 IS NULL OR customer_id = $5)
                  ORDER BY next_payment_attempt, id LIMIT $3"
             )
@@ -398,9 +400,10 @@ pub async fn due_for_collection(
             t,
             select_invoice!(
                 "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
-                   AND collection_method = 'charge_automatically'
+                   AND (collection_method = 'charge_automatically' OR id = $4)
                    AND id IN (SELECT id FROM invoices WHERE tenant_id = $1 AND next_payment_attempt <= $2
-                                AND status IN ('open', 'uncollectible') AND collection_method = 'charge_automatically'
+                                AND status IN ('open', 'uncollectible')
+                                AND (collection_method = 'charge_automatically' OR id = $4)
                                 AND ($4::text IS NULL OR id = $4) AND ($5::text IS NULL OR customer_id = $5)
                               ORDER BY next_payment_attempt, id LIMIT $3)
                  ORDER BY id FOR UPDATE"
@@ -505,4 +508,49 @@ pub async fn update_collections(
         });
     }
     Ok(())
+}
+
+/// Live subscriptions with a `send_invoice` invoice still open past its due date.
+pub async fn overdue_subscriptions(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<SubscriptionId>, StoreError> {
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(
+            "SELECT DISTINCT i.subscription_id FROM invoices i JOIN subscriptions s
+               ON s.tenant_id = i.tenant_id AND s.id = i.subscription_id
+             WHERE i.tenant_id = $1 AND i.status = 'open' AND i.collection_method = 'send_invoice'
+               AND i.due_date < $2 AND s.status IN ('active', 'trialing')
+             ORDER BY i.subscription_id LIMIT 500",
+        )
+        .bind(tenant.as_str())
+        .bind(now)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(|r| r.parsed("subscription_id", SubscriptionId::parse))
+            .collect()
+    })
+}
+
+/// How many invoices of a subscription, other than `except`, are still owed (open).
+pub async fn count_open_invoices(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    subscription: &SubscriptionId,
+    except: &InvoiceId,
+) -> Result<i64, StoreError> {
+    on_tx!(tx, |c| {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM invoices WHERE tenant_id = $1 AND subscription_id = $2
+               AND status = 'open' AND id <> $3",
+        )
+        .bind(tenant.as_str())
+        .bind(subscription.as_str())
+        .bind(except.as_str())
+        .fetch_one(&mut *c)
+        .await?;
+        Ok(n)
+    })
 }

@@ -218,7 +218,10 @@ both!(
     async fn a_once_coupon_applies_to_the_first_invoice_whatever_its_amount(app: TestApp) {
         let (customer, p30, _) = two_prices(&app).await;
         let once = id(&app
-            .post("/v1/coupons", json!({"percent_off": 50, "duration": "once"}))
+            .post(
+                "/v1/coupons",
+                json!({"percent_off": 50, "duration": "once"}),
+            )
             .await
             .ok());
         let zero = app
@@ -238,7 +241,11 @@ both!(
         app.advance("2027-03-01T00:00:00Z").await;
         let z = app.invoices_of(&id(&zero)).await;
         let discounts: Vec<i64> = z.iter().map(|i| i["discount"].as_i64().unwrap()).collect();
-        assert_eq!(discounts, [0, 0, 0], "the zero first invoice used the coupon");
+        assert_eq!(
+            discounts,
+            [0, 0, 0],
+            "the zero first invoice used the coupon"
+        );
         // With a trial the first invoice is the one at the trial's end (the trial bills nothing).
         let t = app.invoices_of(&id(&trial)).await;
         let discounts: Vec<i64> = t.iter().map(|i| i["discount"].as_i64().unwrap()).collect();

@@ -116,6 +116,11 @@ both!(
             (void["status"].as_str(), &void["next_payment_attempt"]),
             (Some("void"), &Value::Null)
         );
+        let sub = app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok();
+        assert_eq!(
+            sub["status"], "active",
+            "nothing else is owed: the subscription is active again"
+        );
         app.advance("2027-01-20T00:00:00Z").await;
         assert_eq!(
             payments_of(&app, &id(&inv)).await.len(),
@@ -504,5 +509,103 @@ both!(
         );
         let inv_id = recur::domain::ids::InvoiceId::parse(&id(&inv)).unwrap();
         assert_eq!(app.payments.sandbox.charges_for(&inv_id), 0, "never sent");
+    }
+);
+
+both!(
+    async fn an_overdue_sent_invoice_makes_its_subscription_past_due(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let p = app.monthly_price(1000).await;
+        let s = app
+            .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": p}], "collection_method": "send_invoice", "days_until_due": 7}))
+            .await
+            .ok();
+        app.advance("2027-01-07T00:00:00Z").await;
+        assert_eq!(
+            app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok()["status"],
+            "active"
+        );
+        app.advance("2027-01-09T00:00:00Z").await;
+        assert_eq!(
+            app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok()["status"],
+            "past_due"
+        );
+        // The customer has a card: /pay charges it, and the subscription is active again.
+        let inv = id(&app.invoices_of(&id(&s)).await[0]);
+        let paid = app
+            .post(&format!("/v1/invoices/{inv}/pay"), json!({}))
+            .await
+            .ok();
+        assert_eq!(paid["status"], "paid");
+        assert_eq!(
+            app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok()["status"],
+            "active"
+        );
+        // Without a payment method there is nothing to charge.
+        let bare = app
+            .post(
+                "/v1/customers",
+                json!({"name": "No card", "currency": "EUR"}),
+            )
+            .await
+            .ok();
+        let s2 = app
+            .post("/v1/subscriptions", json!({"customer": id(&bare), "items": [{"price": p}], "collection_method": "send_invoice", "days_until_due": 7}))
+            .await
+            .ok();
+        let inv2 = id(&app.invoices_of(&id(&s2)).await[0]);
+        let r = app
+            .post(&format!("/v1/invoices/{inv2}/pay"), json!({}))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (422, "payment_method_missing")
+        );
+    }
+);
+
+both!(
+    async fn unpaid_subscriptions_invoice_but_charge_only_when_the_customer_acts(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        app.send(
+            reqwest::Method::PUT,
+            "/v1/settings/dunning",
+            Some(&app.key),
+            None,
+            Some(&json!({"retry_days": [1], "final_action": "mark_unpaid"}).to_string()),
+        )
+        .await
+        .ok();
+        let customer = customer_with(&app, "tok_insufficient_funds").await;
+        let p = app.monthly_price(1000).await;
+        let s = app.subscription(&customer, &p).await;
+        app.advance("2027-01-05T00:00:00Z").await;
+        assert_eq!(
+            app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok()["status"],
+            "unpaid"
+        );
+        app.advance("2027-02-05T00:00:00Z").await;
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 2, "invoices are still made");
+        assert!(
+            payments_of(&app, &id(&inv[1])).await.is_empty(),
+            "but not charged while unpaid"
+        );
+        app.patch(
+            &format!("/v1/customers/{customer}"),
+            json!({"payment_method": {"provider": "sandbox", "token": "tok_visa"}}),
+        )
+        .await
+        .ok();
+        let feb = app.get(&format!("/v1/invoices/{}", id(&inv[1]))).await.ok();
+        assert_eq!(
+            feb["status"], "paid",
+            "a new method pays what waited: {feb}"
+        );
+        assert_eq!(
+            app.get(&format!("/v1/subscriptions/{}", id(&s))).await.ok()["status"],
+            "active"
+        );
     }
 );
