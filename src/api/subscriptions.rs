@@ -10,7 +10,9 @@ use crate::domain::subscription::MAX_ITEMS;
 use crate::domain::subscription::{
     CollectionMethod, ItemChange, ProrationBehavior, Subscription, SubscriptionStatus,
 };
-use crate::services::subscriptions::{self as service, NewSubscription, SubscriptionUpdate};
+use crate::services::subscriptions::{
+    self as service, CancelOptions, NewSubscription, SubscriptionUpdate,
+};
 use crate::store::subscriptions::SubscriptionFilter;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -307,6 +309,11 @@ pub async fn update_subscription(
 #[serde(deny_unknown_fields)]
 pub struct CancelSubscription {
     at_period_end: Option<bool>,
+    /// Cancelling now: a final invoice for the usage so far and pending prorations.
+    invoice_now: Option<bool>,
+    /// Cancelling now: credit the unused time of the period already invoiced (to the
+    /// customer's balance when the final invoice comes out negative).
+    prorate: Option<bool>,
 }
 
 #[utoipa::path(post, path = "/v1/subscriptions/{id}/cancel", request_body = CancelSubscription, responses((status = 200, description = "the subscription")))]
@@ -317,15 +324,24 @@ pub async fn cancel_subscription(
     Body(b): Body<CancelSubscription>,
 ) -> Result<Json<Subscription>, ApiError> {
     let id = path_id("subscription", &id, SubscriptionId::parse)?;
+    let at_period_end = b.at_period_end.unwrap_or(false);
+    let options = CancelOptions {
+        invoice_now: b.invoice_now.unwrap_or(false),
+        prorate: b.prorate.unwrap_or(false),
+    };
+    if at_period_end && options != CancelOptions::default() {
+        return Err(ApiError::invalid(
+            if options.invoice_now {
+                "invoice_now"
+            } else {
+                "prorate"
+            },
+            "invoice_now and prorate apply to cancelling now, not at the period end",
+        ));
+    }
     Ok(Json(
-        service::cancel_subscription(
-            &s.db,
-            &ctx.tenant,
-            &id,
-            b.at_period_end.unwrap_or(false),
-            ctx.now,
-        )
-        .await?,
+        service::cancel_subscription(&s.db, &ctx.tenant, &id, at_period_end, options, ctx.now)
+            .await?,
     ))
 }
 

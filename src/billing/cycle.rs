@@ -536,6 +536,71 @@ pub fn bill_boundary(
     })
 }
 
+/// What cancelling now bills (Stripe's `invoice_now` / `prorate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CancelOptions {
+    /// A final invoice for the usage of the period so far and the pending prorations.
+    pub invoice_now: bool,
+    /// A credit for the unused time of the licensed items already invoiced.
+    pub prorate: bool,
+}
+
+/// The final invoice of a subscription cancelled at `at`, and the pending changes it bills.
+/// `None` when there is nothing to bill (a trial's items were never charged).
+pub fn cancellation_invoice(
+    sub: &Subscription,
+    at: DateTime<Utc>,
+    inputs: &Inputs<'_>,
+    options: CancelOptions,
+) -> Result<(Option<Invoice>, Vec<SubscriptionChangeId>), BillingError> {
+    let mut draft = Draft { lines: Vec::new() };
+    let so_far = Period {
+        start: sub.current_period_start,
+        end: at.max(sub.current_period_start),
+    };
+    let charged = sub.status != SubscriptionStatus::Trialing;
+    let mut invoiced = Vec::new();
+    if options.invoice_now && charged {
+        // Usage stamped at the very instant of cancelling is part of what is billed.
+        let usage = Period {
+            start: so_far.start,
+            end: so_far.end + Duration::seconds(1),
+        };
+        usage_lines(&mut draft, inputs, sub, usage)?;
+        for change in inputs.pending.iter().filter(|c| c.effective_at <= at) {
+            proration_lines(&mut draft, inputs, sub, change)?;
+            invoiced.push(change.id.clone());
+        }
+    }
+    if options.prorate && charged {
+        let unused = PendingChange {
+            id: SubscriptionChangeId::generate(),
+            effective_at: at,
+            period: Period {
+                start: sub.current_period_start,
+                end: sub.current_period_end,
+            },
+            before: sub.items.clone(),
+            after: Vec::new(),
+        };
+        proration_lines(&mut draft, inputs, sub, &unused)?;
+    }
+    let discount = match inputs.coupon {
+        Some(c) => coupon_applies(c, sub, so_far.start)?,
+        None => false,
+    };
+    let invoice = finish(
+        draft,
+        sub,
+        inputs,
+        BillingReason::SubscriptionFinal,
+        so_far,
+        at,
+        discount,
+    )?;
+    Ok((invoice, invoiced))
+}
+
 /// Prorations invoiced at once (`always_invoice`): an invoice of just these lines.
 pub fn proration_invoice(
     sub: &Subscription,

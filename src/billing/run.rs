@@ -8,7 +8,10 @@
 //! only sees boundaries not yet moved forward, and a unique index on (subscription, period
 //! start) rejects a duplicate cycle invoice, rolling its batch back.
 
-use super::cycle::{Inputs, Outcome, PendingChange, bill_boundary, proration_invoice};
+use super::cycle::{
+    CancelOptions, Inputs, Outcome, PendingChange, bill_boundary, cancellation_invoice,
+    proration_invoice,
+};
 use crate::domain::balance::settle_invoice;
 use crate::domain::customer::TaxExempt;
 use crate::domain::ids::{CouponId, InvoiceId, PriceId, SubscriptionChangeId, TaxRateId};
@@ -515,5 +518,59 @@ pub async fn invoice_change_now(
     events::insert_events(tx, &tenant.id, &evts).await?;
     let [inv] = one;
     billing::mark_changes_invoiced(tx, &tenant.id, &[(change.id.clone(), inv.id.clone())]).await?;
+    Ok(Some(inv))
+}
+
+/// Cancelling now with `invoice_now` / `prorate`: the final invoice, in the caller's
+/// transaction (the subscription is locked by the caller).
+pub async fn invoice_cancellation(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    sub: &Subscription,
+    at: DateTime<Utc>,
+    options: CancelOptions,
+) -> Result<Option<Invoice>, StoreError> {
+    let pending = billing::pending_changes(tx, &tenant.id, std::slice::from_ref(&sub.id)).await?;
+    let changes: Vec<PendingChange> = pending.into_values().flatten().collect();
+    let refs: Vec<&PendingChange> = changes.iter().collect();
+    let mut cat = Catalogue::default();
+    cat.load_for(tx, tenant, std::slice::from_ref(sub), &refs)
+        .await?;
+    let exempt =
+        billing::tax_exempt_of(tx, &tenant.id, std::slice::from_ref(&sub.customer)).await?;
+    let metered: Vec<_> = sub
+        .items
+        .iter()
+        .filter(|i| cat.is_metered(&i.price))
+        .map(|i| i.id.clone())
+        .collect();
+    let usage = if metered.is_empty() || at <= sub.current_period_start {
+        HashMap::new()
+    } else {
+        let through = at + chrono::Duration::seconds(1);
+        billing::usage_of(tx, &tenant.id, &metered, sub.current_period_start, through).await?
+    };
+    let rates = cat.rates_of(sub);
+    let inputs = Inputs {
+        prices: &cat.prices,
+        tax_rates: &rates,
+        coupon: sub.coupon.as_ref().and_then(|c| cat.coupons.get(c)),
+        tax_exempt: exempt
+            .get(&sub.customer)
+            .copied()
+            .unwrap_or(TaxExempt::None),
+        usage: &usage,
+        pending: &changes,
+    };
+    let (invoice, invoiced) = cancellation_invoice(sub, at, &inputs, options)
+        .map_err(|e| crate::store::rows::corrupt("cancellation", e))?;
+    let Some(inv) = invoice else { return Ok(None) };
+    let mut one = [inv];
+    let mut evts = Vec::new();
+    write_invoices(tx, tenant, &mut one, &mut evts).await?;
+    events::insert_events(tx, &tenant.id, &evts).await?;
+    let [inv] = one;
+    let done: Vec<_> = invoiced.into_iter().map(|c| (c, inv.id.clone())).collect();
+    billing::mark_changes_invoiced(tx, &tenant.id, &done).await?;
     Ok(Some(inv))
 }

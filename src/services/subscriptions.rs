@@ -2,6 +2,7 @@
 //! cancellation, pause and resume.
 
 use super::ServiceError;
+pub use crate::billing::cycle::CancelOptions;
 use crate::billing::cycle::PendingChange;
 use crate::billing::run;
 use crate::domain::ids::{
@@ -471,11 +472,13 @@ pub async fn update_subscription(
     Ok(sub)
 }
 
+/// Cancels at once (with a final invoice as `options` ask) or at the period end.
 pub async fn cancel_subscription(
     db: &Db,
     tenant: &Tenant,
     id: &SubscriptionId,
     at_period_end: bool,
+    options: CancelOptions,
     now: DateTime<Utc>,
 ) -> Result<Subscription, ServiceError> {
     let mut tx = db.begin().await?;
@@ -485,7 +488,11 @@ pub async fn cancel_subscription(
         sub.cancel_at_period_end = true;
         "customer.subscription.updated"
     } else {
-        sub.status = sub.status.cancel().map_err(state_error)?;
+        let status = sub.status.cancel().map_err(state_error)?;
+        if options != CancelOptions::default() {
+            run::invoice_cancellation(&mut tx, tenant, &sub, now, options).await?;
+        }
+        sub.status = status;
         sub.canceled_at = Some(now);
         sub.ended_at = Some(now);
         sub.next_billing_at = None;
@@ -533,10 +540,11 @@ pub async fn resume_subscription(
     sub.paused_at = None;
     // Resuming inside the period already invoiced simply continues it. Once the pause has
     // outlasted that period, a new cycle starts now (Stripe's `billing_cycle_anchor: now`): the
-    // paused time is not billed and the first period after the pause is invoiced at once.
+    // paused time is not billed and the first period after the pause is invoiced at once,
+    // with the usage recorded since the interrupted period began (billed in arrears, it would
+    // otherwise be lost).
     if now >= sub.current_period_end {
         sub.billing_cycle_anchor = now;
-        sub.current_period_start = now;
         sub.current_period_end = now;
     }
     sub.next_billing_at = Some(sub.current_period_end.max(now));

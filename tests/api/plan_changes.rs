@@ -252,3 +252,99 @@ both!(
         assert_eq!(discounts, [1500, 0]);
     }
 );
+
+both!(
+    async fn usage_recorded_before_a_pause_is_billed_when_it_resumes(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let metered = app.metered_price().await;
+        let s = app.subscription(&customer, &metered).await;
+        let item = s["items"][0]["id"].as_str().unwrap().to_owned();
+        app.advance("2027-01-10T00:00:00Z").await;
+        app.post(
+            "/v1/usage_records",
+            json!({"subscription_item": item, "quantity": 40}),
+        )
+        .await
+        .ok();
+        app.post(&format!("/v1/subscriptions/{}/pause", id(&s)), json!({}))
+            .await
+            .ok();
+        app.advance("2027-03-10T00:00:00Z").await;
+        let r = app
+            .post(&format!("/v1/subscriptions/{}/resume", id(&s)), json!({}))
+            .await
+            .ok();
+        assert_eq!(r["status"], "active");
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 1, "{inv:?}");
+        // 40 calls at 0.5 cents.
+        assert_eq!(amounts(&inv[0]), [20]);
+        assert_eq!(
+            &inv[0]["lines"][0]["period_start"].as_str().unwrap()[..10],
+            "2027-01-01"
+        );
+    }
+);
+
+both!(
+    async fn cancelling_now_can_bill_usage_and_credit_unused_time(app: TestApp) {
+        let (customer, p30, _) = two_prices(&app).await;
+        let metered = app.metered_price().await;
+        let s = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": customer, "items": [{"price": p30}, {"price": metered}]}),
+            )
+            .await
+            .ok();
+        let plain = app.subscription(&customer, &p30).await;
+        app.advance("2027-01-11T00:00:00Z").await;
+        app.post(
+            "/v1/usage_records",
+            json!({"subscription_item": s["items"][1]["id"], "quantity": 40}),
+        )
+        .await
+        .ok();
+        let bad = app
+            .post(
+                &format!("/v1/subscriptions/{}/cancel", id(&s)),
+                json!({"at_period_end": true, "prorate": true}),
+            )
+            .await;
+        assert_eq!(
+            (bad.status.as_u16(), bad.body["error"]["param"].as_str()),
+            (400, Some("prorate"))
+        );
+        let c = app
+            .post(
+                &format!("/v1/subscriptions/{}/cancel", id(&s)),
+                json!({"invoice_now": true, "prorate": true}),
+            )
+            .await
+            .ok();
+        assert_eq!(c["status"], "canceled");
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 2);
+        assert_eq!(inv[1]["billing_reason"], "subscription_final");
+        // 40 calls at 0.5 cents, then 21 of January's 31 days of 3000 given back.
+        assert_eq!(amounts(&inv[1]), [20, -2032]);
+        assert_eq!(inv[1]["total"], -2012);
+        let cus = app.get(&format!("/v1/customers/{customer}")).await.ok();
+        assert_eq!(
+            cus["balance"], -2012,
+            "the unused time is the customer's credit"
+        );
+        app.post(
+            &format!("/v1/subscriptions/{}/cancel", id(&plain)),
+            json!({}),
+        )
+        .await
+        .ok();
+        assert_eq!(
+            app.invoices_of(&id(&plain)).await.len(),
+            1,
+            "a plain cancel bills nothing"
+        );
+    }
+);
