@@ -363,6 +363,7 @@ pub async fn update_subscription(
     let mut tx = db.begin().await?;
     let mut sub = load_locked(&mut tx, tenant, id).await?;
     sub.status.check_modifiable().map_err(state_error)?;
+    let mut restarted = false;
     if !update.items.is_empty() {
         let before = sub.items.clone();
         let after = apply_item_changes(&before, &update.items).map_err(|e| match e {
@@ -391,9 +392,23 @@ pub async fn update_subscription(
             .map(|i| i.price.clone())
             .collect();
         let known = prices_by_id(&mut tx, tenant, &ids).await?;
-        let first = known
+        let old_first = known
             .get(&before[0].price)
             .ok_or_else(|| ServiceError::missing_in_body("price", &before[0].price, "items"))?;
+        // When every item moves to prices of another interval, the billing cycle restarts on
+        // it now (Stripe's rule); otherwise every new price must match the subscription's.
+        let new_interval = after
+            .first()
+            .and_then(|i| known.get(&i.price))
+            .and_then(|p| p.recurring.map(|r| (p, r.interval)))
+            .filter(|(p, interval)| {
+                Some(*interval) != old_first.recurring.map(|r| r.interval)
+                    && after
+                        .iter()
+                        .all(|a| !before.iter().any(|b| b.price == a.price))
+                    && p.currency == sub.currency
+            });
+        let first = new_interval.map_or(old_first, |(p, _)| p);
         let mut checked = Vec::new();
         for (i, item) in after.iter().enumerate() {
             if before.iter().any(|b| b.price == item.price) || checked.contains(&item.price) {
@@ -429,19 +444,30 @@ pub async fn update_subscription(
                 update.proration_behavior.unwrap_or(sub.proration_behavior)
             }
         };
+        let restart = new_interval.is_some() && sub.status != SubscriptionStatus::Trialing;
         let change = SubscriptionChange {
             id: SubscriptionChangeId::generate(),
             subscription: sub.id.clone(),
             effective_at: now,
             proration_behavior: behavior,
             items_before: before,
-            items_after: after.clone(),
+            // A restarted cycle bills the new items as its first period; the change itself
+            // only credits the old items' unused time.
+            items_after: if restart { Vec::new() } else { after.clone() },
             period_start: sub.current_period_start,
             period_end: sub.current_period_end,
         };
         store::insert_subscription_change(&mut tx, &tenant.id, &change).await?;
         sub.items = after;
-        if behavior == ProrationBehavior::AlwaysInvoice {
+        if let Some((_, interval)) = new_interval {
+            sub.interval = interval;
+        }
+        restarted = restart;
+        if restart {
+            sub.billing_cycle_anchor = now;
+            sub.current_period_end = now;
+            sub.next_billing_at = Some(now);
+        } else if behavior == ProrationBehavior::AlwaysInvoice {
             let pending = PendingChange {
                 id: change.id.clone(),
                 effective_at: change.effective_at,
@@ -468,6 +494,12 @@ pub async fn update_subscription(
         now,
     )
     .await?;
+    // A restarted cycle's first period is invoiced at once.
+    let sub = if restarted {
+        bill_if_due(&mut tx, tenant, sub, now).await?
+    } else {
+        sub
+    };
     tx.commit().await?;
     Ok(sub)
 }

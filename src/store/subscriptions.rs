@@ -191,7 +191,8 @@ pub async fn update_subscription(
         sqlx::query(
         "UPDATE subscriptions SET status = $3, current_period_start = $4, current_period_end = $5, cancel_at_period_end = $6,
              canceled_at = $7, ended_at = $8, paused_at = $9, proration_behavior = $10, updated_at = $11,
-             next_billing_at = $12, discount_invoices = $13, billing_cycle_anchor = $14, billing_error = $15
+             next_billing_at = $12, discount_invoices = $13, billing_cycle_anchor = $14, billing_error = $15,
+             interval_unit = $16, interval_count = $17
          WHERE tenant_id = $1 AND id = $2"
     )
     .bind(tenant.as_str())
@@ -209,6 +210,8 @@ pub async fn update_subscription(
     .bind(i64::from(s.discount_invoices))
     .bind(s.billing_cycle_anchor)
     .bind(s.billing_error.as_deref())
+    .bind(s.interval.unit().as_str())
+    .bind(i64::from(s.interval.count()))
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected())

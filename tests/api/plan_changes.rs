@@ -348,3 +348,49 @@ both!(
         );
     }
 );
+
+both!(
+    async fn swapping_to_a_yearly_price_restarts_the_cycle_now(app: TestApp) {
+        let (customer, p30, _) = two_prices(&app).await;
+        let yearly = id(&app
+            .post("/v1/prices", json!({"product": "Annual", "currency": "EUR", "unit_amount": 30000, "recurring": {"interval": "year"}}))
+            .await
+            .ok());
+        let s = app.subscription(&customer, &p30).await;
+        app.advance("2027-01-11T00:00:00Z").await;
+        let r = app
+            .patch(
+                &format!("/v1/subscriptions/{}", id(&s)),
+                json!({"items": [{"id": s["items"][0]["id"], "price": yearly}]}),
+            )
+            .await
+            .ok();
+        assert_eq!(
+            &r["current_period_start"].as_str().unwrap()[..10],
+            "2027-01-11"
+        );
+        assert_eq!(
+            &r["current_period_end"].as_str().unwrap()[..10],
+            "2028-01-11"
+        );
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 2, "the new period is invoiced at once");
+        // 21 unused days of January credited, a year charged from today.
+        assert_eq!(amounts(&inv[1]), [-2032, 30000]);
+        app.advance("2028-01-12T00:00:00Z").await;
+        let inv = app.invoices_of(&id(&s)).await;
+        assert_eq!(inv.len(), 3, "{inv:?}");
+        assert_eq!(amounts(&inv[2]), [30000]);
+        // Mixing intervals on one subscription stays refused.
+        let mixed = app
+            .patch(
+                &format!("/v1/subscriptions/{}", id(&s)),
+                json!({"items": [{"price": p30}]}),
+            )
+            .await;
+        assert_eq!(
+            (mixed.status.as_u16(), mixed.error_code()),
+            (422, "interval_mismatch")
+        );
+    }
+);
