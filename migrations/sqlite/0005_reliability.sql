@@ -38,3 +38,5 @@ CREATE TABLE customer_balance_transactions (
 CREATE INDEX customer_balance_transactions_customer ON customer_balance_transactions (tenant_id, customer_id, id);
 -- What a credit note put on the customer's balance (paid invoices, credit_to_balance).
 ALTER TABLE credit_notes ADD COLUMN credit_amount BIGINT NOT NULL DEFAULT 0;
+-- A credit note's tax per rate (JSON, as on the API object).
+ALTER TABLE credit_notes ADD COLUMN tax_amounts TEXT NOT NULL DEFAULT '[]';

@@ -4,7 +4,8 @@
 
 use super::currency::Currency;
 use super::ids::{CreditNoteId, CustomerId, InvoiceId, InvoiceLineId, PaymentId};
-use super::invoice::{Invoice, InvoiceStatus};
+use super::invoice::{Invoice, InvoiceLine, InvoiceStatus, TaxAmount};
+use super::pricing::prorate;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -100,6 +101,9 @@ pub struct CreditNote {
     pub reason: Reason,
     pub memo: Option<String>,
     pub lines: Vec<CreditNoteLine>,
+    /// The tax the note gives back, per rate (EN 16931's breakdown): each credited line's
+    /// share of its rates' tax, or the invoice's composition for a note by amount.
+    pub tax_amounts: Vec<TaxAmount>,
     pub payment: Option<PaymentId>,
     pub refund_status: RefundStatus,
     pub refund_ref: Option<String>,
@@ -130,6 +134,7 @@ pub enum Settle {
 pub struct Split {
     pub amount: i64,
     pub lines: Vec<CreditNoteLine>,
+    pub tax_amounts: Vec<TaxAmount>,
     pub pre_payment: i64,
     pub refund: i64,
     pub out_of_band: i64,
@@ -156,6 +161,69 @@ pub enum CreditError {
     NothingPaid,
     #[error("refund of {asked} exceeds what was paid and not yet refunded ({left})")]
     RefundExceeded { asked: i64, left: i64 },
+}
+
+/// The tax each of the invoice's rates put on `line`: the rate's tax spread over its lines by
+/// their taxable amounts (after discount). Indexes into `inv.total_tax_amounts`.
+fn line_taxes(inv: &Invoice, line: &InvoiceLine) -> Vec<(usize, i64)> {
+    let base = (line.net_amount - line.discount_amount).max(0);
+    inv.total_tax_amounts
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| line.tax_rates.contains(&t.tax_rate) && t.taxable_amount > 0)
+        .map(|(i, t)| {
+            let share =
+                prorate(t.amount, base.min(t.taxable_amount), t.taxable_amount).unwrap_or(0);
+            (i, share)
+        })
+        .collect()
+}
+
+/// What a line cost the customer: its amount after discount, with its share of tax.
+pub fn line_gross(inv: &Invoice, line: &InvoiceLine) -> i64 {
+    let base = (line.net_amount - line.discount_amount).max(0);
+    base + line_taxes(inv, line).iter().map(|(_, t)| t).sum::<i64>()
+}
+
+/// The per-rate tax of a note of `amount` (tax included): by the credited lines' shares, or
+/// by the invoice's composition for a note by amount.
+fn note_taxes(inv: &Invoice, amount: i64, lines: &[CreditNoteLine]) -> Vec<TaxAmount> {
+    let mut out: Vec<TaxAmount> = inv
+        .total_tax_amounts
+        .iter()
+        .map(|t| TaxAmount {
+            taxable_amount: 0,
+            amount: 0,
+            ..t.clone()
+        })
+        .collect();
+    if lines.is_empty() {
+        if inv.total > 0 {
+            for (o, t) in out.iter_mut().zip(&inv.total_tax_amounts) {
+                let part = |x: i64| prorate(x, amount.min(inv.total), inv.total).unwrap_or(0);
+                o.amount = part(t.amount);
+                o.taxable_amount = part(t.taxable_amount);
+            }
+        }
+    } else {
+        for l in lines {
+            let Some(line) = inv.lines.iter().find(|x| x.id == l.invoice_line) else {
+                continue;
+            };
+            let gross = line_gross(inv, line);
+            if gross <= 0 {
+                continue;
+            }
+            let base = (line.net_amount - line.discount_amount).max(0);
+            for (i, share) in line_taxes(inv, line) {
+                let part = |x: i64| prorate(x, l.amount.min(gross), gross).unwrap_or(0);
+                out[i].amount += part(share);
+                out[i].taxable_amount += part(base);
+            }
+        }
+    }
+    out.retain(|t| t.amount != 0 || t.taxable_amount != 0);
+    out
 }
 
 /// Splits a credit on `inv` given what earlier notes credited per line and what was refunded
@@ -186,8 +254,8 @@ pub fn split(
                 if !seen.insert(&l.invoice_line) {
                     return Err(CreditError::RepeatedLine(l.invoice_line.to_string()));
                 }
-                let left =
-                    line.amount.max(0) - credited_lines.get(&l.invoice_line).copied().unwrap_or(0);
+                let left = line_gross(inv, line)
+                    - credited_lines.get(&l.invoice_line).copied().unwrap_or(0);
                 if l.amount > left {
                     return Err(CreditError::LineExceeded {
                         line: l.invoice_line.to_string(),
@@ -209,9 +277,11 @@ pub fn split(
             left,
         });
     }
+    let tax_amounts = note_taxes(inv, amount, &lines);
     let mut s = Split {
         amount,
         lines,
+        tax_amounts,
         pre_payment: 0,
         refund: 0,
         out_of_band: 0,

@@ -144,6 +144,7 @@ pub async fn create_credit_note(
         reason: new.reason,
         memo: new.memo,
         lines: split.lines,
+        tax_amounts: split.tax_amounts,
         payment: payment.as_ref().map(|p| p.id.clone()),
         refund_status: if split.refund > 0 {
             RefundStatus::Pending

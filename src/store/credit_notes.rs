@@ -11,7 +11,7 @@ use std::collections::HashMap;
 macro_rules! select_note {
     ($filter:literal) => {
         concat!(
-            "SELECT id, number, invoice_id, customer_id, currency, amount, refund_amount, out_of_band_amount, credit_amount, reason, memo,
+            "SELECT id, number, invoice_id, customer_id, currency, amount, refund_amount, out_of_band_amount, credit_amount, tax_amounts, reason, memo,
                     lines, payment_id, refund_key, refund_status, refund_ref, refund_failure, created_at FROM credit_notes ",
             $filter
         )
@@ -38,6 +38,7 @@ fn note_from(r: &impl Rec) -> Result<CreditNote, StoreError> {
         reason: r.parsed("reason", known(Reason::parse))?,
         memo: r.opt_text("memo")?,
         lines: r.json("lines")?,
+        tax_amounts: r.json("tax_amounts")?,
         payment: r.opt_parsed("payment_id", PaymentId::parse)?,
         refund_status: r.parsed("refund_status", known(RefundStatus::parse))?,
         refund_ref: r.opt_text("refund_ref")?,
@@ -57,12 +58,14 @@ pub async fn insert_credit_note(
     n: &CreditNote,
 ) -> Result<(), StoreError> {
     let lines = to_json(&n.lines)?;
+    let taxes = to_json(&n.tax_amounts)?;
     let key = (n.refund_amount > 0).then(|| refund_key(&n.id));
     on_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO credit_notes (tenant_id, id, number, invoice_id, customer_id, currency, amount, refund_amount, out_of_band_amount,
-                 reason, memo, lines, payment_id, refund_key, refund_status, refund_ref, refund_failure, created_at, credit_amount)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                 reason, memo, lines, payment_id, refund_key, refund_status, refund_ref, refund_failure, created_at, credit_amount,
+                 tax_amounts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
         )
         .bind(tenant.as_str())
         .bind(n.id.as_str())
@@ -83,6 +86,7 @@ pub async fn insert_credit_note(
         .bind(&n.refund_failure)
         .bind(n.created)
         .bind(n.credit_amount)
+        .bind(&taxes)
         .execute(&mut *c)
         .await
         .map_err(StoreError::from_write)?;

@@ -313,3 +313,58 @@ both!(
         assert_eq!(d["source"], "installation");
     }
 );
+
+both!(
+    async fn a_line_is_credited_up_to_its_taxed_amount_with_the_tax_per_rate(app: TestApp) {
+        app.set_clock("2027-03-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let price = app.monthly_price(4900).await;
+        let vat = app
+            .post(
+                "/v1/tax_rates",
+                json!({"display_name": "VAT", "percentage": "23"}),
+            )
+            .await
+            .ok();
+        let s = app
+            .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": price}], "default_tax_rates": [vat["id"]]}))
+            .await
+            .ok();
+        app.advance("2027-03-01T12:00:00Z").await;
+        let inv = app.invoices_of(s["id"].as_str().unwrap()).await[0].clone();
+        assert_eq!(inv["total"], 6027);
+        let line = inv["lines"][0]["id"].clone();
+        let over = app
+            .post("/v1/credit_notes", json!({"invoice": inv["id"], "lines": [{"invoice_line": line, "amount": 6028}], "reason": "order_change"}))
+            .await;
+        assert_eq!(over.status.as_u16(), 422, "{}", over.body);
+        let by_amount = app
+            .post(
+                "/v1/credit_notes",
+                json!({"invoice": inv["id"], "amount": 1000, "reason": "order_change"}),
+            )
+            .await
+            .ok();
+        // 1000 of 6027: 1127 × 1000/6027 = 186.99 tax on 4900 × 1000/6027 = 813.01.
+        assert_eq!(by_amount["tax_amounts"][0]["amount"], 187);
+        assert_eq!(by_amount["tax_amounts"][0]["taxable_amount"], 813);
+        assert_eq!(by_amount["tax_amounts"][0]["percentage"], "23");
+        let full = app
+            .post("/v1/credit_notes", json!({"invoice": inv["id"], "lines": [{"invoice_line": line, "amount": 5027}], "reason": "order_change"}))
+            .await
+            .ok();
+        assert_eq!(
+            full["amount"], 5027,
+            "the line's 4900 plus its tax can be credited"
+        );
+        assert_eq!(full["tax_amounts"][0]["amount"], 940);
+        let again = app
+            .get(&format!(
+                "/v1/credit_notes/{}",
+                full["id"].as_str().unwrap()
+            ))
+            .await
+            .ok();
+        assert_eq!(again["tax_amounts"], full["tax_amounts"], "stored as shown");
+    }
+);
