@@ -312,36 +312,54 @@ async fn listing_pages_through_every_charge_in_the_window() {
     assert_eq!((seen.len(), pages), (230, 3));
 }
 
-/// At least 1,000 attempts with about a quarter of the create requests faulted: every attempt
-/// ends succeeded or declined (none unknown), every charge in the fake's ledger belongs to an
-/// attempt we count as succeeded, and no attempt's key charged twice.
-#[tokio::test]
+/// The matrix's size (`RELIABILITY_FAULT_ATTEMPTS`; 1,200 in the test suite, 10,000 for the
+/// reliability suite's figures).
+fn fault_attempts() -> i64 {
+    std::env::var("RELIABILITY_FAULT_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_200)
+}
+
+/// Attempts (16 at a time) under the reliability mix, a quarter of create requests faulted:
+/// every attempt ends succeeded or declined (none unknown), every charge in the fake's ledger
+/// belongs to an attempt we count as succeeded, and no attempt's key charged twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_matrix_never_double_charges_nor_loses_a_charge() {
+    use futures::StreamExt;
     let fake = FakeStripe::start().await;
-    fake.set_faults(fake_stripe::quarter_faulted());
+    fake.set_faults(fake_stripe::reliability_mix());
     let stripe = client(&fake, 2);
     let started = Instant::now();
-    let mut outcomes: HashMap<String, ChargeResult> = HashMap::new();
-    let mut unknown_after_charge = 0;
-    for i in 0..1_200 {
-        let pm = match i % 10 {
-            0 => "pm_card_visa_chargeDeclinedInsufficientFunds",
-            1 => "pm_card_chargeDeclinedExpiredCard",
-            _ => "pm_card_visa",
-        };
-        let req = request(pm, 1000 + i);
-        let mut result = stripe.charge(&req).await;
-        let mut rounds = 0;
-        while let ChargeResult::Unknown { provider_ref, .. } = &result {
-            unknown_after_charge += 1;
-            rounds += 1;
-            assert!(rounds < 10, "attempt {i} stays unknown");
-            let mut again = req.clone();
-            again.provider_ref = provider_ref.clone();
-            result = stripe.retrieve(&again).await;
-        }
-        outcomes.insert(req.idempotency_key.clone(), result);
-    }
+    let n = fault_attempts();
+    let results: Vec<(String, ChargeResult, u32)> = futures::stream::iter(0..n)
+        .map(|i| {
+            let stripe = &stripe;
+            async move {
+                let pm = match i % 10 {
+                    0 => "pm_card_visa_chargeDeclinedInsufficientFunds",
+                    1 => "pm_card_chargeDeclinedExpiredCard",
+                    _ => "pm_card_visa",
+                };
+                let req = request(pm, 1000 + i);
+                let mut result = stripe.charge(&req).await;
+                let mut rounds = 0;
+                while let ChargeResult::Unknown { provider_ref, .. } = &result {
+                    rounds += 1;
+                    assert!(rounds < 10, "attempt {i} stays unknown");
+                    let mut again = req.clone();
+                    again.provider_ref = provider_ref.clone();
+                    result = stripe.retrieve(&again).await;
+                }
+                (req.idempotency_key, result, rounds)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let unknown_after_charge = results.iter().filter(|(_, _, r)| *r > 0).count();
+    let outcomes: HashMap<String, ChargeResult> =
+        results.into_iter().map(|(k, r, _)| (k, r)).collect();
     let elapsed = started.elapsed();
     let s = fake.state.lock().unwrap();
     let faults: u64 = s.faults_injected.values().sum();
@@ -362,7 +380,7 @@ async fn fault_matrix_never_double_charges_nor_loses_a_charge() {
         .filter(|r| matches!(r, ChargeResult::Succeeded { .. }))
         .count();
     assert_eq!(succeeded, s.ledger.len(), "a success without a charge");
-    assert!(s.creates >= 1_000);
+    assert!(s.creates >= n.unsigned_abs());
     assert!(
         faults * 100 >= s.creates * 15,
         "{faults} faults in {} creates",

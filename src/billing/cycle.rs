@@ -72,8 +72,26 @@ pub struct Outcome {
     pub invoice: Option<Invoice>,
     /// Changes whose proration lines are on `invoice`.
     pub invoiced_changes: Vec<SubscriptionChangeId>,
-    /// `customer.subscription.updated` (trial ended) or `.deleted` (ended at period end).
-    pub subscription_event: Option<&'static str>,
+    /// What happened to the subscription itself at this boundary, if anything.
+    pub transition: Option<Transition>,
+}
+
+/// A change of a subscription's state at a boundary, announced as an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The trial ended: `customer.subscription.updated`.
+    TrialEnded,
+    /// It ended at its period end: `customer.subscription.deleted`.
+    Ended,
+}
+
+impl Transition {
+    pub fn event(self) -> &'static str {
+        match self {
+            Transition::TrialEnded => "customer.subscription.updated",
+            Transition::Ended => "customer.subscription.deleted",
+        }
+    }
 }
 
 /// Total usage of a period: increments add, a `set` replaces what was counted before it.
@@ -472,7 +490,7 @@ pub fn bill_boundary(
             subscription: next,
             invoice,
             invoiced_changes,
-            subscription_event: Some("customer.subscription.deleted"),
+            transition: Some(Transition::Ended),
         });
     }
 
@@ -481,7 +499,7 @@ pub fn bill_boundary(
         && let Ok(status) = sub.status.trial_ended()
     {
         next.status = status;
-        event = Some("customer.subscription.updated");
+        event = Some(Transition::TrialEnded);
     }
     let (period, stub) = period_starting(sub, at)?;
     for item in &sub.items {
@@ -532,7 +550,7 @@ pub fn bill_boundary(
         subscription: next,
         invoice,
         invoiced_changes,
-        subscription_event: event,
+        transition: event,
     })
 }
 

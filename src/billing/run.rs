@@ -9,7 +9,7 @@
 //! start) rejects a duplicate cycle invoice, rolling its batch back.
 
 use super::cycle::{
-    CancelOptions, Inputs, Outcome, PendingChange, bill_boundary, cancellation_invoice,
+    CancelOptions, Inputs, Outcome, PendingChange, Transition, bill_boundary, cancellation_invoice,
     proration_invoice,
 };
 use crate::domain::balance::settle_invoice;
@@ -273,17 +273,18 @@ pub async fn bill_batch(
                 subscription,
                 invoice,
                 invoiced_changes,
-                subscription_event,
+                transition,
             }) => {
                 if let Some(inv) = invoice {
                     done_changes.extend(invoiced_changes.into_iter().map(|c| (c, inv.id.clone())));
                     invoices_out.push(inv);
                 }
-                if let Some(kind) = subscription_event {
-                    match kind {
-                        "customer.subscription.deleted" => summary.subscriptions_ended += 1,
-                        _ => summary.trials_ended += 1,
+                if let Some(t) = transition {
+                    match t {
+                        Transition::Ended => summary.subscriptions_ended += 1,
+                        Transition::TrialEnded => summary.trials_ended += 1,
                     }
+                    let kind = t.event();
                     let data = serde_json::to_string(&subscription)
                         .map_err(|e| crate::store::rows::corrupt("subscription", e))?;
                     evts.push(NewEvent {

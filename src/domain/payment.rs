@@ -19,7 +19,37 @@ pub enum AttemptStatus {
     Refunded,
 }
 
+/// What a provider reported about an attempt (a reply, a retrieve, a webhook, a reconciliation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    Succeeded,
+    Declined,
+    /// No definite answer.
+    Unknown,
+}
+
 impl AttemptStatus {
+    /// Pending or unknown: no outcome recorded yet.
+    pub fn in_flight(self) -> bool {
+        match self {
+            AttemptStatus::Pending | AttemptStatus::Unknown => true,
+            AttemptStatus::Succeeded | AttemptStatus::Failed | AttemptStatus::Refunded => false,
+        }
+    }
+
+    /// Whether a report is news for an attempt in this status: anything while it is in
+    /// flight; after a failure only a success (the money was taken after all: success wins);
+    /// nothing once it succeeded or was refunded. The one rule for collection, webhooks and
+    /// reconciliation, so a late reply and a webhook never both apply.
+    pub fn takes(self, report: Reported) -> bool {
+        match (self, report) {
+            (AttemptStatus::Pending | AttemptStatus::Unknown, _) => true,
+            (AttemptStatus::Failed, Reported::Succeeded) => true,
+            (AttemptStatus::Failed, Reported::Declined | Reported::Unknown) => false,
+            (AttemptStatus::Succeeded | AttemptStatus::Refunded, _) => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptStatus::Pending => "pending",
@@ -154,6 +184,31 @@ impl DunningPlan {
 
 #[cfg(test)]
 mod tests {
+    use super::{AttemptStatus, Reported};
+
+    #[test]
+    fn only_news_changes_an_attempt() {
+        use AttemptStatus::*;
+        for s in [Pending, Unknown] {
+            assert!(s.in_flight());
+            for r in [Reported::Succeeded, Reported::Declined, Reported::Unknown] {
+                assert!(s.takes(r), "{s:?} takes {r:?}");
+            }
+        }
+        assert!(
+            Failed.takes(Reported::Succeeded),
+            "success wins over a failure"
+        );
+        assert!(!Failed.takes(Reported::Declined));
+        assert!(!Failed.takes(Reported::Unknown));
+        for s in [Succeeded, Refunded] {
+            assert!(!s.in_flight());
+            for r in [Reported::Succeeded, Reported::Declined, Reported::Unknown] {
+                assert!(!s.takes(r), "{s:?} ignores {r:?}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

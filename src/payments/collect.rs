@@ -443,12 +443,10 @@ pub(super) async fn record_in(
     let mut evts = Vec::new();
     let mut recorded = Vec::with_capacity(outcomes.len());
     for (mut p, result) in outcomes {
-        let news = match current.get(&p.id) {
-            Some(AttemptStatus::Pending | AttemptStatus::Unknown) => true,
-            Some(AttemptStatus::Failed) => matches!(result, ChargeResult::Succeeded { .. }),
-            _ => false,
-        };
-        if !news {
+        if !current
+            .get(&p.id)
+            .is_some_and(|s| s.takes(result.reported()))
+        {
             continue;
         }
         let Some(inv) = invs.get_mut(&p.invoice) else {

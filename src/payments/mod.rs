@@ -60,6 +60,16 @@ pub enum ChargeResult {
 }
 
 impl ChargeResult {
+    /// What this result reports, for the attempt state machine.
+    pub fn reported(&self) -> crate::domain::payment::Reported {
+        use crate::domain::payment::Reported;
+        match self {
+            ChargeResult::Succeeded { .. } => Reported::Succeeded,
+            ChargeResult::Declined { .. } => Reported::Declined,
+            ChargeResult::Unknown { .. } => Reported::Unknown,
+        }
+    }
+
     fn hard(code: &str, message: &str) -> Self {
         ChargeResult::Declined {
             code: code.into(),

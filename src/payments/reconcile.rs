@@ -214,10 +214,7 @@ async fn check_page(
                 pid.clone(),
             ));
         }
-        let in_flight = matches!(
-            a.payment.status,
-            AttemptStatus::Pending | AttemptStatus::Unknown
-        );
+        let in_flight = a.payment.status.in_flight();
         match c.status {
             ChargeStatus::Succeeded if in_flight => {
                 report.repaired += 1;

@@ -16,7 +16,7 @@ use super::{
 use crate::domain::credit_note::RefundStatus;
 use crate::domain::customer::Provider;
 use crate::domain::ids::CreditNoteId;
-use crate::domain::payment::{AttemptStatus, Payment};
+use crate::domain::payment::{AttemptStatus, Payment, Reported};
 use crate::domain::tenant::Tenant;
 use crate::store::events::insert_event;
 use crate::store::payments::{self as attempts, Attempt};
@@ -143,10 +143,6 @@ async fn refund_updated(
     Ok(Outcome::Applied)
 }
 
-fn in_flight(p: &Payment) -> bool {
-    matches!(p.status, AttemptStatus::Pending | AttemptStatus::Unknown)
-}
-
 async fn apply(
     tx: &mut Tx,
     payments: &Payments,
@@ -159,7 +155,7 @@ async fn apply(
     let plan = payments.plan_for(tenant);
     match change {
         EventChange::Succeeded(c) => {
-            if !in_flight(&a.payment) && a.payment.status != AttemptStatus::Failed {
+            if !a.payment.status.takes(Reported::Succeeded) {
                 return Ok(Outcome::Stale);
             }
             let result = ChargeResult::Succeeded {
@@ -175,7 +171,7 @@ async fn apply(
             kind,
             message,
         } => {
-            if !in_flight(&a.payment) {
+            if !a.payment.status.takes(Reported::Declined) {
                 return Ok(Outcome::Stale);
             }
             let result = ChargeResult::Declined {
@@ -189,7 +185,7 @@ async fn apply(
         }
         EventChange::Refunded(c) => {
             let mut p = a.payment;
-            if in_flight(&p) || p.status == AttemptStatus::Failed {
+            if p.status.takes(Reported::Succeeded) {
                 let result = ChargeResult::Succeeded {
                     provider_ref: c.provider_ref.clone(),
                     received: Received::of(&c),

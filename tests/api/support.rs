@@ -314,6 +314,25 @@ impl TestApp {
         out
     }
 
+    /// How many events of `kind` this tenant has (the API pages at 100).
+    pub async fn count_events(&self, kind: &str) -> i64 {
+        let sql = "SELECT COUNT(*) FROM events WHERE tenant_id = $1 AND type = $2";
+        match &self.db {
+            Db::Sqlite(p) => sqlx::query_scalar(sql)
+                .bind(&self.tenant_id)
+                .bind(kind)
+                .fetch_one(p)
+                .await
+                .expect("count"),
+            Db::Postgres(p) => sqlx::query_scalar(sql)
+                .bind(&self.tenant_id)
+                .bind(kind)
+                .fetch_one(p)
+                .await
+                .expect("count"),
+        }
+    }
+
     pub async fn customer(&self) -> String {
         let c = self
             .post(

@@ -478,3 +478,100 @@ mod webhook_secrets_alone_are_enough_to_receive_events {
         run(Backend::Postgres).await;
     }
 }
+
+/// The storm's size: invoices whose events are delivered (`RELIABILITY_STORM_INVOICES`, default 150
+/// in the test suite: 250 events, 750 deliveries). Two in three succeed and are partly
+/// refunded, one in three fails.
+fn storm_invoices() -> usize {
+    std::env::var("RELIABILITY_STORM_INVOICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150)
+}
+
+both_stripe!(
+    async fn a_storm_from_eight_senders_applies_each_event_once(app: TestApp, fake: FakeStripe) {
+        let n = storm_invoices();
+        let invs = processing_invoices(&app, n).await;
+        let mut events = Vec::new();
+        let mut expected = (0, 0);
+        for (i, (_, pi)) in invs.iter().enumerate() {
+            if i % 3 == 2 {
+                expected.1 += 1;
+                events.push(event(
+                    &format!("evt_f{i}"),
+                    "payment_intent.payment_failed",
+                    failed(&fake, pi),
+                ));
+            } else {
+                expected.0 += 1;
+                events.push(event(
+                    &format!("evt_s{i}"),
+                    "payment_intent.succeeded",
+                    succeeded(&fake, pi),
+                ));
+                events.push(event(
+                    &format!("evt_r{i}"),
+                    "charge.refunded",
+                    refunded(&fake, pi, 300),
+                ));
+            }
+        }
+        let mut deliveries: Vec<String> = events
+            .iter()
+            .chain(&events)
+            .chain(&events)
+            .cloned()
+            .collect();
+        deliveries.shuffle(&mut rand::rng());
+        let started = std::time::Instant::now();
+        let chunk = deliveries.len().div_ceil(8);
+        let senders = deliveries.chunks(chunk).map(|part| {
+            let app = &app;
+            async move {
+                let mut duplicates = 0;
+                for body in part {
+                    let r = deliver(
+                        app,
+                        body,
+                        Some(sign(WEBHOOK_SECRET, now(), body.as_bytes())),
+                    )
+                    .await;
+                    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+                    duplicates += usize::from(r.body["outcome"] == "duplicate");
+                }
+                duplicates
+            }
+        });
+        let duplicates: usize = futures::future::join_all(senders).await.into_iter().sum();
+        eprintln!(
+            "webhook storm: {} events, {} deliveries from 8 senders in {:.2}s",
+            events.len(),
+            events.len() * 3,
+            started.elapsed().as_secs_f64()
+        );
+        assert_eq!(
+            duplicates,
+            events.len() * 2,
+            "every event applied once, its copies answered duplicate"
+        );
+        assert_eq!(app.count_events("payment.succeeded").await, expected.0);
+        assert_eq!(app.count_events("invoice.paid").await, expected.0);
+        assert_eq!(app.count_events("payment.refunded").await, expected.0);
+        assert_eq!(app.count_events("payment.failed").await, expected.1);
+        for (i, (inv, _)) in invs.iter().enumerate().step_by(7) {
+            let p = app.get(&format!("/v1/payments?invoice={inv}")).await.ok();
+            if i % 3 == 2 {
+                assert_eq!(p["data"][0]["status"], "failed");
+            } else {
+                assert_eq!(
+                    (
+                        p["data"][0]["status"].as_str(),
+                        p["data"][0]["amount_refunded"].as_i64()
+                    ),
+                    (Some("succeeded"), Some(300))
+                );
+            }
+        }
+    }
+);

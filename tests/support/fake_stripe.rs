@@ -296,6 +296,28 @@ pub fn quarter_faulted() -> impl FnMut(u64, &str) -> Option<Fault> + Send {
     }
 }
 
+/// The reliability suite's mix, per 100 create requests: 10 answer after the client's timeout
+/// (charged), 5 are cut before anything happens, 3 answer 500 before and 2 after charging
+/// (saved under the key), 2 answer 409 (key in use), 2 answer 429, 1 is reset after charging.
+/// Deterministic over the request number.
+pub fn reliability_mix() -> impl FnMut(u64, &str) -> Option<Fault> + Send {
+    |n, _| {
+        let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        x ^= x >> 29;
+        x ^= x << 17;
+        match x % 100 {
+            0..10 => Some(Fault::SlowAfterCharge),
+            10..15 => Some(Fault::CutBefore),
+            15..18 => Some(Fault::ServerErrorUnsaved),
+            18..20 => Some(Fault::ServerErrorAfterCharge),
+            20..22 => Some(Fault::InUse),
+            22..24 => Some(Fault::RateLimited),
+            24 => Some(Fault::CutAfterCharge),
+            _ => None,
+        }
+    }
+}
+
 struct Create(Responder);
 
 impl Respond for Create {

@@ -270,14 +270,26 @@ fn declined(err: &wire::ApiError, provider_ref: Option<String>) -> ChargeResult 
     }
 }
 
-/// What a PaymentIntent's status means for the attempt.
+/// What a PaymentIntent's status means for the attempt: [`wire::PaymentIntent::charge_status`]
+/// decides, the failure's details say which decline it is.
 fn from_intent(pi: &wire::PaymentIntent) -> ChargeResult {
     let provider_ref = Some(pi.id.clone());
-    match pi.status.as_str() {
-        "succeeded" => ChargeResult::Succeeded {
+    match pi.charge_status() {
+        super::ChargeStatus::Succeeded => ChargeResult::Succeeded {
             provider_ref: pi.id.clone(),
             received: super::Received::of(&pi.to_charge()),
         },
+        super::ChargeStatus::Processing => ChargeResult::Unknown {
+            message: format!("the payment is {}", pi.status),
+            provider_ref,
+        },
+        super::ChargeStatus::Failed => failure_of(pi, provider_ref),
+    }
+}
+
+/// The decline a failed PaymentIntent stands for.
+fn failure_of(pi: &wire::PaymentIntent, provider_ref: Option<String>) -> ChargeResult {
+    match pi.status.as_str() {
         "requires_payment_method" => declined(
             pi.last_payment_error.as_ref().unwrap_or(&wire::ApiError {
                 code: Some("card_declined".into()),
@@ -291,14 +303,10 @@ fn from_intent(pi: &wire::PaymentIntent) -> ChargeResult {
             message: "The customer must authenticate this payment.".into(),
             provider_ref,
         },
-        "canceled" => ChargeResult::Declined {
+        _ => ChargeResult::Declined {
             code: "payment_intent_canceled".into(),
             kind: DeclineKind::Hard,
             message: "The PaymentIntent was canceled.".into(),
-            provider_ref,
-        },
-        other => ChargeResult::Unknown {
-            message: format!("the payment is {other}"),
             provider_ref,
         },
     }

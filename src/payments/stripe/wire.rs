@@ -227,11 +227,18 @@ pub fn from_stripe(amount: i64, c: Currency) -> i64 {
 }
 
 impl PaymentIntent {
+    /// The one mapping of a PaymentIntent's status to ours (charge replies, retrieves,
+    /// webhooks and reconciliation all read it): the statuses that end without money are
+    /// failures; anything else not `succeeded` — `processing`, `requires_capture`, a status
+    /// this client does not know yet — is not final, so nothing is concluded from it.
     pub fn charge_status(&self) -> ChargeStatus {
         match self.status.as_str() {
             "succeeded" => ChargeStatus::Succeeded,
-            "processing" => ChargeStatus::Processing,
-            _ => ChargeStatus::Failed,
+            "requires_payment_method"
+            | "requires_action"
+            | "requires_confirmation"
+            | "canceled" => ChargeStatus::Failed,
+            _ => ChargeStatus::Processing,
         }
     }
 
@@ -289,6 +296,32 @@ mod tests {
 
     fn cur(c: &str) -> Currency {
         Currency::parse(c).unwrap()
+    }
+
+    #[test]
+    fn one_mapping_of_payment_intent_statuses() {
+        let pi = |status: &str| PaymentIntent {
+            id: "pi_1".into(),
+            status: status.into(),
+            amount: 100,
+            amount_received: 0,
+            currency: "eur".into(),
+            metadata: HashMap::new(),
+            latest_charge: None,
+            last_payment_error: None,
+        };
+        assert_eq!(pi("succeeded").charge_status(), ChargeStatus::Succeeded);
+        for failed in [
+            "requires_payment_method",
+            "requires_action",
+            "requires_confirmation",
+            "canceled",
+        ] {
+            assert_eq!(pi(failed).charge_status(), ChargeStatus::Failed, "{failed}");
+        }
+        for open in ["processing", "requires_capture", "a_status_from_the_future"] {
+            assert_eq!(pi(open).charge_status(), ChargeStatus::Processing, "{open}");
+        }
     }
 
     #[test]
