@@ -6,6 +6,7 @@ pub mod bench;
 pub mod billing;
 pub mod cli;
 pub mod config;
+pub mod crash;
 pub mod domain;
 pub mod payments;
 pub mod scheduler;

@@ -368,7 +368,9 @@ pub async fn run_due(
         let now = last.0;
         let updated = match bill_batch(&mut tx, tenant, &subs, &mut cat, now).await {
             Ok((updated, summary)) => {
+                crate::crash::point("billing.batch_written");
                 tx.commit().await?;
+                crate::crash::point("billing.batch_committed");
                 total.add(summary);
                 updated
             }

@@ -81,6 +81,7 @@ pub async fn collect(
         if attempts.is_empty() {
             break;
         }
+        crate::crash::point("collect.attempts_committed");
         let mut outcomes = Vec::with_capacity(attempts.len());
         for a in attempts {
             let result = if a.payment.amount > MAX_CHARGE {
@@ -101,8 +102,10 @@ pub async fn collect(
             };
             summary.payment_attempts += 1;
             outcomes.push((a.payment, result));
+            crate::crash::point("collect.charged");
         }
         summary.add(record(db, tenant, payments, outcomes, now).await?);
+        crate::crash::point("collect.recorded");
     }
     if housekeeping {
         summary.add(resolve_unknown(db, tenant, payments, now).await?);
@@ -159,6 +162,7 @@ async fn resolve_unknown(
             Err(declined) => declined,
         };
         outcomes.push((a.payment, result));
+        crate::crash::point("collect.resolved");
     }
     record(db, tenant, payments, outcomes, now).await
 }

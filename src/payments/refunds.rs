@@ -251,7 +251,9 @@ async fn refund(
         credit_note: note.id.to_string(),
         tenant: tenant.id.clone(),
     };
+    crate::crash::point("refunds.note_committed");
     let result = provider.refund(&req).await;
+    crate::crash::point("refunds.refunded");
     let mut tx = db.begin().await?;
     let (note, _) = record_refund(&mut tx, tenant, note, result, now).await?;
     tx.commit().await?;
