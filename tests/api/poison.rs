@@ -253,3 +253,123 @@ mod a_failing_tenant_does_not_stop_the_others {
         run(Backend::Postgres).await;
     }
 }
+
+/// A tenant whose provider does not answer holds one of the pass's places, never the other
+/// tenants' billing and charges.
+mod a_tenant_whose_provider_hangs_does_not_delay_the_others {
+    use super::*;
+    use crate::fake_stripe::{self, FakeStripe, Fault};
+    use recur::config::Secret;
+    use recur::domain::tenant::Mode;
+
+    async fn run(backend: Backend) {
+        let fake = FakeStripe::start().await;
+        let uri = fake.uri();
+        let Some(app) = TestApp::spawn_with(backend, Mode::Test, move |c| {
+            c.stripe.api_base = uri;
+            c.stripe.secret_key = Some(Secret::new(fake_stripe::SECRET_KEY));
+            c.stripe.timeout_ms = 30_000;
+            c.stripe.max_network_retries = 0;
+        })
+        .await
+        else {
+            return;
+        };
+        let price = app.monthly_price(1000).await;
+        for _ in 0..3 {
+            let c = app
+                .post("/v1/customers", json!({"name": "Stuck", "currency": "EUR", "payment_method": {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}))
+                .await
+                .ok();
+            app.subscription(&id(&c), &price).await;
+        }
+        let other = app.other_tenant_key().await;
+        let post = |path: &'static str, body: Value| {
+            let (app, other) = (&app, &other);
+            async move {
+                app.send(
+                    reqwest::Method::POST,
+                    path,
+                    Some(other),
+                    None,
+                    Some(&body.to_string()),
+                )
+                .await
+                .ok()
+            }
+        };
+        let c = post("/v1/customers", json!({"name": "B", "currency": "EUR", "payment_method": {"provider": "sandbox", "token": "tok_visa"}})).await;
+        let p = post("/v1/prices", json!({"product": "B", "currency": "EUR", "unit_amount": 500, "recurring": {"interval": "month"}})).await;
+        post(
+            "/v1/subscriptions",
+            json!({"customer": c["id"], "items": [{"price": p["id"]}]}),
+        )
+        .await;
+        let before = app
+            .send(
+                reqwest::Method::GET,
+                "/v1/invoices",
+                Some(&other),
+                None,
+                None,
+            )
+            .await
+            .ok();
+        assert_eq!(
+            before["data"][0]["status"], "open",
+            "charged only by the pass"
+        );
+        fake.set_faults(|_, _| Some(Fault::Hang));
+        let config = recur::config::Config::load(
+            None,
+            &recur::config::Overrides {
+                database_url: Some(app.url.clone()),
+                bind: None,
+            },
+        )
+        .unwrap();
+        let (db, payments) = (app.db.clone(), app.payments.clone());
+        let pass = tokio::spawn(async move {
+            recur::scheduler::run_once(&db, &config, &payments, None, None).await
+        });
+        let started = std::time::Instant::now();
+        let paid = loop {
+            let list = app
+                .send(
+                    reqwest::Method::GET,
+                    "/v1/invoices",
+                    Some(&other),
+                    None,
+                    None,
+                )
+                .await
+                .ok();
+            if list["data"][0]["status"] == "paid" {
+                break true;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(15) {
+                break false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert!(
+            !pass.is_finished(),
+            "the hanging provider is still being waited for"
+        );
+        pass.abort();
+        assert!(
+            paid,
+            "the other tenant was charged while the first tenant's provider hung"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}

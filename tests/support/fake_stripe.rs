@@ -34,6 +34,8 @@ pub enum Fault {
     SlowAfterCharge,
     /// 409: another request with this key is in flight; nothing done.
     InUse,
+    /// No answer for 20 seconds, nothing done: a provider that is down.
+    Hang,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +359,9 @@ impl Respond for Create {
                 .insert_header("Retry-After", "1");
             }
             Some(Fault::CutBefore) => return cut(),
+            Some(Fault::Hang) => {
+                return ResponseTemplate::new(503).set_delay(Duration::from_secs(20));
+            }
             Some(Fault::InUse) => {
                 return reply(
                     409,
@@ -397,6 +402,7 @@ fn fault_name(f: Fault) -> &'static str {
         Fault::CutAfterCharge => "connection cut after charging",
         Fault::SlowAfterCharge => "timeout after charging",
         Fault::InUse => "409 key in use",
+        Fault::Hang => "no answer",
     }
 }
 
