@@ -14,7 +14,7 @@ use crate::domain::invoice_math::{
     Discount, LineInput, TaxRateInput, TaxTreatment, compute_totals,
 };
 use crate::domain::period::{
-    Interval, IntervalUnit, Period, boundary, period_index_at, unused_fraction,
+    Interval, IntervalUnit, Period, boundary, period_starting_at, unused_fraction,
 };
 use crate::domain::price::{Price, UsageType};
 use crate::domain::pricing::{MathError, PriceScheme, line_amount, prorate};
@@ -128,27 +128,12 @@ fn coupon_applies(
     })
 }
 
-/// The period that starts at `at` on the subscription's calendar: a short stub before the
-/// anchor, else the anchor's k-th period.
+/// The period that starts at `at` on the subscription's calendar (the domain's one rule).
 fn period_starting(
     sub: &Subscription,
     at: DateTime<Utc>,
 ) -> Result<(Period, Option<(i64, i64)>), BillingError> {
-    let anchor = sub.billing_cycle_anchor;
-    if at < anchor {
-        let before = boundary(anchor, sub.interval, -1).ok_or(BillingError::OutOfRange)?;
-        let full = (anchor - before).num_seconds();
-        return Ok((
-            Period {
-                start: at,
-                end: anchor,
-            },
-            Some(((anchor - at).num_seconds(), full)),
-        ));
-    }
-    let k = period_index_at(anchor, sub.interval, at).ok_or(BillingError::OutOfRange)?;
-    let end = boundary(anchor, sub.interval, k + 1).ok_or(BillingError::OutOfRange)?;
-    Ok((Period { start: at, end }, None))
+    period_starting_at(sub.billing_cycle_anchor, sub.interval, at).ok_or(BillingError::OutOfRange)
 }
 
 struct Draft {

@@ -329,6 +329,37 @@ pub fn period_at(
     Some((k, Period { start, end }))
 }
 
+/// The period a subscription bills from `at` on its calendar (what the billing run invoices
+/// at a boundary): before the anchor, the short stub `[at, anchor)` with its share of the full
+/// interval ending at the anchor; from the anchor on, `[at, next boundary)`. `None` only
+/// outside chrono's range.
+pub fn period_starting_at(
+    anchor: DateTime<Utc>,
+    interval: Interval,
+    at: DateTime<Utc>,
+) -> Option<(Period, Option<(i64, i64)>)> {
+    if at < anchor {
+        let before = boundary(anchor, interval, -1)?;
+        let full = (anchor - before).num_seconds();
+        let stub = (anchor - at).num_seconds().min(full);
+        return Some((
+            Period {
+                start: at,
+                end: anchor,
+            },
+            Some((stub, full)),
+        ));
+    }
+    let (_, containing) = period_at(anchor, interval, at)?;
+    Some((
+        Period {
+            start: at,
+            end: containing.end,
+        },
+        None,
+    ))
+}
+
 /// Share of `period` still ahead at `at`, as (remaining seconds, period
 /// seconds), for per-second proration when a subscription changes mid-period.
 ///
@@ -1362,6 +1393,35 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The billing run's period: it starts where it is billed, ends at the next
+        /// boundary (or the anchor for a stub, whose share of its interval is a proper
+        /// fraction), and billing again at its end continues the calendar.
+        #[test]
+        fn period_starting_at_continues_the_calendar(
+            anchor in anchor_strategy(),
+            interval in interval_strategy(),
+            offset in -40_000_000i64..40_000_000,
+        ) {
+            let at = anchor + TimeDelta::seconds(offset);
+            let (p, stub) = period_starting_at(anchor, interval, at).unwrap();
+            prop_assert_eq!(p.start, at);
+            prop_assert!(p.end > at);
+            match stub {
+                Some((n, d)) => {
+                    prop_assert!(at < anchor);
+                    prop_assert_eq!(p.end, anchor);
+                    prop_assert!(0 < n && n <= d);
+                }
+                None => {
+                    prop_assert!(at >= anchor);
+                    let k = period_index_at(anchor, interval, at).unwrap();
+                    prop_assert_eq!(Some(p.end), boundary(anchor, interval, k + 1));
+                    let (next, _) = period_starting_at(anchor, interval, p.end).unwrap();
+                    prop_assert_eq!(next.start, p.end);
+                }
+            }
+        }
 
         #[test]
         fn boundary_matches_independent_reference(
