@@ -8,7 +8,8 @@
 //! - its response is stored and replayed, unless it changed nothing and failed on our side
 //!   (5xx) or met a passing conflict (`payment_in_flight`, `invoice_changed`,
 //!   `clock_advance_in_progress`): then the key is freed and a retry runs anew;
-//! - a key is never freed once the request committed a change, whatever its status.
+//! - a key is never freed once the request committed a change, whatever its status (events
+//!   carry `{key}@{claim}`, one claim per run of the key).
 //!
 //! A key left in flight by a process that is gone (killed between its commit and storing the
 //! response), or for longer than [`IN_FLIGHT_LIMIT`], is recovered by the next request with
@@ -77,7 +78,11 @@ pub async fn idempotency(
         .await
         .map_err(|_| ApiError::PayloadTooLarge(BODY_LIMIT))?;
     let fingerprint = fingerprint(&parts.method, parts.uri.path(), &bytes);
-    let holder = leases::holder_name();
+    // One claim of the key: its events carry `{key}@{claim}`, so a key used again after it
+    // was freed or pruned is judged by its own run only.
+    let claim_id = format!("{:016x}", rand::random::<u64>());
+    let holder = format!("{}:{claim_id}", leases::holder_name());
+    let scoped = format!("{key}@{claim_id}");
 
     let mut tx = state.db.begin().await?;
     let claim = claim_key(&mut tx, tenant, &key, &fingerprint, &holder).await?;
@@ -99,9 +104,19 @@ pub async fn idempotency(
         } => {
             let lost = previous.as_deref().is_none_or(leases::is_dead)
                 || chrono::Utc::now() - claimed_at > IN_FLIGHT_LIMIT;
+            // The lost run's events carry its claim; a holder from before claims were named
+            // cannot be judged, so it counts as having changed something.
+            let lost_run = previous
+                .as_deref()
+                .and_then(|h| h.split(':').nth(4))
+                .map(|claim| format!("{key}@{claim}"));
+            let changed = match &lost_run {
+                Some(run) => request_changed_anything(&mut tx, tenant, run).await?,
+                None => true,
+            };
             if !lost {
                 false
-            } else if request_changed_anything(&mut tx, tenant, &key).await? {
+            } else if changed {
                 let body = outcome_lost(&key);
                 save_response(&mut tx, tenant, &key, 500, &body).await?;
                 tx.commit().await?;
@@ -117,14 +132,14 @@ pub async fn idempotency(
     }
 
     let request = Request::from_parts(parts, Body::from(bytes));
-    let response = REQUEST_KEY.scope(key.clone(), next.run(request)).await;
+    let response = REQUEST_KEY.scope(scoped.clone(), next.run(request)).await;
     let (parts, body) = response.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let mut tx = state.db.begin().await?;
     let passing = parts.status.is_server_error() || is_transient(parts.status, &bytes);
-    if passing && !request_changed_anything(&mut tx, tenant, &key).await? {
+    if passing && !request_changed_anything(&mut tx, tenant, &scoped).await? {
         release_key(&mut tx, tenant, &key).await?;
     } else {
         save_response(

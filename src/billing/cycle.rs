@@ -570,6 +570,10 @@ pub fn cancellation_invoice(
             end: so_far.end + Duration::seconds(1),
         };
         usage_lines(&mut draft, inputs, sub, usage)?;
+    }
+    // The unused-time credit is computed on the items as they are now, so the changes that
+    // made them so are billed with it: crediting an upgrade never billed would give money away.
+    if (options.invoice_now || options.prorate) && charged {
         for change in inputs.pending.iter().filter(|c| c.effective_at <= at) {
             proration_lines(&mut draft, inputs, sub, change)?;
             invoiced.push(change.id.clone());

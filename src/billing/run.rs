@@ -461,10 +461,23 @@ async fn bill_one_by_one(
                 total.add(summary);
                 out.extend(updated);
             }
-            Err(e) => {
+            // Only a failure that billing the same rows again would meet again (a constraint,
+            // a value the store cannot hold) sets the subscription aside; a passing one (a lost
+            // connection, a deadlock) fails the run, which the next pass repeats.
+            Err(e @ (StoreError::Conflict(_) | StoreError::Corrupt { .. })) => {
                 drop(tx);
                 let mut tx = db.begin().await?;
-                let (stopped, event) = set_aside(&fresh, &e.to_string(), at)?;
+                // Claimed again: set aside only as it still is (another worker may have
+                // billed it meanwhile).
+                let again =
+                    crate::store::subscriptions::claim_one_due(&mut tx, &tenant.id, &sub.id, until)
+                        .await?
+                        .filter(|s| s.next_billing_at == fresh.next_billing_at);
+                let Some(again) = again else {
+                    tx.commit().await?;
+                    continue;
+                };
+                let (stopped, event) = set_aside(&again, &e.to_string(), at)?;
                 billing::update_billing_state(
                     &mut tx,
                     &tenant.id,
@@ -478,6 +491,7 @@ async fn bill_one_by_one(
                 total.failed += 1;
                 out.push(stopped);
             }
+            Err(passing) => return Err(passing),
         }
     }
     Ok((out, total))

@@ -25,6 +25,8 @@ pub enum BalanceTransactionType {
     CreditNote,
     /// A person's change, with a reason.
     Adjustment,
+    /// What a voided invoice took from (or added to) the balance, given back.
+    InvoiceVoided,
 }
 
 impl BalanceTransactionType {
@@ -34,6 +36,7 @@ impl BalanceTransactionType {
             BalanceTransactionType::AppliedToInvoice => "applied_to_invoice",
             BalanceTransactionType::CreditNote => "credit_note",
             BalanceTransactionType::Adjustment => "adjustment",
+            BalanceTransactionType::InvoiceVoided => "invoice_voided",
         }
     }
 
@@ -43,6 +46,7 @@ impl BalanceTransactionType {
             "applied_to_invoice" => BalanceTransactionType::AppliedToInvoice,
             "credit_note" => BalanceTransactionType::CreditNote,
             "adjustment" => BalanceTransactionType::Adjustment,
+            "invoice_voided" => BalanceTransactionType::InvoiceVoided,
             _ => return None,
         })
     }

@@ -37,6 +37,18 @@ impl CollectSummary {
 /// they are hard-declined `amount_too_large` and wait for a person (`send_invoice`, a split).
 pub const MAX_CHARGE: i64 = 99_999_999;
 
+/// The hard decline of an amount no provider is sent.
+fn too_large(amount: i64) -> ChargeResult {
+    ChargeResult::Declined {
+        code: "amount_too_large".into(),
+        kind: DeclineKind::Hard,
+        message: format!(
+            "{amount} is more than one charge may take ({MAX_CHARGE} minor units); collect it another way"
+        ),
+        provider_ref: None,
+    }
+}
+
 /// Invoices charged per batch: one transaction commits their attempts, the provider calls
 /// run outside any transaction, one transaction records the outcomes.
 const BATCH: i64 = 200;
@@ -85,15 +97,7 @@ pub async fn collect(
         let mut outcomes = Vec::with_capacity(attempts.len());
         for a in attempts {
             let result = if a.payment.amount > MAX_CHARGE {
-                ChargeResult::Declined {
-                    code: "amount_too_large".into(),
-                    kind: DeclineKind::Hard,
-                    message: format!(
-                        "{} is more than one charge may take ({MAX_CHARGE} minor units); collect it another way",
-                        a.payment.amount
-                    ),
-                    provider_ref: None,
-                }
+                too_large(a.payment.amount)
             } else {
                 match payments.provider_for(method_of(&a).as_ref()) {
                     Ok(provider) => provider.charge(&request(tenant, &a)).await,
@@ -157,9 +161,13 @@ async fn resolve_unknown(
     }
     let mut outcomes = Vec::with_capacity(unknown.len());
     for a in unknown {
-        let result = match payments.provider_for(method_of(&a).as_ref()) {
-            Ok(provider) => provider.retrieve(&request(tenant, &a)).await,
-            Err(declined) => declined,
+        let result = if a.payment.amount > MAX_CHARGE {
+            too_large(a.payment.amount)
+        } else {
+            match payments.provider_for(method_of(&a).as_ref()) {
+                Ok(provider) => provider.retrieve(&request(tenant, &a)).await,
+                Err(declined) => declined,
+            }
         };
         outcomes.push((a.payment, result));
         crate::crash::point("collect.resolved");
@@ -361,41 +369,43 @@ fn apply(
 }
 
 /// A success whose amount, currency or references do not match the attempt is never applied
-/// as paid: it becomes a hard decline `provider_answer_mismatch` (no automatic retry; the
-/// invoice waits for a person) with a `reconciliation.discrepancy` event and an error log.
+/// as paid: it becomes a decline `provider_answer_mismatch` and the invoice is held for a
+/// person (no retry, not charged by a new payment method; only `/pay` charges it again), with
+/// a `reconciliation.discrepancy` event and an error log.
 fn verified(
     tenant: &crate::domain::ids::TenantId,
     p: &Payment,
     result: ChargeResult,
-    evts: &mut Vec<(&'static str, serde_json::Value)>,
-) -> ChargeResult {
+) -> (ChargeResult, Option<(&'static str, serde_json::Value)>) {
     let ChargeResult::Succeeded {
         provider_ref,
         received,
     } = result
     else {
-        return result;
+        return (result, None);
     };
     let Some(why) = received.mismatch(tenant, p) else {
-        return ChargeResult::Succeeded {
+        let ok = ChargeResult::Succeeded {
             provider_ref,
             received,
         };
+        return (ok, None);
     };
     tracing::error!(payment.id = %p.id, provider_ref = %provider_ref, reason = %why, "provider answer does not match the attempt; held for a person");
-    evts.push((
+    let event = (
         "reconciliation.discrepancy",
         serde_json::json!({
             "id": p.id, "kind": "provider_answer_mismatch", "repaired": false,
             "provider_ref": provider_ref, "invoice": p.invoice, "payment": p.id, "detail": why,
         }),
-    ));
-    ChargeResult::Declined {
+    );
+    let held = ChargeResult::Declined {
         code: "provider_answer_mismatch".into(),
         kind: DeclineKind::Hard,
         message: why,
         provider_ref: Some(provider_ref),
-    }
+    };
+    (held, Some(event))
 }
 
 /// Writes a batch of outcomes and what follows from them, in one transaction.
@@ -447,18 +457,27 @@ pub(super) async fn record_in(
     let mut evts = Vec::new();
     let mut recorded = Vec::with_capacity(outcomes.len());
     for (mut p, result) in outcomes {
-        if !current
-            .get(&p.id)
-            .is_some_and(|s| s.takes(result.reported()))
-        {
+        let Some(status) = current.get(&p.id) else {
             continue;
-        }
+        };
         let Some(inv) = invs.get_mut(&p.invoice) else {
             continue;
         };
-        let result = verified(&tenant.id, &p, result, &mut evts);
+        // Verified first: a success that does not match is a decline, and only news counts
+        // (a mismatched success for an attempt already failed changes nothing, again).
+        let (result, discrepancy) = verified(&tenant.id, &p, result);
+        if !status.takes(result.reported()) {
+            continue;
+        }
         let sub = inv.subscription.as_ref().and_then(|id| subs.get_mut(id));
         let (e, s) = apply(plan, &mut p, inv, sub, result, now);
+        if let Some(d) = discrepancy {
+            // Held for a person: neither the dunning plan nor a new payment method charges
+            // an invoice the provider may already have taken money for.
+            inv.next_payment_attempt = None;
+            inv.awaiting_payment_method = false;
+            evts.push(d);
+        }
         summary.add(s);
         evts.extend(e);
         recorded.push(p);

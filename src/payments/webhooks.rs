@@ -186,11 +186,17 @@ async fn apply(
         EventChange::Refunded(c) => {
             let mut p = a.payment;
             if p.status.takes(Reported::Succeeded) {
+                let received = Received::of(&c);
+                let matches = received.mismatch(&tenant.id, &p).is_none();
                 let result = ChargeResult::Succeeded {
                     provider_ref: c.provider_ref.clone(),
-                    received: Received::of(&c),
+                    received,
                 };
                 record_in(tx, tenant, plan, vec![(p.clone(), result)], now).await?;
+                if !matches {
+                    // Held for a person (record_in said why); no refund is booked against it.
+                    return Ok(Outcome::Applied);
+                }
                 p.status = AttemptStatus::Succeeded;
                 p.provider_ref = Some(c.provider_ref.clone());
                 p.completed_at = Some(now);

@@ -1,12 +1,54 @@
 //! Invoices: reading them, voiding them, writing them off.
 
 use super::ServiceError;
+use crate::domain::balance::{BalanceTransaction, BalanceTransactionType};
 use crate::domain::ids::InvoiceId;
 use crate::domain::invoice::{Invoice, InvoiceTransitionError};
 use crate::domain::tenant::Tenant;
 use crate::store::invoices::{self as store, InvoiceFilter};
-use crate::store::{Db, Page, events, payments, subscriptions};
+use crate::store::{Db, Page, balances, events, payments, subscriptions};
 use chrono::{DateTime, Utc};
+
+/// A voided invoice gives back what it took from the customer's balance (credit it used, or
+/// debt it carried): the balance is locked after the invoice, the documented order.
+async fn give_back_balance(
+    tx: &mut crate::store::Tx,
+    tenant: &Tenant,
+    inv: &Invoice,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let used = inv.ending_balance - inv.starting_balance;
+    if used == 0 || inv.total < 0 {
+        return Ok(());
+    }
+    let key = (inv.customer.clone(), inv.currency);
+    balances::ensure_rows(tx, &tenant.id, std::slice::from_ref(&key)).await?;
+    let held = balances::lock_balances(tx, &tenant.id, std::slice::from_ref(&inv.customer)).await?;
+    let txn = BalanceTransaction::new(
+        &inv.customer,
+        inv.currency,
+        held.get(&key).copied().unwrap_or(0),
+        -used,
+        BalanceTransactionType::InvoiceVoided,
+        now,
+    )
+    .map_err(|e| ServiceError::unprocessable("balance_out_of_range", None, e))?;
+    let txn = BalanceTransaction {
+        invoice: Some(inv.id.clone()),
+        ..txn
+    };
+    balances::record(tx, &tenant.id, std::slice::from_ref(&txn)).await?;
+    events::insert_event(
+        tx,
+        &tenant.id,
+        "customer_balance_transaction.created",
+        txn.id.as_str(),
+        &txn,
+        now,
+    )
+    .await?;
+    Ok(())
+}
 
 /// After a void, a past-due or unpaid subscription with nothing else owed is active again:
 /// its status follows from what remains unpaid (the subscription is locked after the invoice,
@@ -140,6 +182,7 @@ pub async fn close_invoice(
     store::update_collections(&mut tx, &tenant.id, std::slice::from_ref(&inv)).await?;
     events::insert_event(&mut tx, &tenant.id, kind, inv.id.as_str(), &inv, now).await?;
     if how == Closing::Void {
+        give_back_balance(&mut tx, tenant, &inv, now).await?;
         restore_subscription(&mut tx, tenant, &inv, now).await?;
     }
     tx.commit().await?;

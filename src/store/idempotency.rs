@@ -102,7 +102,7 @@ pub async fn save_response(
     body: &str,
 ) -> Result<(), StoreError> {
     on_tx!(tx, |c| {
-        sqlx::query("UPDATE idempotency_keys SET status_code = $3, response_body = $4, holder = NULL WHERE tenant_id = $1 AND key = $2")
+        sqlx::query("UPDATE idempotency_keys SET status_code = $3, response_body = $4 WHERE tenant_id = $1 AND key = $2")
         .bind(tenant.as_str())
         .bind(key)
         .bind(i64::from(status))

@@ -1,15 +1,39 @@
 //! Leases: which process may run a job. On SQLite one scheduler runs at a time; a test clock
-//! advances one call at a time. A holder is `host:pid:instance[:task]`: a lease whose holder
-//! is a process of this host that no longer runs (killed, restarted) is taken over at once —
-//! its name is the fencing token — and one held on another host expires with its time.
+//! advances one call at a time. A holder is `host:pidns:pid:instance[:task]`: a lease whose
+//! holder is a process of this host and PID namespace that no longer runs (killed,
+//! restarted) is taken over at once — its name is the fencing token — and one held anywhere
+//! else (another host, another container) expires with its time.
 
 use super::{Db, StoreError, on_tx};
 use crate::domain::ids::TenantId;
 use chrono::{Duration, Utc};
 use std::sync::OnceLock;
 
-fn host() -> String {
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into())
+/// This machine and PID namespace, as `host:pidns`: pids mean something only within both.
+/// The kernel's host name (not `$HOSTNAME`, which services often lack); the namespace from
+/// `/proc/self/ns/pid`. Where either is unknown, holders are never judged dead early.
+pub fn this_host() -> String {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "unknown".into());
+        let ns = std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| {
+                p.to_string_lossy()
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        format!("{}:{ns}", host.replace(':', "_"))
+    })
+    .clone()
 }
 
 /// A random id of this process, so a restarted process that got the same pid is still told
@@ -21,7 +45,7 @@ fn instance() -> &'static str {
 
 /// Identifies this process in the leases table.
 pub fn holder_name() -> String {
-    format!("{}:{}:{}", host(), std::process::id(), instance())
+    format!("{}:{}:{}", this_host(), std::process::id(), instance())
 }
 
 /// Identifies one task of this process (one test-clock advance): two tasks of one process
@@ -30,14 +54,16 @@ pub fn task_holder_name() -> String {
     format!("{}:{:016x}", holder_name(), rand::random::<u64>())
 }
 
-/// Whether `holder` names a process of this host that is gone: another pid that no longer
-/// exists, or this pid with another instance id (the process was restarted).
+/// Whether `holder` names a process of this host and PID namespace that is gone: another pid
+/// that no longer exists, or this pid with another instance id (the process was restarted).
 pub fn is_dead(holder: &str) -> bool {
     let mut parts = holder.split(':');
-    let (Some(h), Some(pid), Some(inst)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(ns), Some(pid), Some(inst)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
-    if h != host() {
+    if format!("{h}:{ns}") != this_host() || this_host().contains("unknown") {
         return false;
     }
     let Ok(pid) = pid.parse::<u32>() else {

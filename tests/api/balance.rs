@@ -259,3 +259,40 @@ both!(
         );
     }
 );
+
+both!(
+    async fn voiding_an_invoice_gives_back_the_balance_it_used(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = id(&app
+            .post("/v1/customers", json!({"name": "V", "currency": "EUR", "payment_method": {"provider": "sandbox", "token": "tok_insufficient_funds"}}))
+            .await
+            .ok());
+        app.post(
+            &format!("/v1/customers/{customer}/balance_transactions"),
+            json!({"amount": -500, "description": "goodwill"}),
+        )
+        .await
+        .ok();
+        let p = app.monthly_price(1000).await;
+        let s = app.subscription(&customer, &p).await;
+        let inv = app.invoices_of(&id(&s)).await[0].clone();
+        assert_eq!(
+            (inv["starting_balance"].as_i64(), inv["amount_due"].as_i64()),
+            (Some(-500), Some(500))
+        );
+        assert_eq!(balance(&app, &customer).await, 0);
+        app.post(&format!("/v1/invoices/{}/void", id(&inv)), json!({}))
+            .await
+            .ok();
+        assert_eq!(
+            balance(&app, &customer).await,
+            -500,
+            "the credit the void invoice used is back"
+        );
+        let t = transactions(&app, &customer).await;
+        assert_eq!(
+            t.last().unwrap(),
+            &("invoice_voided".to_owned(), -500, -500)
+        );
+    }
+);

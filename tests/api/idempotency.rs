@@ -193,11 +193,23 @@ async fn exec(app: &TestApp, sql: &str, binds: &[&str]) {
     .expect("sql");
 }
 
-/// A holder name for a process of this host that no longer exists.
-fn dead_holder() -> String {
-    let me = recur::store::leases::holder_name();
-    let host = me.split(':').next().unwrap();
-    format!("{host}:4194303:deadbeef")
+/// A holder name for a process of this host that no longer exists, running claim `claim`.
+fn dead_holder(claim: &str) -> String {
+    format!(
+        "{}:4194303:deadbeef:{claim}",
+        recur::store::leases::this_host()
+    )
+}
+
+/// The claim id of a key's last run.
+async fn claim_of(app: &TestApp, key: &str) -> String {
+    let sql = "SELECT holder FROM idempotency_keys WHERE key = $1";
+    let holder: String = match &app.db {
+        recur::store::Db::Sqlite(p) => sqlx::query_scalar(sql).bind(key).fetch_one(p).await,
+        recur::store::Db::Postgres(p) => sqlx::query_scalar(sql).bind(key).fetch_one(p).await,
+    }
+    .expect("holder");
+    holder.rsplit(':').next().unwrap().to_owned()
 }
 
 crate::both!(
@@ -261,7 +273,7 @@ crate::both!(
             )
             .await
             .ok();
-        exec(&app, "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL, holder = $1 WHERE key = 'k-crash'", &[&dead_holder()]).await;
+        exec(&app, "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL, holder = $1 WHERE key = 'k-crash'", &[&dead_holder(&claim_of(&app, "k-crash").await)]).await;
         let retry = app
             .send(
                 Method::POST,
@@ -297,7 +309,7 @@ crate::both!(
 
         // Killed before committing: the key is claimed, nothing happened; the retry runs.
         exec(&app, "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, holder)
-                    SELECT tenant_id, 'k-early', fingerprint, created_at, $1 FROM idempotency_keys WHERE key = 'k-crash'", &[&dead_holder()]).await;
+                    SELECT tenant_id, 'k-early', fingerprint, created_at, $1 FROM idempotency_keys WHERE key = 'k-crash'", &[&dead_holder("0123456789abcdef")]).await;
         let ran = app
             .send(
                 Method::POST,
@@ -311,7 +323,7 @@ crate::both!(
         assert_ne!(ran["id"], first["id"]);
         // A live holder's key is in use.
         exec(&app, "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, holder)
-                    SELECT tenant_id, 'k-live', fingerprint, created_at, $1 FROM idempotency_keys WHERE key = 'k-crash'", &[&recur::store::leases::holder_name()]).await;
+                    SELECT tenant_id, 'k-live', fingerprint, created_at, $1 FROM idempotency_keys WHERE key = 'k-crash'", &[&format!("{}:0123456789abcdef", recur::store::leases::holder_name())]).await;
         let busy = app
             .send(
                 Method::POST,

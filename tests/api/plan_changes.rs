@@ -394,3 +394,93 @@ both!(
         );
     }
 );
+
+both!(
+    async fn a_year_of_changes_bills_every_period_as_computed_by_hand(app: TestApp) {
+        let (customer, p30, p60) = two_prices(&app).await;
+        let p10 = app.monthly_price(1000).await;
+        let s = app
+            .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": p30}, {"price": p10, "quantity": 2}]}))
+            .await
+            .ok();
+        let path = format!("/v1/subscriptions/{}", id(&s));
+        // February has 28 days: on the 15th, 14 remain.
+        app.advance("2027-02-15T00:00:00Z").await;
+        app.patch(
+            &path,
+            json!({"items": [{"id": s["items"][0]["id"], "price": p60}]}),
+        )
+        .await
+        .ok();
+        // April has 30 days: on the 16th, 15 remain.
+        app.advance("2027-04-16T00:00:00Z").await;
+        app.patch(
+            &path,
+            json!({"items": [{"id": s["items"][1]["id"], "deleted": true}]}),
+        )
+        .await
+        .ok();
+        app.advance("2027-05-10T00:00:00Z").await;
+        app.post(&format!("{path}/pause"), json!({})).await.ok();
+        app.advance("2027-07-05T00:00:00Z").await;
+        app.post(&format!("{path}/resume"), json!({})).await.ok();
+        app.advance("2028-01-01T00:00:00Z").await;
+        let got: Vec<(String, Vec<i64>, i64)> = app
+            .invoices_of(&id(&s))
+            .await
+            .iter()
+            .map(|i| {
+                (
+                    i["period_start"].as_str().unwrap()[..10].to_owned(),
+                    amounts(i),
+                    i["total"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, Vec<i64>, i64)> = [
+            ("2027-01-01", vec![3000, 2000], 5000),
+            ("2027-02-01", vec![3000, 2000], 5000),
+            // −3000 × 14/28, +6000 × 14/28, then March on P60 and 2 × P10.
+            ("2027-03-01", vec![-1500, 3000, 6000, 2000], 9500),
+            ("2027-04-01", vec![6000, 2000], 8000),
+            // −2000 × 15/30 for the removed item.
+            ("2027-05-01", vec![-1000, 6000], 5000),
+            // Paused from May 10; resumed July 5: a new cycle from then, nothing for the pause.
+            ("2027-07-05", vec![6000], 6000),
+            ("2027-08-05", vec![6000], 6000),
+            ("2027-09-05", vec![6000], 6000),
+            ("2027-10-05", vec![6000], 6000),
+            ("2027-11-05", vec![6000], 6000),
+            ("2027-12-05", vec![6000], 6000),
+        ]
+        .into_iter()
+        .map(|(d, a, t)| (d.to_owned(), a, t))
+        .collect();
+        assert_eq!(got, want);
+    }
+);
+
+both!(
+    async fn cancelling_with_prorate_bills_the_pending_changes_it_credits(app: TestApp) {
+        let (customer, p30, p60) = two_prices(&app).await;
+        let s = app.subscription(&customer, &p30).await;
+        app.advance("2027-01-11T00:00:00Z").await;
+        app.patch(
+            &format!("/v1/subscriptions/{}", id(&s)),
+            json!({"items": [{"id": s["items"][0]["id"], "price": p60}]}),
+        )
+        .await
+        .ok();
+        app.post(
+            &format!("/v1/subscriptions/{}/cancel", id(&s)),
+            json!({"prorate": true}),
+        )
+        .await
+        .ok();
+        let inv = app.invoices_of(&id(&s)).await;
+        // The upgrade (−2032 + 4065) is billed with the credit for P60's unused 21 days
+        // (−4065): net, the unused time of what was paid for, P30's.
+        assert_eq!(amounts(&inv[1]), [-2032, 4065, -4065]);
+        assert_eq!(inv[1]["total"], -2032);
+    }
+);

@@ -414,12 +414,7 @@ both!(
     async fn a_clock_lease_left_by_a_dead_process_is_taken_over_at_once(app: TestApp) {
         app.set_clock("2027-01-01T00:00:00Z").await;
         let tenant = recur::domain::ids::TenantId::parse(&app.tenant_id).unwrap();
-        let host = recur::store::leases::holder_name()
-            .split(':')
-            .next()
-            .unwrap()
-            .to_owned();
-        let dead = format!("{host}:4194303:deadbeef:0");
+        let dead = format!("{}:4194303:deadbeef:0", recur::store::leases::this_host());
         assert!(
             recur::store::leases::acquire(
                 &app.db,

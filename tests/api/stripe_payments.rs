@@ -371,5 +371,11 @@ both_stripe!(
         );
         assert_eq!(d["data"][0]["data"]["object"]["invoice"], inv_id);
         assert_eq!(fake.ledger().len(), 1);
+        // Held for a person: a new payment method does not charge it again.
+        app.patch(&format!("/v1/customers/{c}"), json!({"payment_method": {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}}))
+            .await
+            .ok();
+        assert_eq!(payments_of(&app, inv_id).await.len(), 1);
+        assert_eq!(fake.ledger().len(), 1);
     }
 );
