@@ -395,3 +395,127 @@ crate::both!(
         assert_eq!(ids.len(), n);
     }
 );
+
+/// Keys per route for the cut-off clients (`RELIABILITY_CUTOFF_KEYS`, 20 in the test suite).
+fn cutoff_keys() -> usize {
+    std::env::var("RELIABILITY_CUTOFF_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Sends a keyed POST whose client hangs up after 1–4 ms, then retries it with the same key
+/// until it is no longer in use: the stored answer.
+async fn cut_then_retry(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+    i: usize,
+) -> crate::support::Resp {
+    let hasty = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(1 + (i % 4) as u64))
+        .build()
+        .unwrap();
+    let _ = hasty
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(&app.key)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await;
+    for _ in 0..400 {
+        let r = app
+            .send(
+                Method::POST,
+                path,
+                Some(&app.key),
+                Some(key),
+                Some(&body.to_string()),
+            )
+            .await;
+        if r.error_code() != "idempotency_key_in_use" {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{key} stays in use");
+}
+
+crate::both!(
+    async fn cut_off_credit_notes_payments_and_clock_advances_happen_once(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let n = cutoff_keys();
+        let customer = app.customer().await;
+        let price = app.monthly_price(100_000).await;
+        // Invoices due but not charged yet (charging waits for the clock's next step).
+        let mut invoices = Vec::new();
+        for _ in 0..n {
+            let s = app.subscription(&customer, &price).await;
+            invoices.push(
+                app.invoices_of(s["id"].as_str().unwrap()).await[0]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        for (i, inv) in invoices.iter().enumerate() {
+            let r = cut_then_retry(
+                &app,
+                &format!("/v1/invoices/{inv}/pay"),
+                &format!("pay-{i}"),
+                &json!({}),
+                i,
+            )
+            .await;
+            assert_eq!(r.body["status"], "paid", "{}", r.body);
+        }
+        let paid = recur::domain::ids::InvoiceId::parse(&invoices[0]).unwrap();
+        for (i, inv) in invoices.iter().enumerate() {
+            let id = recur::domain::ids::InvoiceId::parse(inv).unwrap();
+            assert_eq!(
+                app.payments.sandbox.charges_for(&id),
+                1,
+                "invoice {i} charged once"
+            );
+        }
+        for i in 0..n {
+            let r = cut_then_retry(&app, "/v1/credit_notes", &format!("cn-{i}"),
+                &json!({"invoice": invoices[0], "amount": 10, "reason": "order_change", "refund": true}), i).await;
+            assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+        }
+        assert_eq!(
+            app.payments.sandbox.refunded_for(&paid),
+            10 * n as i64,
+            "each note refunded once"
+        );
+        assert_eq!(app.count_events("credit_note.created").await, n as i64);
+        for i in 0..n {
+            let to = format!("2027-01-{:02}T00:00:00Z", 2 + i.min(27));
+            let r = cut_then_retry(
+                &app,
+                "/v1/test_clock/advance",
+                &format!("adv-{i}"),
+                &json!({ "to": to }),
+                i,
+            )
+            .await;
+            assert!(
+                r.status.is_success() || r.status.as_u16() == 400,
+                "{}",
+                r.body
+            );
+        }
+        let s = app
+            .get(&format!("/v1/subscriptions?customer={customer}&limit=100"))
+            .await
+            .ok();
+        for sub in s["data"].as_array().unwrap() {
+            assert_eq!(
+                app.invoices_of(sub["id"].as_str().unwrap()).await.len(),
+                1,
+                "no period billed twice"
+            );
+        }
+    }
+);
