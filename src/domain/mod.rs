@@ -6,6 +6,7 @@ pub mod contact;
 pub mod credit_note;
 pub mod currency;
 pub mod customer;
+pub mod dunning;
 pub mod ids;
 pub mod invoice;
 pub mod invoice_math;

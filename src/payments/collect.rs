@@ -5,10 +5,11 @@
 
 use super::{ChargeRequest, ChargeResult, Payments};
 use crate::domain::customer::{PaymentMethod, Provider};
+use crate::domain::dunning;
 use crate::domain::ids::{CustomerId, InvoiceId, PaymentId};
-use crate::domain::invoice::{Invoice, InvoiceStatus};
-use crate::domain::payment::{AttemptStatus, DeclineKind, DunningPlan, FinalAction, Payment};
-use crate::domain::subscription::{Subscription, SubscriptionStatus};
+use crate::domain::invoice::Invoice;
+use crate::domain::payment::{AttemptStatus, DeclineKind, DunningPlan, Payment};
+use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tenant::Tenant;
 use crate::store::events::NewEvent;
 use crate::store::payments::{self as store, Attempt};
@@ -272,102 +273,6 @@ fn data<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
-/// What an outcome does to the invoice and its subscription (pure): returns the events to write.
-fn apply(
-    plan: &DunningPlan,
-    p: &mut Payment,
-    inv: &mut Invoice,
-    sub: Option<&mut Subscription>,
-    result: ChargeResult,
-    now: DateTime<Utc>,
-) -> (Vec<(&'static str, serde_json::Value)>, CollectSummary) {
-    let mut summary = CollectSummary::default();
-    let mut evts = Vec::new();
-    match result {
-        ChargeResult::Unknown {
-            message,
-            provider_ref,
-        } => {
-            p.status = AttemptStatus::Unknown;
-            p.failure_message = Some(message);
-            p.provider_ref = provider_ref.or(p.provider_ref.take());
-        }
-        ChargeResult::Succeeded { provider_ref, .. } => {
-            summary.payments_succeeded += 1;
-            p.status = AttemptStatus::Succeeded;
-            p.provider_ref = Some(provider_ref);
-            p.completed_at = Some(now);
-            evts.push(("payment.succeeded", data(p)));
-            match inv.status.pay() {
-                Ok(status) => {
-                    inv.status = status;
-                    inv.amount_paid += p.amount;
-                    inv.amount_due = 0;
-                    inv.paid_at = Some(now);
-                    inv.next_payment_attempt = None;
-                    inv.awaiting_payment_method = false;
-                    if let Some(s) = sub {
-                        s.status = s.status.after_successful_payment();
-                    }
-                    evts.push(("invoice.paid", data(inv)));
-                }
-                // Money taken for an invoice already paid or voided (a late success): someone
-                // must refund or apply it.
-                Err(_) => evts.push(("payment.unapplied", data(p))),
-            }
-        }
-        ChargeResult::Declined {
-            code,
-            kind,
-            message,
-            provider_ref,
-        } => {
-            summary.payments_failed += 1;
-            p.status = AttemptStatus::Failed;
-            p.provider_ref = provider_ref.or(p.provider_ref.take());
-            p.decline_code = Some(code);
-            p.failure_message = Some(message);
-            p.completed_at = Some(now);
-            let first = *inv.first_failed_at.get_or_insert(now);
-            match kind {
-                DeclineKind::Hard => {
-                    inv.next_payment_attempt = None;
-                    inv.awaiting_payment_method = true;
-                }
-                DeclineKind::Soft => {
-                    inv.next_payment_attempt = plan.next_retry(first, inv.attempt_count)
-                }
-            }
-            evts.push(("payment.failed", data(p)));
-            evts.push(("invoice.payment_failed", data(inv)));
-            let exhausted = kind == DeclineKind::Soft
-                && inv.next_payment_attempt.is_none()
-                && inv.status == InvoiceStatus::Open;
-            let cancel = exhausted && plan.final_action == FinalAction::Cancel;
-            let unpaid = exhausted && plan.final_action == FinalAction::MarkUnpaid;
-            if (cancel || unpaid)
-                && let Ok(status) = inv.status.mark_uncollectible()
-            {
-                inv.status = status;
-                inv.marked_uncollectible_at = Some(now);
-                evts.push(("invoice.marked_uncollectible", data(inv)));
-            }
-            if let Some(s) = sub {
-                s.status = s.status.after_failed_payment();
-                if cancel && let Ok(status) = s.status.cancel() {
-                    s.status = status;
-                    s.canceled_at = Some(now);
-                    s.ended_at = Some(now);
-                    s.next_billing_at = None;
-                } else if unpaid {
-                    s.status = s.status.mark_unpaid();
-                }
-            }
-        }
-    }
-    (evts, summary)
-}
-
 /// A success whose amount, currency or references do not match the attempt is never applied
 /// as paid: it becomes a decline `provider_answer_mismatch` and the invoice is held for a
 /// person (no retry, not charged by a new payment method; only `/pay` charges it again), with
@@ -470,7 +375,12 @@ pub(super) async fn record_in(
             continue;
         }
         let sub = inv.subscription.as_ref().and_then(|id| subs.get_mut(id));
-        let (e, s) = apply(plan, &mut p, inv, sub, result, now);
+        let (e, tally) = dunning::apply(plan, &mut p, inv, sub, result.into(), now);
+        let s = CollectSummary {
+            payment_attempts: 0,
+            payments_succeeded: tally.succeeded,
+            payments_failed: tally.failed,
+        };
         if let Some(d) = discrepancy {
             // Held for a person: neither the dunning plan nor a new payment method charges
             // an invoice the provider may already have taken money for.

@@ -59,6 +59,35 @@ pub enum ChargeResult {
     },
 }
 
+impl From<ChargeResult> for crate::domain::dunning::Outcome {
+    /// The verified result as the dunning decision reads it (what was received has been
+    /// checked by then).
+    fn from(r: ChargeResult) -> Self {
+        use crate::domain::dunning::Outcome;
+        match r {
+            ChargeResult::Succeeded { provider_ref, .. } => Outcome::Succeeded { provider_ref },
+            ChargeResult::Declined {
+                code,
+                kind,
+                message,
+                provider_ref,
+            } => Outcome::Declined {
+                code,
+                kind,
+                message,
+                provider_ref,
+            },
+            ChargeResult::Unknown {
+                message,
+                provider_ref,
+            } => Outcome::Unknown {
+                message,
+                provider_ref,
+            },
+        }
+    }
+}
+
 impl ChargeResult {
     /// What this result reports, for the attempt state machine.
     pub fn reported(&self) -> crate::domain::payment::Reported {
