@@ -9,6 +9,7 @@
 
 use crate::billing::run::{RunSummary, run_due};
 use crate::config::Config;
+use crate::domain::event::EventType;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{Mode, Tenant, truncate_to_seconds};
 use crate::payments::Payments;
@@ -128,7 +129,7 @@ async fn record_failure(db: &Db, tenant: &Tenant, e: &SchedulerError) -> Result<
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "tenant.run_failed",
+        EventType::TenantRunFailed,
         tenant.id.as_str(),
         &serde_json::json!({ "tenant": tenant.id, "error": e.to_string() }),
         now,

@@ -4,6 +4,7 @@
 //! arrears, pending prorations, the coupon before tax, tax per rate.
 
 use crate::domain::customer::TaxExempt;
+use crate::domain::event::EventType;
 use crate::domain::ids::{
     InvoiceId, InvoiceLineId, PriceId, SubscriptionChangeId, SubscriptionItemId,
 };
@@ -86,10 +87,10 @@ pub enum Transition {
 }
 
 impl Transition {
-    pub fn event(self) -> &'static str {
+    pub fn event(self) -> EventType {
         match self {
-            Transition::TrialEnded => "customer.subscription.updated",
-            Transition::Ended => "customer.subscription.deleted",
+            Transition::TrialEnded => EventType::CustomerSubscriptionUpdated,
+            Transition::Ended => EventType::CustomerSubscriptionDeleted,
         }
     }
 }

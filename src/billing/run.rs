@@ -14,6 +14,7 @@ use super::cycle::{
 };
 use crate::domain::balance::settle_invoice;
 use crate::domain::customer::TaxExempt;
+use crate::domain::event::EventType;
 use crate::domain::ids::{CouponId, InvoiceId, PriceId, SubscriptionChangeId, TaxRateId};
 use crate::domain::invoice::{Invoice, InvoiceStatus};
 use crate::domain::price::{Price, UsageType};
@@ -167,7 +168,7 @@ async fn settle_balances(
         {
             *balance = t.ending_balance;
             evts.push(NewEvent {
-                kind: "customer_balance_transaction.created",
+                kind: EventType::CustomerBalanceTransactionCreated,
                 object_id: t.id.to_string(),
                 data: serde_json::to_string(&t)
                     .map_err(|e| crate::store::rows::corrupt("balance transaction", e))?,
@@ -191,9 +192,9 @@ pub async fn write_invoices(
     invoices::insert_invoices(tx, &tenant.id, invoices).await?;
     for inv in invoices.iter_mut() {
         let data = event_payload(inv)?;
-        let mut kinds = vec!["invoice.created", "invoice.finalized"];
+        let mut kinds = vec![EventType::InvoiceCreated, EventType::InvoiceFinalized];
         if inv.status == InvoiceStatus::Paid {
-            kinds.push("invoice.paid");
+            kinds.push(EventType::InvoicePaid);
         }
         for kind in kinds {
             evts.push(NewEvent {
@@ -325,7 +326,7 @@ fn set_aside(
     let data = serde_json::to_string(&stopped)
         .map_err(|e| crate::store::rows::corrupt("subscription", e))?;
     let event = NewEvent {
-        kind: "customer.subscription.billing_failed",
+        kind: EventType::CustomerSubscriptionBillingFailed,
         object_id: sub.id.to_string(),
         data,
         at,

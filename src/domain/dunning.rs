@@ -2,6 +2,7 @@
 //! Pure: the collection pass, webhooks and reconciliation all record outcomes through
 //! [`apply`], after checking that the outcome is news ([`AttemptStatus::takes`]).
 
+use super::event::EventType;
 use super::invoice::{Invoice, InvoiceStatus};
 use super::payment::{AttemptStatus, DeclineKind, DunningPlan, FinalAction, Payment};
 use super::subscription::Subscription;
@@ -48,7 +49,7 @@ pub fn apply(
     sub: Option<&mut Subscription>,
     result: Outcome,
     now: DateTime<Utc>,
-) -> (Vec<(&'static str, serde_json::Value)>, Tally) {
+) -> (Vec<(EventType, serde_json::Value)>, Tally) {
     let mut summary = Tally::default();
     let mut evts = Vec::new();
     match result {
@@ -65,7 +66,7 @@ pub fn apply(
             p.status = AttemptStatus::Succeeded;
             p.provider_ref = Some(provider_ref);
             p.completed_at = Some(now);
-            evts.push(("payment.succeeded", data(p)));
+            evts.push((EventType::PaymentSucceeded, data(p)));
             match inv.status.pay() {
                 Ok(status) => {
                     inv.status = status;
@@ -77,11 +78,11 @@ pub fn apply(
                     if let Some(s) = sub {
                         s.status = s.status.after_successful_payment();
                     }
-                    evts.push(("invoice.paid", data(inv)));
+                    evts.push((EventType::InvoicePaid, data(inv)));
                 }
                 // Money taken for an invoice already paid or voided (a late success): someone
                 // must refund or apply it.
-                Err(_) => evts.push(("payment.unapplied", data(p))),
+                Err(_) => evts.push((EventType::PaymentUnapplied, data(p))),
             }
         }
         Outcome::Declined {
@@ -102,7 +103,7 @@ pub fn apply(
                 inv.status,
                 InvoiceStatus::Open | InvoiceStatus::Uncollectible
             ) {
-                evts.push(("payment.failed", data(p)));
+                evts.push((EventType::PaymentFailed, data(p)));
                 return (evts, summary);
             }
             let first = *inv.first_failed_at.get_or_insert(now);
@@ -117,8 +118,8 @@ pub fn apply(
                     inv.next_payment_attempt = plan.next_retry(first, inv.attempt_count)
                 }
             }
-            evts.push(("payment.failed", data(p)));
-            evts.push(("invoice.payment_failed", data(inv)));
+            evts.push((EventType::PaymentFailed, data(p)));
+            evts.push((EventType::InvoicePaymentFailed, data(inv)));
             let exhausted = kind == DeclineKind::Soft
                 && inv.next_payment_attempt.is_none()
                 && inv.status == InvoiceStatus::Open;
@@ -129,7 +130,7 @@ pub fn apply(
             {
                 inv.status = status;
                 inv.marked_uncollectible_at = Some(now);
-                evts.push(("invoice.marked_uncollectible", data(inv)));
+                evts.push((EventType::InvoiceMarkedUncollectible, data(inv)));
             }
             if let Some(s) = sub {
                 s.status = s.status.after_failed_payment();
@@ -330,7 +331,10 @@ mod tests {
             (None, true)
         );
         assert_eq!((sub.status, tally.failed), (SubscriptionStatus::PastDue, 1));
-        assert!(evts.iter().any(|(k, _)| *k == "invoice.payment_failed"));
+        assert!(
+            evts.iter()
+                .any(|(k, _)| *k == EventType::InvoicePaymentFailed)
+        );
         inv.attempt_count = 2;
         let mut p = attempt(&inv);
         let (evts, tally) = apply(
@@ -351,7 +355,7 @@ mod tests {
             (sub.status, tally.succeeded, p.status),
             (SubscriptionStatus::Active, 1, AttemptStatus::Succeeded)
         );
-        assert!(evts.iter().any(|(k, _)| *k == "invoice.paid"));
+        assert!(evts.iter().any(|(k, _)| *k == EventType::InvoicePaid));
     }
 
     #[test]
@@ -373,7 +377,7 @@ mod tests {
         assert_eq!(inv.amount_paid, 5000, "not paid twice");
         assert_eq!(
             evts.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            ["payment.succeeded", "payment.unapplied"]
+            [EventType::PaymentSucceeded, EventType::PaymentUnapplied]
         );
     }
 

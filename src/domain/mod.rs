@@ -7,6 +7,7 @@ pub mod credit_note;
 pub mod currency;
 pub mod customer;
 pub mod dunning;
+pub mod event;
 pub mod ids;
 pub mod invoice;
 pub mod invoice_math;

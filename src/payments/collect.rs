@@ -6,6 +6,7 @@
 use super::{ChargeRequest, ChargeResult, Payments};
 use crate::domain::customer::{PaymentMethod, Provider};
 use crate::domain::dunning;
+use crate::domain::event::EventType;
 use crate::domain::ids::{CustomerId, InvoiceId, PaymentId};
 use crate::domain::invoice::Invoice;
 use crate::domain::payment::{AttemptStatus, DeclineKind, DunningPlan, Payment};
@@ -135,7 +136,7 @@ async fn mark_overdue(db: &Db, tenant: &Tenant, now: DateTime<Utc>) -> Result<()
         s.status = status;
         subscriptions::update_subscription(&mut tx, &tenant.id, &s, now).await?;
         evts.push(NewEvent {
-            kind: "customer.subscription.updated",
+            kind: EventType::CustomerSubscriptionUpdated,
             object_id: s.id.to_string(),
             data: data(&s).to_string(),
             at: now,
@@ -281,7 +282,7 @@ fn verified(
     tenant: &crate::domain::ids::TenantId,
     p: &Payment,
     result: ChargeResult,
-) -> (ChargeResult, Option<(&'static str, serde_json::Value)>) {
+) -> (ChargeResult, Option<(EventType, serde_json::Value)>) {
     let ChargeResult::Succeeded {
         provider_ref,
         received,
@@ -298,7 +299,7 @@ fn verified(
     };
     tracing::error!(payment.id = %p.id, provider_ref = %provider_ref, reason = %why, "provider answer does not match the attempt; held for a person");
     let event = (
-        "reconciliation.discrepancy",
+        EventType::ReconciliationDiscrepancy,
         serde_json::json!({
             "id": p.id, "kind": "provider_answer_mismatch", "repaired": false,
             "provider_ref": provider_ref, "invoice": p.invoice, "payment": p.id, "detail": why,
@@ -401,9 +402,9 @@ pub(super) async fn record_in(
     {
         subscriptions::update_subscription(tx, &tenant.id, s, now).await?;
         let kind = if s.status == SubscriptionStatus::Canceled {
-            "customer.subscription.deleted"
+            EventType::CustomerSubscriptionDeleted
         } else {
-            "customer.subscription.updated"
+            EventType::CustomerSubscriptionUpdated
         };
         evts.push((kind, data(s)));
     }

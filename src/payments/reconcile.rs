@@ -11,6 +11,7 @@ use super::collect::record_in;
 use super::webhooks::refunded_to;
 use super::{ChargeResult, ChargeStatus, Payments, ProviderCharge};
 use crate::domain::customer::Provider;
+use crate::domain::event::EventType;
 use crate::domain::payment::AttemptStatus;
 use crate::domain::tenant::Tenant;
 use crate::services::ServiceError;
@@ -121,7 +122,7 @@ pub async fn reconcile(
         insert_event(
             &mut tx,
             &tenant.id,
-            "reconciliation.discrepancy",
+            EventType::ReconciliationDiscrepancy,
             &id,
             f,
             now,
@@ -131,7 +132,7 @@ pub async fn reconcile(
     insert_event(
         &mut tx,
         &tenant.id,
-        "reconciliation.completed",
+        EventType::ReconciliationCompleted,
         tenant.id.as_str(),
         &serde_json::json!({
             "provider": provider.as_str(), "from": from, "to": to,

@@ -8,6 +8,7 @@
 use super::{Payments, RefundRequest, RefundResult};
 use crate::domain::balance::{BalanceTransaction, BalanceTransactionType};
 use crate::domain::credit_note::{self, Credit, CreditNote, Reason, RefundStatus};
+use crate::domain::event::EventType;
 use crate::domain::ids::{CreditNoteId, InvoiceId};
 use crate::domain::invoice::{Invoice, InvoiceStatus};
 use crate::domain::payment::{AttemptStatus, Payment};
@@ -169,7 +170,7 @@ pub async fn create_credit_note(
     insert_event(
         &mut tx,
         &tenant.id,
-        "credit_note.created",
+        EventType::CreditNoteCreated,
         note.id.as_str(),
         &note,
         now,
@@ -179,7 +180,7 @@ pub async fn create_credit_note(
         insert_event(
             &mut tx,
             &tenant.id,
-            "invoice.paid",
+            EventType::InvoicePaid,
             after.id.as_str(),
             &after,
             now,
@@ -221,7 +222,7 @@ async fn credit_balance(
     insert_event(
         tx,
         &tenant.id,
-        "customer_balance_transaction.created",
+        EventType::CustomerBalanceTransactionCreated,
         txn.id.as_str(),
         &txn,
         note.created,
@@ -285,7 +286,7 @@ pub(super) async fn record_refund(
             note.refund_status = RefundStatus::Succeeded;
             note.refund_ref = Some(refund_ref);
             note.refund_failure = None;
-            Some("credit_note.refunded")
+            Some(EventType::CreditNoteRefunded)
         }
         // Accepted, not settled: the provider's refund webhook settles it; until then the
         // note is not re-sent (it has its reference).
@@ -301,7 +302,7 @@ pub(super) async fn record_refund(
                 note.refund_status = RefundStatus::Pending;
                 return Ok((note, false));
             }
-            Some("credit_note.refund_failed")
+            Some(EventType::CreditNoteRefundFailed)
         }
         RefundResult::Unknown { message } => {
             note.refund_failure = Some(message);
@@ -323,7 +324,7 @@ pub(super) async fn record_refund(
             insert_event(
                 tx,
                 &tenant.id,
-                "payment.refunded",
+                EventType::PaymentRefunded,
                 a.payment.id.as_str(),
                 &a.payment,
                 now,

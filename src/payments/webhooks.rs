@@ -15,6 +15,7 @@ use super::{
 };
 use crate::domain::credit_note::RefundStatus;
 use crate::domain::customer::Provider;
+use crate::domain::event::EventType;
 use crate::domain::ids::CreditNoteId;
 use crate::domain::payment::{AttemptStatus, Payment, Reported};
 use crate::domain::tenant::Tenant;
@@ -229,6 +230,14 @@ pub(super) async fn refunded_to(
         p.status = AttemptStatus::Refunded;
     }
     attempts::update_attempts(tx, &tenant.id, std::slice::from_ref(p)).await?;
-    insert_event(tx, &tenant.id, "payment.refunded", p.id.as_str(), p, now).await?;
+    insert_event(
+        tx,
+        &tenant.id,
+        EventType::PaymentRefunded,
+        p.id.as_str(),
+        p,
+        now,
+    )
+    .await?;
     Ok(true)
 }

@@ -2,6 +2,7 @@
 //! already issued keep pointing at what they were billed with.
 
 use super::ServiceError;
+use crate::domain::event::EventType;
 use crate::domain::ids::{CouponId, PriceId, TaxRateId};
 use crate::domain::price::Price;
 use crate::domain::tax_rate::{Coupon, TaxRate};
@@ -20,7 +21,7 @@ pub async fn create_price(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "price.created",
+        EventType::PriceCreated,
         price.id.as_str(),
         &price,
         now,
@@ -59,7 +60,7 @@ pub async fn create_tax_rate(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "tax_rate.created",
+        EventType::TaxRateCreated,
         rate.id.as_str(),
         &rate,
         now,
@@ -102,7 +103,7 @@ pub async fn create_coupon(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "coupon.created",
+        EventType::CouponCreated,
         coupon.id.as_str(),
         &coupon,
         now,

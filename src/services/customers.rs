@@ -5,6 +5,7 @@ use crate::domain::balance::{BalanceTransaction, BalanceTransactionType};
 use crate::domain::contact::{Address, Email, Locale, TaxId};
 use crate::domain::currency::Currency;
 use crate::domain::customer::{Customer, CustomerPatch, PaymentMethod, TaxExempt};
+use crate::domain::event::EventType;
 use crate::domain::ids::CustomerId;
 use crate::domain::tenant::Tenant;
 use crate::store::{Db, Page, StoreError, Tx, balances, customers, events};
@@ -63,7 +64,7 @@ pub async fn create_customer(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "customer.created",
+        EventType::CustomerCreated,
         customer.id.as_str(),
         &customer,
         now,
@@ -92,7 +93,7 @@ pub async fn update_customer(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "customer.updated",
+        EventType::CustomerUpdated,
         customer.id.as_str(),
         &customer,
         now,
@@ -211,7 +212,7 @@ pub async fn adjust_balance(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "customer_balance_transaction.created",
+        EventType::CustomerBalanceTransactionCreated,
         txn.id.as_str(),
         &txn,
         now,

@@ -2,6 +2,7 @@
 
 use super::ServiceError;
 use crate::domain::balance::{BalanceTransaction, BalanceTransactionType};
+use crate::domain::event::EventType;
 use crate::domain::ids::InvoiceId;
 use crate::domain::invoice::{Invoice, InvoiceTransitionError};
 use crate::domain::tenant::Tenant;
@@ -41,7 +42,7 @@ async fn give_back_balance(
     events::insert_event(
         tx,
         &tenant.id,
-        "customer_balance_transaction.created",
+        EventType::CustomerBalanceTransactionCreated,
         txn.id.as_str(),
         &txn,
         now,
@@ -80,7 +81,7 @@ async fn restore_subscription(
     events::insert_event(
         tx,
         &tenant.id,
-        "customer.subscription.updated",
+        EventType::CustomerSubscriptionUpdated,
         sub.id.as_str(),
         &sub,
         now,
@@ -164,12 +165,12 @@ pub async fn close_invoice(
             // Nothing is owed: dunning stops.
             inv.next_payment_attempt = None;
             inv.awaiting_payment_method = false;
-            "invoice.voided"
+            EventType::InvoiceVoided
         }
         Closing::Uncollectible => {
             inv.status = inv.status.mark_uncollectible().map_err(invalid_state)?;
             inv.marked_uncollectible_at = Some(now);
-            "invoice.marked_uncollectible"
+            EventType::InvoiceMarkedUncollectible
         }
     };
     if !store::update_invoice_status(&mut tx, &tenant.id, &inv, before).await? {

@@ -5,6 +5,7 @@ use super::ServiceError;
 pub use crate::billing::cycle::CancelOptions;
 use crate::billing::cycle::PendingChange;
 use crate::billing::run;
+use crate::domain::event::EventType;
 use crate::domain::ids::{
     CouponId, CustomerId, PriceId, SubscriptionChangeId, SubscriptionId, SubscriptionItemId,
     TaxRateId,
@@ -289,7 +290,7 @@ pub async fn create_subscription(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "customer.subscription.created",
+        EventType::CustomerSubscriptionCreated,
         sub.id.as_str(),
         &sub,
         now,
@@ -488,7 +489,7 @@ pub async fn update_subscription(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "customer.subscription.updated",
+        EventType::CustomerSubscriptionUpdated,
         sub.id.as_str(),
         &sub,
         now,
@@ -518,7 +519,7 @@ pub async fn cancel_subscription(
     let kind = if at_period_end {
         sub.status.check_modifiable().map_err(state_error)?;
         sub.cancel_at_period_end = true;
-        "customer.subscription.updated"
+        EventType::CustomerSubscriptionUpdated
     } else {
         let status = sub.status.cancel().map_err(state_error)?;
         if options != CancelOptions::default() {
@@ -528,7 +529,7 @@ pub async fn cancel_subscription(
         sub.canceled_at = Some(now);
         sub.ended_at = Some(now);
         sub.next_billing_at = None;
-        "customer.subscription.deleted"
+        EventType::CustomerSubscriptionDeleted
     };
     store::update_subscription(&mut tx, &tenant.id, &sub, now).await?;
     events::insert_event(&mut tx, &tenant.id, kind, sub.id.as_str(), &sub, now).await?;
@@ -550,7 +551,7 @@ pub async fn pause_subscription(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "customer.subscription.paused",
+        EventType::CustomerSubscriptionPaused,
         sub.id.as_str(),
         &sub,
         now,
@@ -584,7 +585,7 @@ pub async fn resume_subscription(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "customer.subscription.resumed",
+        EventType::CustomerSubscriptionResumed,
         sub.id.as_str(),
         &sub,
         now,
@@ -615,7 +616,7 @@ pub async fn retry_billing(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "customer.subscription.billing_retried",
+        EventType::CustomerSubscriptionBillingRetried,
         sub.id.as_str(),
         &sub,
         now,

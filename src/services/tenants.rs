@@ -2,6 +2,7 @@
 
 use super::ServiceError;
 use crate::domain::contact::check_text;
+use crate::domain::event::EventType;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{Mode, Tenant, truncate_to_seconds};
 use crate::store::{Db, tenants};
@@ -77,7 +78,7 @@ pub async fn set_dunning(
     crate::store::events::insert_event(
         &mut tx,
         &tenant.id,
-        "tenant.dunning_updated",
+        EventType::TenantDunningUpdated,
         tenant.id.as_str(),
         &serde_json::json!({ "retry_days": plan.map(|p| &p.retry_days), "final_action": plan.map(|p| p.final_action) }),
         now,

@@ -2,6 +2,7 @@
 
 use super::ServiceError;
 use super::subscriptions::metered_item;
+use crate::domain::event::EventType;
 use crate::domain::ids::{SubscriptionItemId, UsageRecordId};
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tenant::Tenant;
@@ -73,7 +74,7 @@ pub async fn record_usage(
     events::insert_event(
         &mut tx,
         &tenant.id,
-        "usage_record.created",
+        EventType::UsageRecordCreated,
         record.id.as_str(),
         &record,
         now,

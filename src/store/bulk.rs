@@ -284,7 +284,7 @@ fn baseline_row(kind: u8, tenant: &str, i: usize, ts: &str, sep: char, null: &st
         _ => vec![
             q(tenant),
             q(&format!("evt_b{i:030}")),
-            q("invoice.created"),
+            q(crate::domain::event::EventType::InvoiceCreated.as_str()),
             q(&format!("in_b{i:030}")),
             q(
                 r#"{"id":"in_b","object":"invoice","status":"open","subtotal":4900,"tax":1127,"total":6027,"amount_due":6027,"currency":"EUR","period_start":"2027-01-01T00:00:00Z","period_end":"2027-02-01T00:00:00Z","customer":"cus_b","subscription":"sub_b","number":"INV-2027-000001"}"#,

@@ -2,6 +2,7 @@
 
 use super::rows::Rec;
 use super::{Page, StoreError, Tx, on_tx};
+use crate::domain::event::EventType;
 use crate::domain::ids::{EventId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -54,7 +55,7 @@ pub async fn request_changed_anything(
 pub async fn insert_event(
     tx: &mut Tx,
     tenant: &TenantId,
-    kind: &str,
+    kind: EventType,
     object_id: &str,
     object: &impl Serialize,
     now: DateTime<Utc>,
@@ -67,7 +68,7 @@ pub async fn insert_event(
     )
     .bind(tenant.as_str())
     .bind(id.as_str())
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(object_id)
     .bind(&data)
     .bind(now)
@@ -115,7 +116,7 @@ pub async fn list_events(
 
 /// An event to record in bulk (the billing run writes thousands per batch).
 pub struct NewEvent {
-    pub kind: &'static str,
+    pub kind: EventType,
     pub object_id: String,
     pub data: String,
     pub at: DateTime<Utc>,
@@ -135,7 +136,7 @@ pub async fn insert_events(
             q.push_values(chunk, |mut b, e| {
                 b.push_bind(tenant.as_str())
                     .push_bind(EventId::generate().to_string())
-                    .push_bind(e.kind)
+                    .push_bind(e.kind.as_str())
                     .push_bind(e.object_id.as_str())
                     .push_bind(e.data.as_str())
                     .push_bind(e.at)

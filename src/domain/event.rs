@@ -1,0 +1,92 @@
+//! Event types: what the outbox announces. One enum, so a misspelt event cannot be written
+//! and a reader of events matches every kind there is.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    CustomerCreated,
+    CustomerUpdated,
+    PriceCreated,
+    TaxRateCreated,
+    CouponCreated,
+    CustomerSubscriptionCreated,
+    CustomerSubscriptionUpdated,
+    CustomerSubscriptionDeleted,
+    CustomerSubscriptionPaused,
+    CustomerSubscriptionResumed,
+    CustomerSubscriptionBillingFailed,
+    CustomerSubscriptionBillingRetried,
+    UsageRecordCreated,
+    InvoiceCreated,
+    InvoiceFinalized,
+    InvoicePaid,
+    InvoiceVoided,
+    InvoiceMarkedUncollectible,
+    InvoicePaymentFailed,
+    PaymentSucceeded,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentUnapplied,
+    CreditNoteCreated,
+    CreditNoteRefunded,
+    CreditNoteRefundFailed,
+    CustomerBalanceTransactionCreated,
+    TenantRunFailed,
+    TenantDunningUpdated,
+    ReconciliationDiscrepancy,
+    ReconciliationCompleted,
+}
+
+impl EventType {
+    /// The name on the wire (`GET /v1/events?type=`, webhooks), as Stripe spells its own.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::CustomerCreated => "customer.created",
+            EventType::CustomerUpdated => "customer.updated",
+            EventType::PriceCreated => "price.created",
+            EventType::TaxRateCreated => "tax_rate.created",
+            EventType::CouponCreated => "coupon.created",
+            EventType::CustomerSubscriptionCreated => "customer.subscription.created",
+            EventType::CustomerSubscriptionUpdated => "customer.subscription.updated",
+            EventType::CustomerSubscriptionDeleted => "customer.subscription.deleted",
+            EventType::CustomerSubscriptionPaused => "customer.subscription.paused",
+            EventType::CustomerSubscriptionResumed => "customer.subscription.resumed",
+            EventType::CustomerSubscriptionBillingFailed => "customer.subscription.billing_failed",
+            EventType::CustomerSubscriptionBillingRetried => {
+                "customer.subscription.billing_retried"
+            }
+            EventType::UsageRecordCreated => "usage_record.created",
+            EventType::InvoiceCreated => "invoice.created",
+            EventType::InvoiceFinalized => "invoice.finalized",
+            EventType::InvoicePaid => "invoice.paid",
+            EventType::InvoiceVoided => "invoice.voided",
+            EventType::InvoiceMarkedUncollectible => "invoice.marked_uncollectible",
+            EventType::InvoicePaymentFailed => "invoice.payment_failed",
+            EventType::PaymentSucceeded => "payment.succeeded",
+            EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentRefunded => "payment.refunded",
+            EventType::PaymentUnapplied => "payment.unapplied",
+            EventType::CreditNoteCreated => "credit_note.created",
+            EventType::CreditNoteRefunded => "credit_note.refunded",
+            EventType::CreditNoteRefundFailed => "credit_note.refund_failed",
+            EventType::CustomerBalanceTransactionCreated => "customer_balance_transaction.created",
+            EventType::TenantRunFailed => "tenant.run_failed",
+            EventType::TenantDunningUpdated => "tenant.dunning_updated",
+            EventType::ReconciliationDiscrepancy => "reconciliation.discrepancy",
+            EventType::ReconciliationCompleted => "reconciliation.completed",
+        }
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
