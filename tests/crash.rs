@@ -63,12 +63,17 @@ async fn fresh(postgres: bool) -> Option<(String, Option<tempfile::TempDir>)> {
 /// 24 customers paying through Stripe (one in six declines), each subscribed monthly from
 /// 2027-01-01; returns the tenant id.
 async fn seed(url: &str) -> String {
+    seed_from(url, at("2027-01-01T00:00:00Z"), 24).await.0
+}
+
+/// `n` customers from `t0`; returns the tenant id and its API key.
+async fn seed_from(url: &str, t0: DateTime<Utc>, n: u64) -> (String, String) {
     let db = Db::connect(url, 2).await.expect("connect");
     db.migrate().await.expect("migrate");
-    let t0 = at("2027-01-01T00:00:00Z");
-    let (tenant, _) = recur::services::tenants::create_tenant(&db, "crash", Mode::Live, "INV", t0)
-        .await
-        .expect("tenant");
+    let (tenant, key) =
+        recur::services::tenants::create_tenant(&db, "crash", Mode::Live, "INV", t0)
+            .await
+            .expect("tenant");
     let eur = Currency::parse("EUR").unwrap();
     let price = recur::services::catalogue::create_price(
         &db,
@@ -91,7 +96,7 @@ async fn seed(url: &str) -> String {
     )
     .await
     .expect("price");
-    for i in 0..24 {
+    for i in 0..n {
         let pm = if i % 6 == 5 {
             "pm_card_visa_chargeDeclinedInsufficientFunds"
         } else {
@@ -139,7 +144,7 @@ async fn seed(url: &str) -> String {
         .expect("subscription");
     }
     db.close().await;
-    tenant.id.to_string()
+    (tenant.id.to_string(), key.0)
 }
 
 /// `recur run-cycle` to 2027-04-01 in batches of 5; `crash` names the point to abort at.
@@ -295,4 +300,93 @@ async fn sqlite_crash_runs_end_like_a_clean_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_runs_end_like_a_clean_run() {
     crash_runs_end_like_a_clean_run(true).await;
+}
+
+/// A server killed between committing a credit note and sending its refund, or between
+/// Stripe's refund and recording it: the next collection pass sends the refund again with the
+/// note's own key, so the customer is refunded exactly once.
+async fn refund_crashes_refund_once(postgres: bool) {
+    for point in ["refunds.note_committed", "refunds.refunded"] {
+        let Some((url, _dir)) = fresh(postgres).await else {
+            return;
+        };
+        let fake = FakeStripe::start().await;
+        let now = recur::domain::tenant::truncate_to_seconds(Utc::now());
+        let (tenant, key) = seed_from(&url, now, 1).await;
+        let env = |cmd: &mut std::process::Command| {
+            cmd.env("RECUR_DATABASE_URL", &url)
+                .env("RECUR_STRIPE__API_BASE", fake.uri())
+                .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::SECRET_KEY)
+                .env("RECUR_DUNNING__STALE_PENDING_SECS", "0")
+                .env("RUST_LOG", "error")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        };
+        let collect = || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_recur"));
+            cmd.args(["run-cycle", "--tenant", &tenant]);
+            env(&mut cmd);
+            cmd.status().expect("run-cycle")
+        };
+        assert!(collect().success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_recur"));
+        server
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("CRASH_AT", point);
+        env(&mut server);
+        let mut server = server.spawn().expect("serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let invoices: serde_json::Value = http
+            .get(format!("{base}/v1/invoices"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let invoice = invoices["data"][0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(invoices["data"][0]["status"], "paid");
+        let cut = http
+            .post(format!("{base}/v1/credit_notes"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"invoice": invoice, "amount": 700, "reason": "order_change", "refund": true}))
+            .send()
+            .await;
+        assert!(cut.is_err(), "{point}: the server died mid-request");
+        assert!(!server.wait().unwrap().success(), "{point}: aborted");
+        assert!(collect().success(), "{point}: the next pass completes");
+        let refunded: i64 = fake.ledger().iter().map(|c| c.refunded).sum();
+        assert_eq!(refunded, 700, "{point}: refunded exactly once");
+        let db = Db::connect(&url, 1).await.unwrap();
+        let sql = "SELECT refund_status FROM credit_notes";
+        let status: String = match &db {
+            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        };
+        assert_eq!(status, "succeeded", "{point}");
+        db.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refund_crashes_refund_once() {
+    refund_crashes_refund_once(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refund_crashes_refund_once() {
+    refund_crashes_refund_once(true).await;
 }
