@@ -23,7 +23,6 @@ use crate::domain::subscription::{
     CollectionMethod, Subscription, SubscriptionItem, SubscriptionStatus,
 };
 use crate::domain::tax_rate::{Coupon, CouponDuration, CouponValue, TaxRate};
-use crate::domain::usage::UsageAction;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 
@@ -35,14 +34,6 @@ pub enum BillingError {
     Math(#[from] MathError),
     #[error("the billing calendar left the representable time range")]
     OutOfRange,
-}
-
-/// One usage record, as needed to total a period.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageEntry {
-    pub at: DateTime<Utc>,
-    pub quantity: u64,
-    pub action: UsageAction,
 }
 
 /// A recorded item change not yet invoiced.
@@ -62,8 +53,8 @@ pub struct Inputs<'a> {
     pub tax_rates: &'a [TaxRate],
     pub coupon: Option<&'a Coupon>,
     pub tax_exempt: TaxExempt,
-    /// Usage of the subscription's metered items (at least the period that just ended).
-    pub usage: &'a HashMap<SubscriptionItemId, Vec<UsageEntry>>,
+    /// Usage total of each metered item over the period being billed (summed by the store).
+    pub usage: &'a HashMap<SubscriptionItemId, u64>,
     pub pending: &'a [PendingChange],
 }
 
@@ -93,19 +84,6 @@ impl Transition {
             Transition::Ended => EventType::CustomerSubscriptionDeleted,
         }
     }
-}
-
-/// Total usage of a period: increments add, a `set` replaces what was counted before it.
-pub fn total_usage(entries: &[UsageEntry], period: &Period) -> u64 {
-    let mut inside: Vec<&UsageEntry> = entries
-        .iter()
-        .filter(|e| e.at >= period.start && e.at < period.end)
-        .collect();
-    inside.sort_by_key(|e| e.at);
-    inside.iter().fold(0u64, |total, e| match e.action {
-        UsageAction::Increment => total.saturating_add(e.quantity),
-        UsageAction::Set => e.quantity,
-    })
 }
 
 fn month() -> Result<Interval, BillingError> {
@@ -275,11 +253,7 @@ fn usage_lines(
     for item in &sub.items {
         let price = price_of(inputs, &item.price)?;
         if !is_licensed(price) {
-            let total = inputs
-                .usage
-                .get(&item.id)
-                .map(|u| total_usage(u, &period))
-                .unwrap_or(0);
+            let total = inputs.usage.get(&item.id).copied().unwrap_or(0);
             let amount = line_amount(&price.scheme, total)?;
             let text = format!(
                 "{total} × {} (usage {} – {})",
@@ -828,30 +802,5 @@ mod tests {
                 prop_assert!(credit <= billed, "credit {} for time billed {}", credit, billed);
             }
         }
-    }
-
-    #[test]
-    fn usage_totals_increments_and_lets_a_set_replace_what_came_before() {
-        let p = Period {
-            start: at("2027-01-01T00:00:00Z"),
-            end: at("2027-02-01T00:00:00Z"),
-        };
-        let e = |day: u32, quantity, action| UsageEntry {
-            at: at(&format!("2027-01-{day:02}T00:00:00Z")),
-            quantity,
-            action,
-        };
-        let entries = [
-            e(2, 10, UsageAction::Increment),
-            e(3, 5, UsageAction::Set),
-            e(4, 2, UsageAction::Increment),
-        ];
-        assert_eq!(total_usage(&entries, &p), 7);
-        let outside = [UsageEntry {
-            at: p.end,
-            quantity: 100,
-            action: UsageAction::Increment,
-        }];
-        assert_eq!(total_usage(&outside, &p), 0);
     }
 }

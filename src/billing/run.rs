@@ -232,21 +232,18 @@ pub async fn bill_batch(
         .into_iter()
         .collect();
     let exempt = billing::tax_exempt_of(tx, &tenant.id, &customers).await?;
-    let metered: Vec<_> = subs
+    // Each metered item's usage over the period its subscription's boundary ends.
+    let windows: Vec<_> = subs
         .iter()
-        .flat_map(|s| s.items.iter())
-        .filter(|i| cat.is_metered(&i.price))
-        .map(|i| i.id.clone())
+        .filter_map(|s| s.next_billing_at.map(|to| (s, to)))
+        .flat_map(|(s, to)| {
+            s.items
+                .iter()
+                .filter(|i| cat.is_metered(&i.price))
+                .map(move |i| (i.id.clone(), s.current_period_start, to))
+        })
         .collect();
-    let usage = match (
-        subs.iter().map(|s| s.current_period_start).min(),
-        subs.iter().filter_map(|s| s.next_billing_at).max(),
-    ) {
-        (Some(from), Some(to)) if !metered.is_empty() => {
-            billing::usage_of(tx, &tenant.id, &metered, from, to).await?
-        }
-        (Some(_) | None, Some(_) | None) => HashMap::new(),
-    };
+    let usage = billing::usage_totals(tx, &tenant.id, &windows).await?;
     let mut invoices_out: Vec<Invoice> = Vec::new();
     let mut updated: Vec<Subscription> = Vec::with_capacity(subs.len());
     let mut done_changes: Vec<(SubscriptionChangeId, InvoiceId)> = Vec::new();
@@ -556,18 +553,15 @@ pub async fn invoice_cancellation(
         .await?;
     let exempt =
         billing::tax_exempt_of(tx, &tenant.id, std::slice::from_ref(&sub.customer)).await?;
-    let metered: Vec<_> = sub
+    // The usage so far, the cancelling instant included.
+    let through = at + chrono::Duration::seconds(1);
+    let windows: Vec<_> = sub
         .items
         .iter()
         .filter(|i| cat.is_metered(&i.price))
-        .map(|i| i.id.clone())
+        .map(|i| (i.id.clone(), sub.current_period_start, through))
         .collect();
-    let usage = if metered.is_empty() || at <= sub.current_period_start {
-        HashMap::new()
-    } else {
-        let through = at + chrono::Duration::seconds(1);
-        billing::usage_of(tx, &tenant.id, &metered, sub.current_period_start, through).await?
-    };
+    let usage = billing::usage_totals(tx, &tenant.id, &windows).await?;
     let rates = cat.rates_of(sub);
     let inputs = Inputs {
         prices: &cat.prices,

@@ -4,14 +4,13 @@
 
 use super::rows::{Rec, from_db_uint, known};
 use super::{StoreError, Tx, on_tx, push_id_list};
-use crate::billing::cycle::{PendingChange, UsageEntry};
+use crate::billing::cycle::PendingChange;
 use crate::domain::customer::TaxExempt;
 use crate::domain::ids::{
     CustomerId, InvoiceId, SubscriptionChangeId, SubscriptionId, SubscriptionItemId, TenantId,
 };
 use crate::domain::period::Period;
 use crate::domain::subscription::{Subscription, SubscriptionItem};
-use crate::domain::usage::UsageAction;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -40,46 +39,54 @@ pub async fn tax_exempt_of(
     })
 }
 
-/// Usage of the given items recorded in [from, to).
-pub async fn usage_of(
+/// The usage total of each item over its own window `[from, to)`, summed in the database:
+/// the quantity of the last `set` (by time, then id) plus the increments after it, or all
+/// increments when there is none. One row per item comes back, however many records there
+/// are, so a batch's memory does not grow with usage volume.
+pub async fn usage_totals(
     tx: &mut Tx,
     tenant: &TenantId,
-    items: &[SubscriptionItemId],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<HashMap<SubscriptionItemId, Vec<UsageEntry>>, StoreError> {
-    let mut out: HashMap<SubscriptionItemId, Vec<UsageEntry>> = HashMap::new();
-    if items.is_empty() {
-        return Ok(out);
-    }
-    let rows = on_tx!(tx, |c| {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT subscription_item_id, quantity, action, recorded_at FROM usage_records WHERE tenant_id = ",
-        );
-        q.push_bind(tenant.as_str())
-            .push(" AND recorded_at >= ")
-            .push_bind(from)
-            .push(" AND recorded_at < ")
-            .push_bind(to);
-        q.push(" AND subscription_item_id IN ");
-        push_id_list(&mut q, items.iter().map(|id| id.as_str()));
-        q.push(" ORDER BY recorded_at, id");
-        let rows = q.build().fetch_all(&mut *c).await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.parsed("subscription_item_id", SubscriptionItemId::parse)?,
-                    UsageEntry {
-                        at: r.time("recorded_at")?,
-                        quantity: from_db_uint(r.int("quantity")?, "quantity")?,
-                        action: r.parsed("action", known(UsageAction::parse))?,
-                    },
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?
-    });
-    for (item, entry) in rows {
-        out.entry(item).or_default().push(entry);
+    windows: &[(SubscriptionItemId, DateTime<Utc>, DateTime<Utc>)],
+) -> Result<HashMap<SubscriptionItemId, u64>, StoreError> {
+    let mut out = HashMap::new();
+    for chunk in windows.chunks(300) {
+        let rows = on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new("WITH w (item, wfrom, wto) AS (");
+            q.push_values(chunk, |mut b, (item, from, to)| {
+                b.push_bind(item.as_str()).push_bind(*from).push_bind(*to);
+            });
+            q.push(
+                "), r AS (
+                   SELECT u.subscription_item_id AS item, u.id, u.quantity, u.action, u.recorded_at
+                   FROM usage_records u JOIN w ON u.subscription_item_id = w.item
+                   WHERE u.recorded_at >= w.wfrom AND u.recorded_at < w.wto AND u.tenant_id = ",
+            );
+            q.push_bind(tenant.as_str());
+            q.push(
+                "), ranked AS (
+                   SELECT item, id, quantity, recorded_at,
+                          ROW_NUMBER() OVER (PARTITION BY item ORDER BY recorded_at DESC, id DESC) AS rn
+                   FROM r WHERE action = 'set'
+                 ), last_set AS (SELECT item, id, quantity, recorded_at FROM ranked WHERE rn = 1)
+                 SELECT r.item AS item,
+                        CAST(COALESCE(MAX(ls.quantity), 0) + COALESCE(SUM(CASE WHEN r.action = 'increment'
+                            AND (ls.item IS NULL OR r.recorded_at > ls.recorded_at
+                                 OR (r.recorded_at = ls.recorded_at AND r.id > ls.id))
+                            THEN r.quantity ELSE 0 END), 0) AS BIGINT) AS total
+                 FROM r LEFT JOIN last_set ls ON ls.item = r.item
+                 GROUP BY r.item",
+            );
+            let rows = q.build().fetch_all(&mut *c).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.parsed("item", SubscriptionItemId::parse)?,
+                        from_db_uint(r.int("total")?, "usage total")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
+        });
+        out.extend(rows);
     }
     Ok(out)
 }

@@ -37,3 +37,38 @@ both!(
         assert_eq!(r.error_code(), "price_not_metered");
     }
 );
+
+both!(
+    async fn usage_is_totalled_per_period_with_a_set_replacing_what_came_before(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let metered = app.metered_price().await;
+        let s = app.subscription(&customer, &metered).await;
+        let item = s["items"][0]["id"].as_str().unwrap().to_owned();
+        let post = |quantity: u64, action: &'static str, ts: &'static str| {
+            let (app, item) = (&app, item.clone());
+            async move {
+                app.post("/v1/usage_records", serde_json::json!({"subscription_item": item, "quantity": quantity, "action": action, "timestamp": ts}))
+                    .await
+                    .ok();
+            }
+        };
+        app.advance("2027-01-20T00:00:00Z").await;
+        post(10, "increment", "2027-01-02T00:00:00Z").await;
+        post(5, "set", "2027-01-03T00:00:00Z").await;
+        // Same instant as the set but recorded after it: counted on top.
+        post(3, "increment", "2027-01-03T00:00:00Z").await;
+        post(2, "increment", "2027-01-04T00:00:00Z").await;
+        post(1, "set", "2027-01-01T00:00:00Z").await;
+        app.advance("2027-02-10T00:00:00Z").await;
+        post(7, "increment", "2027-02-05T00:00:00Z").await;
+        app.advance("2027-03-01T00:00:00Z").await;
+        let inv = app.invoices_of(s["id"].as_str().unwrap()).await;
+        let quantities: Vec<i64> = inv
+            .iter()
+            .map(|i| i["lines"][0]["quantity"].as_i64().unwrap())
+            .collect();
+        // January: the set of the 3rd (5), then 3 and 2 after it; February: 7.
+        assert_eq!(quantities, [10, 7], "{inv:?}");
+    }
+);
