@@ -16,7 +16,7 @@ use crate::domain::currency::Currency;
 use crate::domain::ids::{InvoiceId, TenantId};
 use crate::domain::payment::DeclineKind;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,19 +33,40 @@ pub struct SandboxCharge {
 struct Ledger {
     /// Charges by idempotency key: the same key never charges twice.
     charges: BTreeMap<String, SandboxCharge>,
+    /// Charge keys, oldest first, so the ledger can forget the oldest.
+    order: VecDeque<String>,
     /// Refunds by their idempotency key: (charge key, amount).
     refunds: HashMap<String, (String, i64)>,
     answered: HashSet<String>,
 }
 
-#[derive(Default)]
+/// The sandbox keeps the newest this many charges (and their refunds) in memory; older ones
+/// are forgotten, so a long-running `serve` stays flat. A refund of a forgotten charge fails
+/// `resource_missing`, as a provider's would for an unknown charge.
+pub const LEDGER_CAPACITY: usize = 200_000;
+
 pub struct Sandbox {
     ledger: Mutex<Ledger>,
+    capacity: usize,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox::with_capacity(LEDGER_CAPACITY)
+    }
 }
 
 const REF_PREFIX: &str = "sbx_";
 
 impl Sandbox {
+    /// A sandbox remembering at most `capacity` charges.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Sandbox {
+            ledger: Mutex::new(Ledger::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
         // A panic while holding the lock cannot leave the maps half-written: every change is
         // one insert. Keep serving.
@@ -72,17 +93,30 @@ impl Sandbox {
     }
 
     fn record(&self, req: &ChargeRequest) -> ChargeResult {
-        self.ledger()
-            .charges
-            .entry(req.idempotency_key.clone())
-            .or_insert_with(|| SandboxCharge {
-                tenant: req.tenant.clone(),
-                invoice: req.invoice.clone(),
-                amount: req.amount,
-                currency: req.currency,
-                refunded: 0,
-                created: Utc::now(),
-            });
+        let mut ledger = self.ledger();
+        if !ledger.charges.contains_key(&req.idempotency_key) {
+            ledger.charges.insert(
+                req.idempotency_key.clone(),
+                SandboxCharge {
+                    tenant: req.tenant.clone(),
+                    invoice: req.invoice.clone(),
+                    amount: req.amount,
+                    currency: req.currency,
+                    refunded: 0,
+                    created: Utc::now(),
+                },
+            );
+            ledger.order.push_back(req.idempotency_key.clone());
+            while ledger.order.len() > self.capacity {
+                let Some(old) = ledger.order.pop_front() else {
+                    break;
+                };
+                ledger.charges.remove(&old);
+                ledger.answered.remove(&old);
+                ledger.refunds.retain(|_, (charge, _)| *charge != old);
+            }
+        }
+        drop(ledger);
         ChargeResult::Succeeded {
             provider_ref: format!("{REF_PREFIX}{}", req.idempotency_key),
             received: super::Received {
@@ -231,5 +265,39 @@ impl PaymentProvider for Sandbox {
             charges,
             next: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::{InvoiceId, TenantId};
+
+    fn request(invoice: &InvoiceId) -> ChargeRequest {
+        ChargeRequest {
+            idempotency_key: format!("{invoice}-attempt-1"),
+            tenant: TenantId::generate(),
+            invoice: invoice.clone(),
+            attempt_number: 1,
+            amount: 100,
+            currency: Currency::parse("EUR").unwrap(),
+            token: "tok_visa".into(),
+            provider_customer: None,
+            provider_ref: None,
+            age: chrono::Duration::zero(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_ledger_keeps_the_newest_charges_only() {
+        let sandbox = Sandbox::with_capacity(3);
+        let invoices: Vec<InvoiceId> = (0..5).map(|_| InvoiceId::generate()).collect();
+        for inv in &invoices {
+            sandbox.charge(&request(inv)).await;
+            // A replay of the same key is not a new charge.
+            sandbox.charge(&request(inv)).await;
+        }
+        let kept: Vec<usize> = invoices.iter().map(|i| sandbox.charges_for(i)).collect();
+        assert_eq!(kept, [0, 0, 1, 1, 1]);
     }
 }
