@@ -63,11 +63,12 @@ async fn fresh(postgres: bool) -> Option<(String, Option<tempfile::TempDir>)> {
 /// 24 customers paying through Stripe (one in six declines), each subscribed monthly from
 /// 2027-01-01; returns the tenant id.
 async fn seed(url: &str) -> String {
-    seed_from(url, at("2027-01-01T00:00:00Z"), 24).await.0
+    seed_from(url, at("2027-01-01T00:00:00Z"), 24, None).await.0
 }
 
-/// `n` customers from `t0`; returns the tenant id and its API key.
-async fn seed_from(url: &str, t0: DateTime<Utc>, n: u64) -> (String, String) {
+/// `n` customers from `t0` (paying with `pm` when given); returns the tenant id and its API
+/// key.
+async fn seed_from(url: &str, t0: DateTime<Utc>, n: u64, pm: Option<&str>) -> (String, String) {
     let db = Db::connect(url, 2).await.expect("connect");
     db.migrate().await.expect("migrate");
     let (tenant, key) =
@@ -97,7 +98,9 @@ async fn seed_from(url: &str, t0: DateTime<Utc>, n: u64) -> (String, String) {
     .await
     .expect("price");
     for i in 0..n {
-        let pm = if i % 6 == 5 {
+        let pm = if let Some(pm) = pm {
+            pm
+        } else if i % 6 == 5 {
             "pm_card_visa_chargeDeclinedInsufficientFunds"
         } else {
             "pm_card_visa"
@@ -312,7 +315,7 @@ async fn refund_crashes_refund_once(postgres: bool) {
         };
         let fake = FakeStripe::start().await;
         let now = recur::domain::tenant::truncate_to_seconds(Utc::now());
-        let (tenant, key) = seed_from(&url, now, 1).await;
+        let (tenant, key) = seed_from(&url, now, 1, None).await;
         let env = |cmd: &mut std::process::Command| {
             cmd.env("RECUR_DATABASE_URL", &url)
                 .env("RECUR_STRIPE__API_BASE", fake.uri())
@@ -389,4 +392,139 @@ async fn sqlite_refund_crashes_refund_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_refund_crashes_refund_once() {
     refund_crashes_refund_once(true).await;
+}
+
+/// A server killed while applying a webhook (before its commit) or right after it (before
+/// answering): Stripe delivers again, and the event is applied exactly once.
+async fn webhook_crashes_apply_once(postgres: bool) {
+    const SECRET: &str = "whsec_crash";
+    for point in ["webhooks.applied", "webhooks.committed"] {
+        let Some((url, _dir)) = fresh(postgres).await else {
+            return;
+        };
+        let fake = FakeStripe::start().await;
+        let now = recur::domain::tenant::truncate_to_seconds(Utc::now());
+        let (tenant, key) = seed_from(&url, now, 1, Some("pm_card_processing")).await;
+        let env = |cmd: &mut std::process::Command| {
+            cmd.env("RECUR_DATABASE_URL", &url)
+                .env("RECUR_STRIPE__API_BASE", fake.uri())
+                .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::SECRET_KEY)
+                .env("RECUR_STRIPE__WEBHOOK_SECRETS", format!("[\"{SECRET}\"]"))
+                .env("RUST_LOG", "error")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        };
+        let mut cycle = std::process::Command::new(env!("CARGO_BIN_EXE_recur"));
+        cycle.args(["run-cycle", "--tenant", &tenant]);
+        env(&mut cycle);
+        assert!(cycle.status().unwrap().success());
+        let serve = |crash: Option<&str>| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_recur"));
+            cmd.args(["serve", "--bind", &format!("127.0.0.1:{port}")]);
+            env(&mut cmd);
+            if let Some(p) = crash {
+                cmd.env("CRASH_AT", p);
+            }
+            (
+                cmd.spawn().expect("serve"),
+                format!("http://127.0.0.1:{port}"),
+            )
+        };
+        let http = reqwest::Client::new();
+        let up = |base: String| {
+            let http = http.clone();
+            async move {
+                for _ in 0..100 {
+                    if http.get(format!("{base}/healthz")).send().await.is_ok() {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                panic!("server did not start");
+            }
+        };
+        let (mut dying, base) = serve(Some(point));
+        up(base.clone()).await;
+        let payments: serde_json::Value = http
+            .get(format!("{base}/v1/payments"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(payments["data"][0]["status"], "unknown");
+        let pi = payments["data"][0]["provider_ref"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut object = fake.intent(&pi);
+        object["status"] = serde_json::json!("succeeded");
+        object["amount_received"] = object["amount"].clone();
+        let body = serde_json::json!({"id": "evt_crash", "object": "event", "type": "payment_intent.succeeded",
+            "created": Utc::now().timestamp(), "livemode": false, "api_version": "2024-06-20",
+            "data": {"object": object}})
+        .to_string();
+        let deliver = |base: String| {
+            let (http, body) = (http.clone(), body.clone());
+            async move {
+                let signature =
+                    recur::payments::stripe::sign(SECRET, Utc::now().timestamp(), body.as_bytes());
+                http.post(format!("{base}/webhooks/stripe"))
+                    .header("content-type", "application/json")
+                    .header("Stripe-Signature", signature)
+                    .body(body)
+                    .send()
+                    .await
+            }
+        };
+        assert!(
+            deliver(base.clone()).await.is_err(),
+            "{point}: the server died before answering"
+        );
+        assert!(!dying.wait().unwrap().success());
+        let (mut server, base) = serve(None);
+        up(base.clone()).await;
+        let again: serde_json::Value = deliver(base.clone()).await.unwrap().json().await.unwrap();
+        let expected = if point == "webhooks.applied" {
+            "applied"
+        } else {
+            "duplicate"
+        };
+        assert_eq!(again["outcome"], expected, "{point}: Stripe's redelivery");
+        let third: serde_json::Value = deliver(base.clone()).await.unwrap().json().await.unwrap();
+        assert_eq!(third["outcome"], "duplicate");
+        let events: serde_json::Value = http
+            .get(format!("{base}/v1/events?type=payment.succeeded"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            events["data"].as_array().unwrap().len(),
+            1,
+            "{point}: applied once"
+        );
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_webhook_crashes_apply_once() {
+    webhook_crashes_apply_once(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_webhook_crashes_apply_once() {
+    webhook_crashes_apply_once(true).await;
 }

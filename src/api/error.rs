@@ -114,7 +114,12 @@ impl ApiError {
             ApiError::Webhook(crate::payments::WebhookError::BadPayload(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_json", None)
             }
-            ApiError::Webhook(_) => (StatusCode::BAD_REQUEST, "signature_invalid", None),
+            ApiError::Webhook(
+                crate::payments::WebhookError::MissingSignature
+                | crate::payments::WebhookError::Malformed(_)
+                | crate::payments::WebhookError::Stale(_)
+                | crate::payments::WebhookError::Mismatch,
+            ) => (StatusCode::BAD_REQUEST, "signature_invalid", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
         }
     }

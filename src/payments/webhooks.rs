@@ -108,7 +108,9 @@ pub async fn receive(
         outcome.as_str(),
     )
     .await?;
+    crate::crash::point("webhooks.applied");
     tx.commit().await?;
+    crate::crash::point("webhooks.committed");
     Ok(outcome)
 }
 
