@@ -244,7 +244,9 @@ async fn check_page(
                     pid.clone(),
                 ));
             }
-            _ => {}
+            // Already settled here as the provider shows it, or not final at the provider:
+            // nothing to repair or report (failures are the collection pass's to classify).
+            ChargeStatus::Succeeded | ChargeStatus::Processing | ChargeStatus::Failed => {}
         }
         if c.amount_refunded > a.payment.amount_refunded && !in_flight {
             report.repaired += 1;

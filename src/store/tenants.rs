@@ -29,7 +29,7 @@ fn tenant_from(r: &impl Rec) -> Result<Tenant, StoreError> {
                 retry_days,
                 final_action,
             }),
-            _ => None,
+            (Some(_), None) | (None, Some(_)) | (None, None) => None,
         },
         created: r.time("created_at")?,
     })
