@@ -6,7 +6,7 @@
 //! both pass the check.
 
 use super::{Payments, RefundRequest, RefundResult};
-use crate::domain::balance::{BalanceTransaction, BalanceTransactionType};
+use crate::domain::balance::BalanceTransactionType;
 use crate::domain::credit_note::{self, Credit, CreditNote, Reason, RefundStatus};
 use crate::domain::event::EventType;
 use crate::domain::ids::{CreditNoteId, InvoiceId};
@@ -16,7 +16,7 @@ use crate::domain::tenant::Tenant;
 use crate::services::ServiceError;
 use crate::store::events::insert_event;
 use crate::store::{
-    Db, Page, StoreError, Tx, balances, credit_notes as notes, invoices, payments as attempts,
+    Db, Page, StoreError, Tx, credit_notes as notes, invoices, payments as attempts,
 };
 use chrono::{DateTime, Utc};
 
@@ -200,31 +200,18 @@ async fn credit_balance(
     tenant: &Tenant,
     note: &CreditNote,
 ) -> Result<(), ServiceError> {
-    let key = (note.customer.clone(), note.currency);
-    balances::ensure_rows(tx, &tenant.id, std::slice::from_ref(&key)).await?;
-    let held =
-        balances::lock_balances(tx, &tenant.id, std::slice::from_ref(&note.customer)).await?;
-    let txn = BalanceTransaction::new(
-        &note.customer,
-        note.currency,
-        held.get(&key).copied().unwrap_or(0),
-        -note.credit_amount,
-        BalanceTransactionType::CreditNote,
-        note.created,
-    )
-    .map_err(|e| ServiceError::unprocessable("balance_out_of_range", Some("amount"), e))?;
-    let txn = BalanceTransaction {
-        invoice: Some(note.invoice.clone()),
-        credit_note: Some(note.id.clone()),
-        ..txn
-    };
-    balances::record(tx, &tenant.id, std::slice::from_ref(&txn)).await?;
-    insert_event(
+    crate::services::balances::move_balance(
         tx,
-        &tenant.id,
-        EventType::CustomerBalanceTransactionCreated,
-        txn.id.as_str(),
-        &txn,
+        tenant,
+        crate::services::balances::Movement {
+            customer: note.customer.clone(),
+            currency: note.currency,
+            amount: -note.credit_amount,
+            kind: BalanceTransactionType::CreditNote,
+            invoice: Some(note.invoice.clone()),
+            credit_note: Some(note.id.clone()),
+            description: None,
+        },
         note.created,
     )
     .await?;

@@ -190,31 +190,18 @@ pub async fn adjust_balance(
             });
         }
     };
-    let key = (customer.id.clone(), currency);
-    balances::ensure_rows(&mut tx, &tenant.id, std::slice::from_ref(&key)).await?;
-    let held =
-        balances::lock_balances(&mut tx, &tenant.id, std::slice::from_ref(&customer.id)).await?;
-    let balance = held.get(&key).copied().unwrap_or(0);
-    let txn = BalanceTransaction::new(
-        &customer.id,
-        currency,
-        balance,
-        adj.amount,
-        BalanceTransactionType::Adjustment,
-        now,
-    )
-    .map_err(|e| ServiceError::unprocessable("balance_out_of_range", Some("amount"), e))?;
-    let txn = BalanceTransaction {
-        description: Some(adj.description),
-        ..txn
-    };
-    balances::record(&mut tx, &tenant.id, std::slice::from_ref(&txn)).await?;
-    events::insert_event(
+    let txn = super::balances::move_balance(
         &mut tx,
-        &tenant.id,
-        EventType::CustomerBalanceTransactionCreated,
-        txn.id.as_str(),
-        &txn,
+        tenant,
+        super::balances::Movement {
+            customer: customer.id.clone(),
+            currency,
+            amount: adj.amount,
+            kind: BalanceTransactionType::Adjustment,
+            invoice: None,
+            credit_note: None,
+            description: Some(adj.description),
+        },
         now,
     )
     .await?;

@@ -1,13 +1,13 @@
 //! Invoices: reading them, voiding them, writing them off.
 
 use super::ServiceError;
-use crate::domain::balance::{BalanceTransaction, BalanceTransactionType};
+use crate::domain::balance::BalanceTransactionType;
 use crate::domain::event::EventType;
 use crate::domain::ids::InvoiceId;
 use crate::domain::invoice::{Invoice, InvoiceTransitionError};
 use crate::domain::tenant::Tenant;
 use crate::store::invoices::{self as store, InvoiceFilter};
-use crate::store::{Db, Page, balances, events, payments, subscriptions};
+use crate::store::{Db, Page, events, payments, subscriptions};
 use chrono::{DateTime, Utc};
 
 /// A voided invoice gives back what it took from the customer's balance (credit it used, or
@@ -22,29 +22,18 @@ async fn give_back_balance(
     if used == 0 || inv.total < 0 {
         return Ok(());
     }
-    let key = (inv.customer.clone(), inv.currency);
-    balances::ensure_rows(tx, &tenant.id, std::slice::from_ref(&key)).await?;
-    let held = balances::lock_balances(tx, &tenant.id, std::slice::from_ref(&inv.customer)).await?;
-    let txn = BalanceTransaction::new(
-        &inv.customer,
-        inv.currency,
-        held.get(&key).copied().unwrap_or(0),
-        -used,
-        BalanceTransactionType::InvoiceVoided,
-        now,
-    )
-    .map_err(|e| ServiceError::unprocessable("balance_out_of_range", None, e))?;
-    let txn = BalanceTransaction {
-        invoice: Some(inv.id.clone()),
-        ..txn
-    };
-    balances::record(tx, &tenant.id, std::slice::from_ref(&txn)).await?;
-    events::insert_event(
+    super::balances::move_balance(
         tx,
-        &tenant.id,
-        EventType::CustomerBalanceTransactionCreated,
-        txn.id.as_str(),
-        &txn,
+        tenant,
+        super::balances::Movement {
+            customer: inv.customer.clone(),
+            currency: inv.currency,
+            amount: -used,
+            kind: BalanceTransactionType::InvoiceVoided,
+            invoice: Some(inv.id.clone()),
+            credit_note: None,
+            description: None,
+        },
         now,
     )
     .await?;
