@@ -104,24 +104,25 @@ pub async fn idempotency(
         } => {
             let lost = previous.as_deref().is_none_or(leases::is_dead)
                 || chrono::Utc::now() - claimed_at > IN_FLIGHT_LIMIT;
-            // The lost run's events carry its claim; a holder from before claims were named
-            // cannot be judged, so it counts as having changed something.
-            let lost_run = previous
-                .as_deref()
-                .and_then(|h| h.split(':').nth(4))
-                .map(|claim| format!("{key}@{claim}"));
-            let changed = match &lost_run {
-                Some(run) => request_changed_anything(&mut tx, tenant, run).await?,
-                None => true,
-            };
             if !lost {
                 false
-            } else if changed {
-                let body = outcome_lost(&key);
-                save_response(&mut tx, tenant, &key, 500, &body).await?;
-                tx.commit().await?;
-                return Ok(replay(500, body));
             } else {
+                // The lost run's events carry its claim; a holder from before claims were
+                // named cannot be judged, so it counts as having changed something.
+                let lost_run = previous
+                    .as_deref()
+                    .and_then(|h| h.split(':').nth(4))
+                    .map(|claim| format!("{key}@{claim}"));
+                let changed = match &lost_run {
+                    Some(run) => request_changed_anything(&mut tx, tenant, run).await?,
+                    None => true,
+                };
+                if changed {
+                    let body = outcome_lost(&key);
+                    save_response(&mut tx, tenant, &key, 500, &body).await?;
+                    tx.commit().await?;
+                    return Ok(replay(500, body));
+                }
                 take_over_key(&mut tx, tenant, &key, previous.as_deref(), &holder).await?
             }
         }

@@ -108,6 +108,28 @@ impl Catalogue {
         Ok(())
     }
 
+    /// What billing `sub` reads, from this catalogue and what the caller loaded.
+    fn inputs<'a>(
+        &'a self,
+        sub: &Subscription,
+        rates: &'a [TaxRate],
+        exempt: &HashMap<crate::domain::ids::CustomerId, TaxExempt>,
+        usage: &'a HashMap<crate::domain::ids::SubscriptionItemId, u64>,
+        pending: &'a [PendingChange],
+    ) -> Inputs<'a> {
+        Inputs {
+            prices: &self.prices,
+            tax_rates: rates,
+            coupon: sub.coupon.as_ref().and_then(|c| self.coupons.get(c)),
+            tax_exempt: exempt
+                .get(&sub.customer)
+                .copied()
+                .unwrap_or(TaxExempt::None),
+            usage,
+            pending,
+        }
+    }
+
     fn rates_of(&self, sub: &Subscription) -> Vec<TaxRate> {
         sub.default_tax_rates
             .iter()
@@ -248,23 +270,18 @@ pub async fn bill_batch(
     let mut updated: Vec<Subscription> = Vec::with_capacity(subs.len());
     let mut done_changes: Vec<(SubscriptionChangeId, InvoiceId)> = Vec::new();
     let mut evts: Vec<NewEvent> = Vec::new();
-    let no_changes: Vec<PendingChange> = Vec::new();
     for sub in subs {
         let Some(at) = sub.next_billing_at else {
             continue;
         };
         let rates = cat.rates_of(sub);
-        let inputs = Inputs {
-            prices: &cat.prices,
-            tax_rates: &rates,
-            coupon: sub.coupon.as_ref().and_then(|c| cat.coupons.get(c)),
-            tax_exempt: exempt
-                .get(&sub.customer)
-                .copied()
-                .unwrap_or(TaxExempt::None),
-            usage: &usage,
-            pending: pending.get(&sub.id).unwrap_or(&no_changes),
-        };
+        let inputs = cat.inputs(
+            sub,
+            &rates,
+            &exempt,
+            &usage,
+            pending.get(&sub.id).map_or(&[][..], Vec::as_slice),
+        );
         summary.boundaries += 1;
         match bill_boundary(sub, at, &inputs) {
             Ok(Outcome {
@@ -377,8 +394,8 @@ pub async fn run_due(
                 // one subscription at a time, and set aside the ones that still fail.
                 drop(tx);
                 tracing::warn!(tenant.id = %tenant.id, error = %e, "billing batch failed; billing its subscriptions one by one");
-                let (updated, summary) =
-                    bill_one_by_one(db, tenant, &subs, &mut cat, until).await?;
+                let ids: Vec<_> = subs.iter().map(|s| s.id.clone()).collect();
+                let (updated, summary) = bill_one_by_one(db, tenant, &ids, &mut cat, until).await?;
                 total.add(summary);
                 updated
             }
@@ -413,15 +430,8 @@ pub async fn run_due_one(
     let mut total = RunSummary::default();
     let mut cat = Catalogue::default();
     loop {
-        let mut tx = db.read().await?;
-        let found = crate::store::subscriptions::lock_subscriptions(
-            &mut tx,
-            &tenant.id,
-            std::slice::from_ref(id),
-        )
-        .await?;
-        tx.commit().await?;
-        let (updated, summary) = bill_one_by_one(db, tenant, &found, &mut cat, until).await?;
+        let (updated, summary) =
+            bill_one_by_one(db, tenant, std::slice::from_ref(id), &mut cat, until).await?;
         total.add(summary);
         if summary.boundaries == 0 || updated.iter().any(|s| s.billing_error.is_some()) {
             return Ok(total);
@@ -435,16 +445,16 @@ pub async fn run_due_one(
 async fn bill_one_by_one(
     db: &Db,
     tenant: &Tenant,
-    subs: &[Subscription],
+    ids: &[crate::domain::ids::SubscriptionId],
     cat: &mut Catalogue,
     until: DateTime<Utc>,
 ) -> Result<(Vec<Subscription>, RunSummary), StoreError> {
     let mut total = RunSummary::default();
-    let mut out = Vec::with_capacity(subs.len());
-    for sub in subs {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
         let mut tx = db.begin().await?;
         let Some(fresh) =
-            crate::store::subscriptions::claim_one_due(&mut tx, &tenant.id, &sub.id, until).await?
+            crate::store::subscriptions::claim_one_due(&mut tx, &tenant.id, id, until).await?
         else {
             tx.commit().await?;
             continue;
@@ -468,7 +478,7 @@ async fn bill_one_by_one(
                 // Claimed again: set aside only as it still is (another worker may have
                 // billed it meanwhile).
                 let again =
-                    crate::store::subscriptions::claim_one_due(&mut tx, &tenant.id, &sub.id, until)
+                    crate::store::subscriptions::claim_one_due(&mut tx, &tenant.id, id, until)
                         .await?
                         .filter(|s| s.next_billing_at == fresh.next_billing_at);
                 let Some(again) = again else {
@@ -510,30 +520,34 @@ pub async fn invoice_change_now(
         billing::tax_exempt_of(tx, &tenant.id, std::slice::from_ref(&sub.customer)).await?;
     let rates = cat.rates_of(sub);
     let usage = HashMap::new();
-    let inputs = Inputs {
-        prices: &cat.prices,
-        tax_rates: &rates,
-        coupon: sub.coupon.as_ref().and_then(|c| cat.coupons.get(c)),
-        tax_exempt: exempt
-            .get(&sub.customer)
-            .copied()
-            .unwrap_or(TaxExempt::None),
-        usage: &usage,
-        pending: &[],
-    };
+    let inputs = cat.inputs(sub, &rates, &exempt, &usage, &[]);
     let invoice = proration_invoice(sub, change, &inputs)
         .map_err(|e| crate::store::rows::corrupt("proration", e))?;
     let Some(inv) = invoice else { return Ok(None) };
     if inputs.coupon.is_some() {
         sub.discount_invoices += 1;
     }
+    write_one(tx, tenant, inv, vec![change.id.clone()])
+        .await
+        .map(Some)
+}
+
+/// Settles, numbers, inserts and announces one invoice made outside the run, and marks the
+/// changes it bills as invoiced.
+async fn write_one(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    inv: Invoice,
+    changes: Vec<SubscriptionChangeId>,
+) -> Result<Invoice, StoreError> {
     let mut one = [inv];
     let mut evts = Vec::new();
     write_invoices(tx, tenant, &mut one, &mut evts).await?;
     events::insert_events(tx, &tenant.id, &evts).await?;
     let [inv] = one;
-    billing::mark_changes_invoiced(tx, &tenant.id, &[(change.id.clone(), inv.id.clone())]).await?;
-    Ok(Some(inv))
+    let done: Vec<_> = changes.into_iter().map(|c| (c, inv.id.clone())).collect();
+    billing::mark_changes_invoiced(tx, &tenant.id, &done).await?;
+    Ok(inv)
 }
 
 /// Cancelling now with `invoice_now` / `prorate`: the final invoice, in the caller's
@@ -563,26 +577,9 @@ pub async fn invoice_cancellation(
         .collect();
     let usage = billing::usage_totals(tx, &tenant.id, &windows).await?;
     let rates = cat.rates_of(sub);
-    let inputs = Inputs {
-        prices: &cat.prices,
-        tax_rates: &rates,
-        coupon: sub.coupon.as_ref().and_then(|c| cat.coupons.get(c)),
-        tax_exempt: exempt
-            .get(&sub.customer)
-            .copied()
-            .unwrap_or(TaxExempt::None),
-        usage: &usage,
-        pending: &changes,
-    };
+    let inputs = cat.inputs(sub, &rates, &exempt, &usage, &changes);
     let (invoice, invoiced) = cancellation_invoice(sub, at, &inputs, options)
         .map_err(|e| crate::store::rows::corrupt("cancellation", e))?;
     let Some(inv) = invoice else { return Ok(None) };
-    let mut one = [inv];
-    let mut evts = Vec::new();
-    write_invoices(tx, tenant, &mut one, &mut evts).await?;
-    events::insert_events(tx, &tenant.id, &evts).await?;
-    let [inv] = one;
-    let done: Vec<_> = invoiced.into_iter().map(|c| (c, inv.id.clone())).collect();
-    billing::mark_changes_invoiced(tx, &tenant.id, &done).await?;
-    Ok(Some(inv))
+    write_one(tx, tenant, inv, invoiced).await.map(Some)
 }
