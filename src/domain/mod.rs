@@ -15,6 +15,7 @@ pub mod payment;
 pub mod period;
 pub mod price;
 pub mod pricing;
+pub mod seller;
 pub mod subscription;
 pub mod tax_rate;
 pub mod tenant;
