@@ -53,6 +53,14 @@ pub struct Config {
     pub dunning: DunningConfig,
     pub webhooks: WebhooksConfig,
     pub stripe: StripeConfig,
+    pub documents: DocumentsConfig,
+}
+
+/// Where rendered PDFs are stored (`{dir}/{tenant}/{document}.pdf`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentsConfig {
+    pub dir: std::path::PathBuf,
 }
 
 /// The Stripe provider. Without a secret key, customers paying through Stripe get a hard

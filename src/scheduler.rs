@@ -102,7 +102,7 @@ async fn run_tenant(
     at: Option<DateTime<Utc>>,
 ) -> Result<RunSummary, SchedulerError> {
     let batch = config.scheduler.batch_size;
-    Ok(match (tenant.mode, tenant.clock_time, at) {
+    let summary = match (tenant.mode, tenant.clock_time, at) {
         (Mode::Test, Some(clock), Some(at)) if at > clock => {
             advance_clock(db, payments, tenant, at, batch)
                 .await?
@@ -119,7 +119,16 @@ async fn run_tenant(
             collect_due(db, tenant, payments, now).await?;
             billed
         }
-    })
+    };
+    // Documents follow billing and never hold it up: a failure is logged and retried.
+    match crate::services::documents::render_pending(db, &config.documents.dir, tenant).await {
+        Ok(r) if r.failed > 0 => {
+            tracing::warn!(tenant.id = %tenant.id, failed = r.failed, "some documents could not be rendered")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(tenant.id = %tenant.id, error = %e, "rendering documents failed"),
+    }
+    Ok(summary)
 }
 
 /// The failed run as an event of the tenant's, so operators and webhooks hear of it.

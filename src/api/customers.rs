@@ -170,7 +170,7 @@ fn required<T>(param: &'static str, v: Option<Option<T>>) -> Result<Option<T>, A
     }
 }
 
-fn text(param: &'static str, s: String, max: usize) -> Result<String, ApiError> {
+pub(super) fn text(param: &'static str, s: String, max: usize) -> Result<String, ApiError> {
     check_text(param, &s, max).map_err(|e| ApiError::invalid(param, e))?;
     Ok(s)
 }
@@ -192,7 +192,7 @@ fn external_id(s: String) -> Result<String, ApiError> {
     text("external_id", s, 200)
 }
 
-fn email(s: String) -> Result<Email, ApiError> {
+pub(super) fn email(s: String) -> Result<Email, ApiError> {
     Email::parse(&s).map_err(|e| ApiError::invalid("email", e))
 }
 
@@ -200,11 +200,11 @@ fn currency(s: String) -> Result<Currency, ApiError> {
     Currency::parse(&s).map_err(|e| ApiError::invalid("currency", e))
 }
 
-fn locale(s: String) -> Result<Locale, ApiError> {
+pub(super) fn locale(s: String) -> Result<Locale, ApiError> {
     Locale::parse(&s).map_err(|e| ApiError::invalid("locale", e))
 }
 
-fn address(a: AddressBody) -> Result<Address, ApiError> {
+pub(super) fn address(a: AddressBody) -> Result<Address, ApiError> {
     let field = |name: &'static str, v: Option<String>| v.map(|s| text(name, s, 200)).transpose();
     Ok(Address {
         line1: field("address.line1", a.line1)?,
@@ -219,7 +219,7 @@ fn address(a: AddressBody) -> Result<Address, ApiError> {
     })
 }
 
-fn tax_ids(v: Vec<TaxIdBody>) -> Result<Vec<TaxId>, ApiError> {
+pub(super) fn tax_ids(v: Vec<TaxIdBody>) -> Result<Vec<TaxId>, ApiError> {
     if v.len() > 5 {
         return Err(ApiError::invalid("tax_ids", "at most 5 tax ids"));
     }

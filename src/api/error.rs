@@ -166,6 +166,7 @@ impl From<ServiceError> for ApiError {
                 param,
             },
             ServiceError::Store(e) => e.into(),
+            ServiceError::Document(e) => ApiError::Internal(anyhow::anyhow!(e)),
         }
     }
 }

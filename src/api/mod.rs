@@ -4,6 +4,7 @@
 mod catalogue;
 mod credit_notes;
 mod customers;
+mod documents;
 pub mod error;
 mod events;
 pub mod extract;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(invoices::routes())
         .merge(credit_notes::routes())
+        .merge(documents::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,
@@ -67,6 +69,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{provider}",
             axum::routing::post(webhooks::inbound),
         )
+        .merge(documents::public_routes())
         .nest("/v1", v1)
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

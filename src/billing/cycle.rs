@@ -393,6 +393,8 @@ fn finish(
         awaiting_payment_method: unpaid
             && owed > 0
             && sub.collection_method == CollectionMethod::ChargeAutomatically,
+        document: Default::default(),
+        hosted_invoice_url: None,
     }))
 }
 

@@ -469,6 +469,36 @@ pub fn credit_note_pdf(
     to_pdf(&page.render()?, &title, note.created, seller)
 }
 
+#[derive(Template)]
+#[template(path = "hosted_invoice.html")]
+pub struct HostedPage<'a> {
+    pub p: InvoicePage<'a>,
+    pub lang: &'static str,
+    pub title: String,
+    pub logo: Option<String>,
+    pub pdf_href: String,
+}
+
+/// The hosted invoice page (HTML, escaped by askama) in the customer's language.
+pub fn hosted_page(
+    inv: &Invoice,
+    customer: &Customer,
+    seller: &Seller<'_>,
+    pdf_href: String,
+) -> Result<String, DocumentError> {
+    let lang = lang_for(customer, seller.settings);
+    let p = invoice_page(lang, inv, customer, seller, false);
+    let title = lang.labels.hosted_title.replace("{number}", &p.number);
+    Ok(HostedPage {
+        p,
+        lang: lang.code,
+        title,
+        logo: seller.settings.logo.as_ref().map(|l| l.data_url()),
+        pdf_href,
+    }
+    .render()?)
+}
+
 /// Checks a logo the way the renderer will read it.
 pub fn check_logo(bytes: &[u8]) -> Result<(), DocumentError> {
     printpdf::RawImage::decode_from_bytes(bytes, &mut Vec::new())

@@ -208,5 +208,7 @@ pub fn invoice(lines: usize, currency: &str, exempt: TaxExempt) -> Invoice {
         marked_uncollectible_at: None,
         first_failed_at: None,
         awaiting_payment_method: false,
+        document: Default::default(),
+        hosted_invoice_url: None,
     }
 }

@@ -216,6 +216,8 @@ mod tests {
             marked_uncollectible_at: None,
             first_failed_at: None,
             awaiting_payment_method: false,
+            document: Default::default(),
+            hosted_invoice_url: None,
         }
     }
 

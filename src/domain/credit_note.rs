@@ -109,6 +109,8 @@ pub struct CreditNote {
     pub refund_ref: Option<String>,
     pub refund_failure: Option<String>,
     pub created: DateTime<Utc>,
+    #[serde(flatten)]
+    pub document: super::invoice::DocumentLinks,
 }
 
 /// What was asked: a whole amount or amounts per invoice line.
@@ -376,6 +378,8 @@ mod tests {
             marked_uncollectible_at: None,
             first_failed_at: None,
             awaiting_payment_method: false,
+            document: Default::default(),
+            hosted_invoice_url: None,
         }
     }
 

@@ -232,6 +232,19 @@ pub struct Invoice {
     /// A hard decline: no retry until the customer's payment method changes.
     #[serde(skip)]
     pub awaiting_payment_method: bool,
+    #[serde(flatten)]
+    pub document: DocumentLinks,
+    /// The hosted invoice page (`/i/{token}`, no API key; relative to the server's address),
+    /// once the invoice's PDF has been produced.
+    pub hosted_invoice_url: Option<String>,
+}
+
+/// Where a finalized document's PDF is served, and the SHA-256 (hex) of the stored file once
+/// it has been rendered: the same bytes are served for ever, and the hash proves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct DocumentLinks {
+    pub pdf_url: Option<String>,
+    pub pdf_sha256: Option<String>,
 }
 
 /// `{prefix}-{year}-{seq:06}`: the sequence restarts each year of the finalization date.

@@ -126,7 +126,12 @@ pub async fn create_credit_note(
         after.awaiting_payment_method = false;
     }
     let id = CreditNoteId::generate();
+    let document = crate::domain::invoice::DocumentLinks {
+        pdf_url: Some(format!("/v1/credit_notes/{id}/pdf")),
+        pdf_sha256: None,
+    };
     let note = CreditNote {
+        document,
         number: format!(
             "{}-CN-{:02}",
             inv.number.as_deref().unwrap_or(inv.id.as_str()),

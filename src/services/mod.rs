@@ -6,6 +6,7 @@ pub mod balances;
 pub mod catalogue;
 pub mod clock;
 pub mod customers;
+pub mod documents;
 pub mod invoices;
 pub mod payments;
 pub mod subscriptions;
@@ -44,6 +45,9 @@ pub enum ServiceError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A document could not be rendered or stored (template, font, disk).
+    #[error("document: {0}")]
+    Document(String),
 }
 
 impl ServiceError {

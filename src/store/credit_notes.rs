@@ -12,7 +12,7 @@ macro_rules! select_note {
     ($filter:literal) => {
         concat!(
             "SELECT id, number, invoice_id, customer_id, currency, amount, refund_amount, out_of_band_amount, credit_amount, tax_amounts, reason, memo,
-                    lines, payment_id, refund_key, refund_status, refund_ref, refund_failure, created_at FROM credit_notes ",
+                    lines, payment_id, refund_key, refund_status, refund_ref, refund_failure, created_at, pdf_sha256 FROM credit_notes ",
             $filter
         )
     };
@@ -23,8 +23,13 @@ fn note_from(r: &impl Rec) -> Result<CreditNote, StoreError> {
     let refund_amount = r.int("refund_amount")?;
     let out_of_band_amount = r.int("out_of_band_amount")?;
     let credit_amount = r.int("credit_amount")?;
+    let id = r.parsed("id", CreditNoteId::parse)?;
     Ok(CreditNote {
-        id: r.parsed("id", CreditNoteId::parse)?,
+        document: crate::domain::invoice::DocumentLinks {
+            pdf_url: Some(format!("/v1/credit_notes/{id}/pdf")),
+            pdf_sha256: r.opt_text("pdf_sha256")?,
+        },
+        id,
         object: "credit_note",
         number: r.text("number")?,
         invoice: r.parsed("invoice_id", InvoiceId::parse)?,

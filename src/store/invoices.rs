@@ -9,7 +9,7 @@ use crate::domain::ids::{
     CustomerId, InvoiceId, InvoiceLineId, PriceId, SubscriptionId, SubscriptionItemId, TenantId,
 };
 use crate::domain::invoice::{
-    BillingReason, Invoice, InvoiceLine, InvoiceStatus, LineKind, invoice_number,
+    BillingReason, DocumentLinks, Invoice, InvoiceLine, InvoiceStatus, LineKind, invoice_number,
 };
 use crate::domain::subscription::CollectionMethod;
 use chrono::Datelike;
@@ -25,7 +25,7 @@ macro_rules! select_invoice {
                     period_end, subtotal, discount, tax, total, total_tax_amounts, tax_exempt, amount_paid, amount_due, attempt_count,
                     next_payment_attempt, due_date, created_at, finalized_at, paid_at, voided_at, marked_uncollectible_at,
                     first_failed_at, awaiting_payment_method, amount_credited, amount_refunded, starting_balance,
-                    ending_balance
+                    ending_balance, pdf_sha256, hosted_token
              FROM invoices ",
             $filter
         )
@@ -33,10 +33,12 @@ macro_rules! select_invoice {
 }
 
 fn invoice_from(r: &impl Rec) -> Result<Invoice, StoreError> {
+    let id = r.parsed("id", InvoiceId::parse)?;
+    let number = r.opt_text("number")?;
     Ok(Invoice {
-        id: r.parsed("id", InvoiceId::parse)?,
+        id: id.clone(),
         object: "invoice",
-        number: r.opt_text("number")?,
+        number: number.clone(),
         customer: r.parsed("customer_id", CustomerId::parse)?,
         subscription: r.opt_parsed("subscription_id", SubscriptionId::parse)?,
         status: r.parsed("status", known(InvoiceStatus::parse))?,
@@ -69,6 +71,11 @@ fn invoice_from(r: &impl Rec) -> Result<Invoice, StoreError> {
         marked_uncollectible_at: r.opt_time("marked_uncollectible_at")?,
         first_failed_at: r.opt_time("first_failed_at")?,
         awaiting_payment_method: r.flag("awaiting_payment_method")?,
+        document: DocumentLinks {
+            pdf_url: number.map(|_| format!("/v1/invoices/{id}/pdf")),
+            pdf_sha256: r.opt_text("pdf_sha256")?,
+        },
+        hosted_invoice_url: r.opt_text("hosted_token")?.map(|t| format!("/i/{t}")),
     })
 }
 

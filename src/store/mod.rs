@@ -12,6 +12,7 @@ pub mod bulk;
 pub mod catalogue;
 pub mod credit_notes;
 pub mod customers;
+pub mod documents;
 pub mod events;
 pub mod idempotency;
 pub mod invoices;
@@ -208,6 +209,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "reliability",
         include_str!("../../migrations/sqlite/0005_reliability.sql"),
     ),
+    (
+        6,
+        "documents",
+        include_str!("../../migrations/sqlite/0006_documents.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -235,6 +241,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         5,
         "reliability",
         include_str!("../../migrations/postgres/0005_reliability.sql"),
+    ),
+    (
+        6,
+        "documents",
+        include_str!("../../migrations/postgres/0006_documents.sql"),
     ),
 ];
 

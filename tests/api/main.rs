@@ -11,6 +11,7 @@ mod billing;
 mod catalogue;
 mod credit_notes;
 mod customers;
+mod documents;
 mod idempotency;
 mod payments;
 mod plan_changes;

@@ -80,6 +80,8 @@ pub struct TestApp {
     /// The sandbox provider the server charges through, to count real charges.
     pub payments: Arc<recur::payments::Payments>,
     client: Client,
+    /// Where this server stores rendered PDFs.
+    pub docs: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -183,6 +185,8 @@ impl TestApp {
             },
         )
         .expect("config");
+        let docs = tempfile::tempdir().expect("documents dir");
+        config.documents.dir = docs.path().to_owned();
         configure(&mut config);
         let db = Db::connect(&url, 5).await.expect("connect");
         let url = url.clone();
@@ -209,6 +213,7 @@ impl TestApp {
             tenant_id: tenant.id.to_string(),
             payments,
             client: Client::new(),
+            docs,
             _dir: dir,
         })
     }
@@ -256,6 +261,32 @@ impl TestApp {
         }
     }
 
+    /// A GET whose body is bytes (PDFs), with or without the API key.
+    pub async fn raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut req = self.client.get(format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.expect("request");
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        (status, headers, resp.bytes().await.expect("body").to_vec())
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.send(
+            Method::PUT,
+            path,
+            Some(&self.key),
+            None,
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.send(Method::GET, path, Some(&self.key), None, None)
             .await
@@ -285,7 +316,7 @@ impl TestApp {
 
     /// Row counts of every table: bad input must leave all of them unchanged.
     pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
-        const TABLES: [&str; 15] = [
+        const TABLES: [&str; 16] = [
             "tenants",
             "customers",
             "prices",
@@ -301,6 +332,7 @@ impl TestApp {
             "payment_attempts",
             "credit_notes",
             "provider_events",
+            "invoice_settings",
         ];
         let mut out = Vec::new();
         for t in TABLES {
@@ -416,6 +448,7 @@ pub fn recur_cli(app: &TestApp, env: &[(&str, String)], args: &[&str]) -> std::p
     std::process::Command::new(env!("CARGO_BIN_EXE_recur"))
         .args(args)
         .env("RECUR_DATABASE_URL", &app.url)
+        .env("RECUR_DOCUMENTS__DIR", app.docs.path())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("run recur")
