@@ -93,6 +93,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1_000)]
         clock_subscriptions: usize,
     },
+    /// Render N one-page invoices against a fewest-operations printpdf baseline: PDFs per
+    /// second per core and the ratio.
+    Pdf {
+        #[arg(long, default_value_t = 1_000)]
+        invoices: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,24 +168,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     )
     .map_err(UsageError::from)?;
     crate::telemetry::init(config.log_format);
-    if let Command::Bench {
-        command:
+    if let Command::Bench { command } = cli.command {
+        return match command {
             BenchCommand::Cycle {
                 subscriptions,
                 workers,
                 clock_subscriptions,
-            },
-    } = cli.command
-    {
-        let opts = crate::bench::CycleOptions {
-            subscriptions,
-            workers,
-            clock_subscriptions,
-            database_url: cli.database_url,
-            batch_size: config.scheduler.batch_size,
-            payments: crate::payments::Payments::from_config(&config)?,
+            } => {
+                let opts = crate::bench::CycleOptions {
+                    subscriptions,
+                    workers,
+                    clock_subscriptions,
+                    database_url: cli.database_url,
+                    batch_size: config.scheduler.batch_size,
+                    payments: crate::payments::Payments::from_config(&config)?,
+                };
+                crate::bench::cycle(opts).await
+            }
+            BenchCommand::Pdf { invoices } => {
+                tokio::task::spawn_blocking(move || crate::bench::pdf::run(invoices)).await?
+            }
         };
-        return crate::bench::cycle(opts).await;
     }
     let db = open(&config).await?;
     let result = match cli.command {

@@ -35,3 +35,8 @@ async fn the_cycle_benchmark_runs_on_postgres() {
         .await
         .expect("bench on PostgreSQL");
 }
+
+#[test]
+fn the_pdf_benchmark_runs() {
+    recur::bench::pdf::run(20).expect("bench pdf");
+}

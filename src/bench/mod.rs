@@ -7,6 +7,8 @@
 //! It always works on a scratch database: a temporary SQLite file, or a new schema inside the
 //! PostgreSQL database given with `--database-url` (dropped at the end).
 
+pub mod pdf;
+
 use crate::billing::run::run_due;
 use crate::domain::currency::Currency;
 use crate::domain::customer::{Customer, PaymentMethod, Provider, TaxExempt};
