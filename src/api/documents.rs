@@ -3,10 +3,10 @@
 
 use super::customers::{AddressBody, TaxIdBody, address, email, locale, tax_ids, text};
 use super::error::ApiError;
-use super::extract::{Body, Ctx};
-use super::{AppState, path_id};
+use super::extract::{Body, Ctx, Query};
+use super::{AppState, body_id, path_id};
 use crate::documents::{self, Seller};
-use crate::domain::ids::{CreditNoteId, InvoiceId};
+use crate::domain::ids::{CreditNoteId, InvoiceId, SubscriptionId};
 use crate::domain::seller::{
     BankAccount, Iban, InvoiceSettings, Logo, Notifications, check_bic, check_color, check_phone,
 };
@@ -21,6 +21,8 @@ use serde::Deserialize;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/settings/invoice", get(get_settings).put(put_settings))
+        .route("/invoices/upcoming", get(upcoming))
+        .route("/invoices/upcoming/pdf", get(upcoming_pdf))
         .route("/invoices/{id}/pdf", get(invoice_pdf))
         .route("/credit_notes/{id}/pdf", get(credit_note_pdf))
 }
@@ -214,6 +216,48 @@ pub async fn credit_note_pdf(
     let id = path_id("credit note", &id, CreditNoteId::parse)?;
     let pdf = service::credit_note_pdf(&s.db, &s.config.documents.dir, &ctx.tenant.id, &id).await?;
     Ok(pdf_response(pdf))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UpcomingQuery {
+    /// The subscription whose next renewal to preview.
+    subscription: Option<String>,
+}
+
+fn subscription_param(q: UpcomingQuery) -> Result<SubscriptionId, ApiError> {
+    let raw = q.subscription.ok_or_else(|| ApiError::MissingParam {
+        param: "subscription".into(),
+    })?;
+    body_id("subscription", &raw, SubscriptionId::parse)
+}
+
+#[utoipa::path(get, path = "/v1/invoices/upcoming", params(UpcomingQuery), responses((status = 200, description = "the next renewal's invoice as it would be billed now, a draft without id or number; nothing is written")))]
+pub async fn upcoming(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<UpcomingQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let sub = subscription_param(q)?;
+    let inv = crate::services::invoices::upcoming(&s.db, &ctx.tenant, &sub).await?;
+    let mut v = serde_json::to_value(inv).map_err(|e| ApiError::Internal(e.into()))?;
+    // A preview is not stored: it has no id, no PDF and no hosted page.
+    for field in ["id", "pdf_url", "pdf_sha256", "hosted_invoice_url"] {
+        v[field] = serde_json::Value::Null;
+    }
+    Ok(Json(v))
+}
+
+#[utoipa::path(get, path = "/v1/invoices/upcoming/pdf", params(UpcomingQuery), responses((status = 200, description = "the upcoming invoice as a PDF marked DRAFT", content_type = "application/pdf")))]
+pub async fn upcoming_pdf(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<UpcomingQuery>,
+) -> Result<Response, ApiError> {
+    let sub = subscription_param(q)?;
+    Ok(pdf_response(
+        service::upcoming_pdf(&s.db, &ctx.tenant, &sub).await?,
+    ))
 }
 
 /// Headers of every hosted response: nothing loads from elsewhere, nothing frames it, no

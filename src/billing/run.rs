@@ -145,6 +145,85 @@ impl Catalogue {
     }
 }
 
+/// What billing a batch reads besides the catalogue: pending item changes, the customers' tax
+/// exemption, and each metered item's usage over the period its boundary ends.
+struct Loaded {
+    pending: HashMap<crate::domain::ids::SubscriptionId, Vec<PendingChange>>,
+    exempt: HashMap<crate::domain::ids::CustomerId, TaxExempt>,
+    usage: HashMap<crate::domain::ids::SubscriptionItemId, u64>,
+}
+
+async fn load_batch(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    subs: &[Subscription],
+    cat: &mut Catalogue,
+) -> Result<Loaded, StoreError> {
+    let ids: Vec<_> = subs.iter().map(|s| s.id.clone()).collect();
+    let pending = billing::pending_changes(tx, &tenant.id, &ids).await?;
+    let changes: Vec<&PendingChange> = pending.values().flatten().collect();
+    cat.load_for(tx, tenant, subs, &changes).await?;
+    let customers: Vec<_> = subs
+        .iter()
+        .map(|s| s.customer.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let exempt = billing::tax_exempt_of(tx, &tenant.id, &customers).await?;
+    // Each metered item's usage over the period its subscription's boundary ends.
+    let windows: Vec<_> = subs
+        .iter()
+        .filter_map(|s| s.next_billing_at.map(|to| (s, to)))
+        .flat_map(|(s, to)| {
+            s.items
+                .iter()
+                .filter(|i| cat.is_metered(&i.price))
+                .map(move |i| (i.id.clone(), s.current_period_start, to))
+        })
+        .collect();
+    let usage = billing::usage_totals(tx, &tenant.id, &windows).await?;
+    Ok(Loaded {
+        pending,
+        exempt,
+        usage,
+    })
+}
+
+/// The invoice the subscription's next boundary would produce if it were billed now: its
+/// licensed items, pending prorations, usage recorded so far, discount and tax, as a draft
+/// without a number. Reads only; the customer's credit balance is applied when the real
+/// invoice is written, not here.
+pub async fn preview_next(
+    tx: &mut Tx,
+    tenant: &Tenant,
+    sub: &Subscription,
+) -> Result<Result<Option<Invoice>, super::cycle::BillingError>, StoreError> {
+    let Some(at) = sub.next_billing_at else {
+        return Ok(Ok(None));
+    };
+    let mut cat = Catalogue::default();
+    let loaded = load_batch(tx, tenant, std::slice::from_ref(sub), &mut cat).await?;
+    let rates = cat.rates_of(sub);
+    let inputs = cat.inputs(
+        sub,
+        &rates,
+        &loaded.exempt,
+        &loaded.usage,
+        loaded.pending.get(&sub.id).map_or(&[][..], Vec::as_slice),
+    );
+    Ok(bill_boundary(sub, at, &inputs).map(|outcome| {
+        outcome.invoice.map(|mut inv| {
+            inv.status = InvoiceStatus::Draft;
+            inv.number = None;
+            inv.finalized_at = None;
+            inv.paid_at = None;
+            inv.amount_paid = 0;
+            inv.amount_due = inv.total.max(0);
+            inv
+        })
+    }))
+}
+
 /// The invoice as events carry it: the object without its lines (those are one GET away).
 fn event_payload(inv: &mut Invoice) -> Result<String, StoreError> {
     let lines = std::mem::take(&mut inv.lines);
@@ -243,29 +322,11 @@ pub async fn bill_batch(
     if subs.is_empty() {
         return Ok((Vec::new(), summary));
     }
-    let ids: Vec<_> = subs.iter().map(|s| s.id.clone()).collect();
-    let pending = billing::pending_changes(tx, &tenant.id, &ids).await?;
-    let changes: Vec<&PendingChange> = pending.values().flatten().collect();
-    cat.load_for(tx, tenant, subs, &changes).await?;
-    let customers: Vec<_> = subs
-        .iter()
-        .map(|s| s.customer.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let exempt = billing::tax_exempt_of(tx, &tenant.id, &customers).await?;
-    // Each metered item's usage over the period its subscription's boundary ends.
-    let windows: Vec<_> = subs
-        .iter()
-        .filter_map(|s| s.next_billing_at.map(|to| (s, to)))
-        .flat_map(|(s, to)| {
-            s.items
-                .iter()
-                .filter(|i| cat.is_metered(&i.price))
-                .map(move |i| (i.id.clone(), s.current_period_start, to))
-        })
-        .collect();
-    let usage = billing::usage_totals(tx, &tenant.id, &windows).await?;
+    let Loaded {
+        pending,
+        exempt,
+        usage,
+    } = load_batch(tx, tenant, subs, cat).await?;
     let mut invoices_out: Vec<Invoice> = Vec::new();
     let mut updated: Vec<Subscription> = Vec::with_capacity(subs.len());
     let mut done_changes: Vec<(SubscriptionChangeId, InvoiceId)> = Vec::new();

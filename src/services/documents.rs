@@ -185,6 +185,19 @@ pub async fn invoice_pdf(
     })
 }
 
+/// The upcoming invoice of a subscription as a PDF marked DRAFT (rendered, never stored).
+pub async fn upcoming_pdf(
+    db: &Db,
+    tenant: &Tenant,
+    sub: &crate::domain::ids::SubscriptionId,
+) -> Result<Pdf, ServiceError> {
+    let inv = super::invoices::upcoming(db, tenant, sub).await?;
+    let p = parties(db, &tenant.id, &inv.customer).await?;
+    let filename = format!("upcoming-{sub}.pdf");
+    let bytes = render_invoice_bytes(inv, p, true).await?;
+    Ok(Pdf { bytes, filename })
+}
+
 async fn load_note(
     db: &Db,
     tenant: &TenantId,

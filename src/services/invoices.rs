@@ -90,6 +90,40 @@ pub async fn get_invoice(
     found.ok_or_else(|| ServiceError::not_found("invoice", id))
 }
 
+/// The invoice the subscription's next renewal would bill if it were billed now (licensed
+/// items, pending prorations, usage so far, discount, tax), as a draft. Writes nothing.
+pub async fn upcoming(
+    db: &Db,
+    tenant: &Tenant,
+    sub: &crate::domain::ids::SubscriptionId,
+) -> Result<Invoice, ServiceError> {
+    let mut tx = db.read().await?;
+    let found = subscriptions::find_subscription(&mut tx, &tenant.id, sub).await?;
+    let Some(found) = found else {
+        tx.commit().await?;
+        return Err(ServiceError::missing_in_body(
+            "subscription",
+            sub,
+            "subscription",
+        ));
+    };
+    let preview = crate::billing::run::preview_next(&mut tx, tenant, &found).await?;
+    tx.commit().await?;
+    match preview {
+        Ok(Some(inv)) => Ok(inv),
+        Ok(None) => Err(ServiceError::unprocessable(
+            "invoice_upcoming_none",
+            Some("subscription"),
+            "the subscription has no upcoming invoice (it is canceled or ends at its period end)",
+        )),
+        Err(e) => Err(ServiceError::unprocessable(
+            "subscription_unbillable",
+            Some("subscription"),
+            e,
+        )),
+    }
+}
+
 pub async fn list_invoices(
     db: &Db,
     tenant: &Tenant,

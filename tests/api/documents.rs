@@ -250,3 +250,49 @@ both! {
         assert_eq!(app.raw(&format!("/v1/invoices/{id}/pdf"), Some(&app.key)).await.2, bytes);
     }
 }
+
+both! {
+    async fn upcoming_invoice(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let customer = app.customer().await;
+        let licensed = app.monthly_price(2_000).await;
+        let metered = app.metered_price().await;
+        let sub = app
+            .post("/v1/subscriptions", json!({"customer": customer, "items": [{"price": licensed, "quantity": 2}, {"price": metered}]}))
+            .await
+            .ok();
+        let sub_id = sub["id"].as_str().unwrap();
+        let item = sub["items"][1]["id"].as_str().unwrap();
+        app.advance("2027-01-10T00:00:00Z").await;
+        app.post("/v1/usage_records", json!({"subscription_item": item, "quantity": 300})).await.ok();
+        let before = app.row_counts().await;
+        let up = app.get(&format!("/v1/invoices/upcoming?subscription={sub_id}")).await.ok();
+        assert_eq!(app.row_counts().await, before, "a preview writes nothing");
+        assert_eq!((up["id"].clone(), up["number"].clone(), up["status"].as_str()), (Value::Null, Value::Null, Some("draft")));
+        // Two seats at 20.00 and 300 calls at 0.5 cents.
+        assert_eq!(up["total"], 4_000 + 150);
+        assert_eq!(up["period_start"], "2027-02-01T00:00:00Z");
+        let (status, headers, pdf) = app.raw(&format!("/v1/invoices/upcoming/pdf?subscription={sub_id}"), Some(&app.key)).await;
+        assert_eq!((status, &headers["content-type"]), (StatusCode::OK, &"application/pdf".parse().unwrap()));
+        let text = pdf_text(&pdf);
+        assert!(text.contains("DRAFT") && text.contains("€41.50"), "{text}");
+        assert_eq!(app.row_counts().await, before);
+        // The renewal bills what the preview showed.
+        app.advance("2027-02-01T00:00:00Z").await;
+        let renewal = app.invoices_of(sub_id).await.pop().unwrap();
+        assert_eq!((renewal["total"].clone(), renewal["lines"].as_array().unwrap().len()), (up["total"].clone(), up["lines"].as_array().unwrap().len()));
+
+        let r = app.get("/v1/invoices/upcoming").await;
+        assert_eq!((r.status, r.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("subscription")));
+        let r = app.get("/v1/invoices/upcoming?subscription=sub_00000000000000000000000000000000").await;
+        assert_eq!((r.status, r.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("subscription")), "{}", r.body);
+        // Ending at its period end, it still has its final usage invoice to come; once
+        // canceled, nothing.
+        app.post(&format!("/v1/subscriptions/{sub_id}/cancel"), json!({"at_period_end": true})).await.ok();
+        let last = app.get(&format!("/v1/invoices/upcoming?subscription={sub_id}")).await.ok();
+        assert_eq!(last["billing_reason"], "subscription_final");
+        app.post(&format!("/v1/subscriptions/{sub_id}/cancel"), json!({})).await.ok();
+        let r = app.get(&format!("/v1/invoices/upcoming?subscription={sub_id}")).await;
+        assert_eq!((r.status.as_u16(), r.error_code()), (422, "invoice_upcoming_none"), "{}", r.body);
+    }
+}
