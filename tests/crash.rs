@@ -20,6 +20,7 @@ use recur::domain::tenant::Mode;
 use recur::services::customers::NewCustomer;
 use recur::services::subscriptions::NewSubscription;
 use recur::store::Db;
+use sha2::Digest;
 use std::collections::HashMap;
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -156,6 +157,7 @@ fn run_cycle(
     fake: &FakeStripe,
     tenant: &str,
     crash: Option<&str>,
+    docs: &std::path::Path,
 ) -> std::process::ExitStatus {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_recur"));
     cmd.args([
@@ -166,6 +168,7 @@ fn run_cycle(
         "2027-04-01T00:00:00Z",
     ])
     .env("RECUR_DATABASE_URL", url)
+    .env("RECUR_DOCUMENTS__DIR", docs)
     .env("RECUR_STRIPE__API_BASE", fake.uri())
     .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::SECRET_KEY)
     .env("RECUR_STRIPE__TIMEOUT_MS", "3000")
@@ -235,7 +238,8 @@ async fn crash_runs_end_like_a_clean_run(postgres: bool) {
     };
     let fake = FakeStripe::start().await;
     let tenant = seed(&url).await;
-    assert!(run_cycle(&url, &fake, &tenant, None).success());
+    let docs = tempfile::tempdir().expect("documents dir");
+    assert!(run_cycle(&url, &fake, &tenant, None, docs.path()).success());
     let clean = normalised(&url).await;
     let clean_charges = fake.ledger().len();
     assert!(
@@ -250,6 +254,7 @@ async fn crash_runs_end_like_a_clean_run(postgres: bool) {
         };
         let fake = FakeStripe::start().await;
         let tenant = seed(&url).await;
+        let docs = tempfile::tempdir().expect("documents dir");
         // `collect.resolved` is only passed when something is left to resolve: crash mid-charge
         // first, then again while resolving.
         let mut plan = vec![point];
@@ -257,12 +262,12 @@ async fn crash_runs_end_like_a_clean_run(postgres: bool) {
             plan.insert(0, "collect.charged:4");
         }
         for p in plan {
-            let status = run_cycle(&url, &fake, &tenant, Some(p));
+            let status = run_cycle(&url, &fake, &tenant, Some(p), docs.path());
             assert!(!status.success(), "{p}: the run should have died");
             crashes += 1;
         }
         let mut runs = 0;
-        while !run_cycle(&url, &fake, &tenant, None).success() {
+        while !run_cycle(&url, &fake, &tenant, None, docs.path()).success() {
             runs += 1;
             assert!(runs < 3, "{point}: the rerun keeps failing");
         }
@@ -293,6 +298,79 @@ async fn crash_runs_end_like_a_clean_run(postgres: bool) {
         clean.0.len(),
         clean_charges
     );
+}
+
+/// Every finalized invoice's (id, recorded hash, hash of its stored file).
+async fn documents_of(
+    url: &str,
+    docs: &std::path::Path,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    let db = Db::connect(url, 1).await.expect("connect");
+    let sql = "SELECT tenant_id || '/' || id AS f, pdf_sha256 FROM invoices WHERE number IS NOT NULL ORDER BY id";
+    let rows: Vec<(String, Option<String>)> = match &db {
+        Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.expect("invoices"),
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.expect("invoices"),
+    };
+    db.close().await;
+    rows.into_iter()
+        .map(|(f, recorded)| {
+            let file = std::fs::read(docs.join(format!("{f}.pdf")))
+                .ok()
+                .map(|b| hex::encode(sha2::Sha256::digest(&b)));
+            (f, recorded, file)
+        })
+        .collect()
+}
+
+/// A crash after billing committed but before any PDF was rendered, and one between storing
+/// a PDF and recording its hash: the next run renders every invoice, once, and records the
+/// hash of the file it stored.
+async fn documents_survive_crashes(postgres: bool) {
+    for point in ["billing.batch_committed:2", "documents.stored:3"] {
+        let Some((url, _dir)) = fresh(postgres).await else {
+            return;
+        };
+        let fake = FakeStripe::start().await;
+        let tenant = seed(&url).await;
+        let docs = tempfile::tempdir().expect("documents dir");
+        assert!(!run_cycle(&url, &fake, &tenant, Some(point), docs.path()).success());
+        let half = documents_of(&url, docs.path()).await;
+        assert!(
+            half.iter().any(|(_, recorded, _)| recorded.is_none()),
+            "{point}: the crash left work"
+        );
+        let mut runs = 0;
+        while !run_cycle(&url, &fake, &tenant, None, docs.path()).success() {
+            runs += 1;
+            assert!(runs < 3, "{point}: the rerun keeps failing");
+        }
+        let all = documents_of(&url, docs.path()).await;
+        assert!(all.len() >= 24 * 4, "{} invoices", all.len());
+        for (f, recorded, file) in &all {
+            assert!(
+                recorded.is_some() && recorded == file,
+                "{point}: {f} recorded {recorded:?}, stored {file:?}"
+            );
+        }
+        let stored = std::fs::read_dir(docs.path().join(&tenant))
+            .expect("tenant dir")
+            .count();
+        assert_eq!(
+            stored,
+            all.len(),
+            "{point}: one file per invoice, nothing else"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_documents_survive_crashes() {
+    documents_survive_crashes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_documents_survive_crashes() {
+    documents_survive_crashes(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

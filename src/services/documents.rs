@@ -175,6 +175,7 @@ pub async fn invoice_pdf(
         )));
     }
     write_atomically(&path, &bytes).await?;
+    crate::crash::point("documents.stored");
     let token = hex::encode(rand::random::<[u8; 24]>());
     let mut tx = db.begin().await?;
     store::record_invoice_pdf(&mut tx, tenant, id, &sha, &token).await?;

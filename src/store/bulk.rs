@@ -134,6 +134,8 @@ pub async fn create_baseline_tables(tx: &mut Tx) -> Result<(), StoreError> {
             "CREATE INDEX baseline_invoices_customer ON baseline_invoices (tenant_id, customer_id)",
             "CREATE INDEX baseline_invoices_subscription ON baseline_invoices (tenant_id, subscription_id)",
             "CREATE INDEX baseline_invoices_status ON baseline_invoices (tenant_id, status)",
+            "CREATE UNIQUE INDEX baseline_invoices_hosted ON baseline_invoices (hosted_token) WHERE hosted_token IS NOT NULL",
+            "CREATE INDEX baseline_invoices_pdf_pending ON baseline_invoices (tenant_id, id) WHERE number IS NOT NULL AND pdf_sha256 IS NULL",
             "CREATE TABLE baseline_invoice_lines AS SELECT * FROM invoice_lines WHERE 1 = 0",
             "CREATE UNIQUE INDEX baseline_lines_pk ON baseline_invoice_lines (tenant_id, id)",
             "CREATE INDEX baseline_lines_invoice ON baseline_invoice_lines (tenant_id, invoice_id, position)",
@@ -262,6 +264,9 @@ fn baseline_row(kind: u8, tenant: &str, i: usize, ts: &str, sep: char, null: &st
             // starting_balance, ending_balance
             "0".into(),
             "0".into(),
+            // pdf_sha256, hosted_token: rendered later, off the billing path
+            null.into(),
+            null.into(),
         ],
         1 => vec![
             q(tenant),
