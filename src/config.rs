@@ -54,6 +54,55 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub stripe: StripeConfig,
     pub documents: DocumentsConfig,
+    pub email: EmailConfig,
+}
+
+/// Customer e-mail: written as `.eml` files (the default, no mail server needed) or sent over
+/// SMTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub transport: EmailTransport,
+    /// Where the `file` transport writes `{dir}/{tenant}/{email id}.eml`.
+    pub dir: std::path::PathBuf,
+    /// The sender address; the display name is the tenant's legal name.
+    pub from: String,
+    /// Links in e-mails (the hosted invoice page) start with this.
+    pub public_url: String,
+    /// Deliveries tried before an e-mail is given up (`email.failed`).
+    pub max_attempts: u32,
+    /// Backoff between tries: `min(base * 2^(n-1), 1 h)`.
+    pub retry_base_secs: u64,
+    pub smtp: SmtpConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain SMTP (a local relay or a test server only).
+    None,
+    /// STARTTLS upgrade, required.
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub timeout_secs: u64,
 }
 
 /// Where rendered PDFs are stored (`{dir}/{tenant}/{document}.pdf`).

@@ -128,6 +128,10 @@ async fn run_tenant(
         Ok(_) => {}
         Err(e) => tracing::error!(tenant.id = %tenant.id, error = %e, "rendering documents failed"),
     }
+    // E-mails last: they attach the PDFs and link the hosted pages made above.
+    if let Err(e) = crate::services::email::deliver_due(db, config, &tenant.id, Utc::now()).await {
+        tracing::error!(tenant.id = %tenant.id, error = %e, "delivering e-mails failed");
+    }
     Ok(summary)
 }
 

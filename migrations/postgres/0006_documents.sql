@@ -15,3 +15,24 @@ CREATE INDEX invoices_pdf_pending ON invoices (tenant_id, id) WHERE number IS NO
 
 ALTER TABLE credit_notes ADD COLUMN pdf_sha256 TEXT;
 CREATE INDEX credit_notes_pdf_pending ON credit_notes (tenant_id, id) WHERE pdf_sha256 IS NULL;
+
+-- The e-mail outbox: a row is written in the same transaction as what it announces (a
+-- rendered invoice, a payment's outcome), so nothing is announced that did not happen and
+-- nothing that happened goes unannounced. Recipients and bodies are composed when sending
+-- (no copy of an address here). One row per (kind, what it is about).
+CREATE TABLE emails (
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    last_error TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    sent_at TIMESTAMPTZ,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX emails_dedupe ON emails (tenant_id, kind, dedupe_key);
+CREATE INDEX emails_due ON emails (next_attempt_at) WHERE status = 'pending';

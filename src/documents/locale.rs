@@ -101,11 +101,39 @@ pub struct Labels {
     pub hosted_title: String,
 }
 
+/// The wording of customer e-mails; `{placeholders}` are filled in when composing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailLabels {
+    pub subject_invoice: String,
+    pub subject_receipt: String,
+    pub subject_failed: String,
+    pub subject_credit_note: String,
+    pub greeting: String,
+    pub invoice_body: String,
+    pub invoice_due: String,
+    pub invoice_autopay: String,
+    pub invoice_paid: String,
+    pub receipt_body: String,
+    pub failed_body: String,
+    pub failed_retry: String,
+    pub failed_no_retry: String,
+    pub failed_update: String,
+    pub credit_note_body: String,
+    pub view_online: String,
+    pub signature: String,
+    pub decline_insufficient_funds: String,
+    pub decline_expired_card: String,
+    pub decline_authentication_required: String,
+    pub decline_generic: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lang {
     pub format: NumberFormat,
     pub labels: Labels,
+    pub email: EmailLabels,
     #[serde(skip)]
     pub code: &'static str,
 }

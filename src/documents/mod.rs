@@ -5,6 +5,7 @@
 //! [`layout`] → PDF drawing in [`pdf`]. Layout, labels and wording live in the templates and
 //! locale files; this module only decides what is shown.
 
+pub mod email;
 pub mod layout;
 pub mod locale;
 pub mod pdf;
@@ -37,7 +38,8 @@ pub struct Seller<'a> {
 }
 
 impl Seller<'_> {
-    fn name(&self) -> String {
+    /// The legal name, or the tenant's name without one.
+    pub fn name(&self) -> String {
         self.settings
             .legal_name
             .clone()

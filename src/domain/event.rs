@@ -36,6 +36,8 @@ pub enum EventType {
     TenantDunningUpdated,
     ReconciliationDiscrepancy,
     ReconciliationCompleted,
+    EmailSent,
+    EmailFailed,
 }
 
 impl EventType {
@@ -75,6 +77,8 @@ impl EventType {
             EventType::TenantDunningUpdated => "tenant.dunning_updated",
             EventType::ReconciliationDiscrepancy => "reconciliation.discrepancy",
             EventType::ReconciliationCompleted => "reconciliation.completed",
+            EventType::EmailSent => "email.sent",
+            EventType::EmailFailed => "email.failed",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod credit_note;
 pub mod currency;
 pub mod customer;
 pub mod dunning;
+pub mod email;
 pub mod event;
 pub mod ids;
 pub mod invoice;

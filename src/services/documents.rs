@@ -9,11 +9,12 @@ use super::ServiceError;
 use crate::documents::{self, Seller};
 use crate::domain::credit_note::CreditNote;
 use crate::domain::customer::Customer;
+use crate::domain::email::EmailKind;
 use crate::domain::ids::{CreditNoteId, InvoiceId, TenantId};
 use crate::domain::invoice::Invoice;
 use crate::domain::seller::InvoiceSettings;
 use crate::domain::tenant::Tenant;
-use crate::store::{Db, credit_notes, customers, documents as store, invoices, tenants};
+use crate::store::{Db, credit_notes, customers, documents as store, emails, invoices, tenants};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -163,6 +164,7 @@ pub async fn invoice_pdf(
         });
     }
     let recorded = inv.document.pdf_sha256.clone();
+    let total = inv.total;
     let p = parties(db, tenant, &inv.customer).await?;
     let bytes = render_invoice_bytes(inv, p, false).await?;
     let sha = sha256_hex(&bytes);
@@ -178,7 +180,19 @@ pub async fn invoice_pdf(
     crate::crash::point("documents.stored");
     let token = hex::encode(rand::random::<[u8; 24]>());
     let mut tx = db.begin().await?;
-    store::record_invoice_pdf(&mut tx, tenant, id, &sha, &token).await?;
+    // The first to record the PDF queues the invoice e-mail, in the same transaction.
+    if store::record_invoice_pdf(&mut tx, tenant, id, &sha, &token).await? && total != 0 {
+        let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
+        emails::enqueue(
+            &mut tx,
+            tenant,
+            EmailKind::InvoiceFinalized,
+            id.as_str(),
+            id.as_str(),
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(Pdf {
         bytes,
@@ -251,7 +265,18 @@ pub async fn credit_note_pdf(
     }
     write_atomically(&path, &bytes).await?;
     let mut tx = db.begin().await?;
-    store::record_credit_note_pdf(&mut tx, tenant, id, &sha).await?;
+    if store::record_credit_note_pdf(&mut tx, tenant, id, &sha).await? {
+        let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
+        emails::enqueue(
+            &mut tx,
+            tenant,
+            EmailKind::CreditNoteIssued,
+            id.as_str(),
+            id.as_str(),
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(Pdf { bytes, filename })
 }

@@ -7,6 +7,7 @@ pub mod catalogue;
 pub mod clock;
 pub mod customers;
 pub mod documents;
+pub mod email;
 pub mod invoices;
 pub mod payments;
 pub mod subscriptions;

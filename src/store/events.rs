@@ -2,6 +2,7 @@
 
 use super::rows::Rec;
 use super::{Page, StoreError, Tx, on_tx};
+use crate::domain::email::EmailKind;
 use crate::domain::event::EventType;
 use crate::domain::ids::{EventId, TenantId};
 use chrono::{DateTime, Utc};
@@ -77,7 +78,32 @@ pub async fn insert_event(
     .await
     .map(|r| r.rows_affected())
     })?;
+    enqueue_email(tx, tenant, kind, object_id, &data).await?;
     Ok(id)
+}
+
+/// The customer e-mail an event announces, queued in the event's own transaction: a
+/// receipt per successful payment, a notice per failed attempt of an invoice.
+async fn enqueue_email(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    kind: EventType,
+    object_id: &str,
+    data: &str,
+) -> Result<(), StoreError> {
+    let (email, dedupe) = match kind {
+        EventType::PaymentSucceeded => (EmailKind::PaymentSucceeded, object_id.to_owned()),
+        EventType::InvoicePaymentFailed => {
+            let attempt = serde_json::from_str::<serde_json::Value>(data)
+                .ok()
+                .and_then(|v| v["attempt_count"].as_u64())
+                .unwrap_or_default();
+            (EmailKind::PaymentFailed, format!("{object_id}#{attempt}"))
+        }
+        _ => return Ok(()),
+    };
+    let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
+    super::emails::enqueue(tx, tenant, email, &dedupe, object_id, now).await
 }
 
 fn event_from(r: &impl Rec) -> Result<Event, StoreError> {
@@ -144,6 +170,9 @@ pub async fn insert_events(
             });
             q.build().execute(&mut *c).await?;
         });
+    }
+    for e in events {
+        enqueue_email(tx, tenant, e.kind, &e.object_id, &e.data).await?;
     }
     Ok(())
 }

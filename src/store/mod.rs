@@ -13,6 +13,7 @@ pub mod catalogue;
 pub mod credit_notes;
 pub mod customers;
 pub mod documents;
+pub mod emails;
 pub mod events;
 pub mod idempotency;
 pub mod invoices;

@@ -12,6 +12,7 @@ mod catalogue;
 mod credit_notes;
 mod customers;
 mod documents;
+mod emails;
 mod idempotency;
 mod payments;
 mod plan_changes;

@@ -82,6 +82,9 @@ pub struct TestApp {
     client: Client,
     /// Where this server stores rendered PDFs.
     pub docs: tempfile::TempDir,
+    /// Where the file e-mail transport writes `.eml` files.
+    pub mail: tempfile::TempDir,
+    pub config: Arc<Config>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -187,6 +190,8 @@ impl TestApp {
         .expect("config");
         let docs = tempfile::tempdir().expect("documents dir");
         config.documents.dir = docs.path().to_owned();
+        let mail = tempfile::tempdir().expect("mail dir");
+        config.email.dir = mail.path().to_owned();
         configure(&mut config);
         let db = Db::connect(&url, 5).await.expect("connect");
         let url = url.clone();
@@ -199,9 +204,10 @@ impl TestApp {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let payments = Arc::new(recur::payments::Payments::from_config(&config).expect("payments"));
+        let config = Arc::new(config);
         let app = router(AppState {
             db: db.clone(),
-            config: Arc::new(config),
+            config: config.clone(),
             payments: payments.clone(),
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -214,6 +220,8 @@ impl TestApp {
             payments,
             client: Client::new(),
             docs,
+            mail,
+            config,
             _dir: dir,
         })
     }
@@ -316,7 +324,7 @@ impl TestApp {
 
     /// Row counts of every table: bad input must leave all of them unchanged.
     pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
-        const TABLES: [&str; 16] = [
+        const TABLES: [&str; 17] = [
             "tenants",
             "customers",
             "prices",
@@ -333,6 +341,7 @@ impl TestApp {
             "credit_notes",
             "provider_events",
             "invoice_settings",
+            "emails",
         ];
         let mut out = Vec::new();
         for t in TABLES {
@@ -449,6 +458,7 @@ pub fn recur_cli(app: &TestApp, env: &[(&str, String)], args: &[&str]) -> std::p
         .args(args)
         .env("RECUR_DATABASE_URL", &app.url)
         .env("RECUR_DOCUMENTS__DIR", app.docs.path())
+        .env("RECUR_EMAIL__DIR", app.mail.path())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("run recur")

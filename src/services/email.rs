@@ -1,0 +1,307 @@
+//! Delivering the e-mail outbox: compose each due message from current records, send it
+//! through the configured transport (`.eml` files by default, SMTP when configured), record
+//! the outcome, and retry with backoff. Mail trouble never reaches billing or charging: the
+//! worker delivers after them, each message on its own, with a timeout.
+
+use super::ServiceError;
+use crate::config::{Config, EmailConfig, EmailTransport, SmtpSecurity};
+use crate::documents::email::{About, Composed, compose};
+use crate::documents::{Seller, lang_for};
+use crate::domain::email::{EmailKind, EmailStatus, next_attempt};
+use crate::domain::event::EventType;
+use crate::domain::ids::{CreditNoteId, InvoiceId, PaymentId, TenantId};
+use crate::domain::tenant::truncate_to_seconds;
+use crate::store::emails::{self as store, Outgoing};
+use crate::store::{Db, Page, credit_notes, customers, documents as docs_store, events};
+use crate::store::{invoices, payments, tenants};
+use chrono::{DateTime, Duration, Utc};
+use lettre::message::{Attachment, Mailbox, MultiPart, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// How long a claimed message is held by the worker sending it.
+const LEASE: Duration = Duration::minutes(5);
+const BATCH: i64 = 50;
+
+/// What a delivery pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: usize,
+    pub skipped: usize,
+    pub retrying: usize,
+    pub failed: usize,
+}
+
+/// A message ready to go, with the address it goes to (never logged).
+struct Envelope {
+    message: Message,
+    recipient: String,
+}
+
+enum Transport {
+    File(std::path::PathBuf),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+fn transport(c: &EmailConfig) -> Result<Transport, ServiceError> {
+    if c.transport == EmailTransport::File {
+        return Ok(Transport::File(c.dir.clone()));
+    }
+    let s = &c.smtp;
+    let bad =
+        |e: lettre::transport::smtp::Error| ServiceError::Document(format!("email.smtp: {e}"));
+    let mut b = match s.security {
+        SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+        SmtpSecurity::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host).map_err(bad)?
+        }
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host).map_err(bad)?,
+    }
+    .port(s.port)
+    .timeout(Some(std::time::Duration::from_secs(s.timeout_secs)));
+    if let (Some(user), Some(pass)) = (&s.username, &s.password) {
+        b = b.credentials(Credentials::new(user.clone(), pass.expose().to_owned()));
+    }
+    Ok(Transport::Smtp(b.build()))
+}
+
+/// Builds the message for an outbox row from the records as they are now; `None` when it is
+/// not to be sent (the kind is turned off, the customer has no address, the record is gone).
+async fn envelope(
+    db: &Db,
+    config: &Config,
+    e: &Outgoing,
+) -> Result<Option<Envelope>, ServiceError> {
+    let tenant = &e.tenant;
+    let mut tx = db.read().await?;
+    let t = tenants::find_tenant(&mut tx, tenant.as_str()).await?;
+    let settings = docs_store::find_settings(&mut tx, tenant)
+        .await?
+        .unwrap_or_default();
+    tx.commit().await?;
+    if !e.kind.enabled(&settings.notifications) {
+        return Ok(None);
+    }
+    let tenant_name = t.map(|t| t.name).unwrap_or_default();
+    let seller = Seller {
+        settings: &settings,
+        fallback_name: &tenant_name,
+    };
+    let dir = &config.documents.dir;
+    let mut tx = db.read().await?;
+    // The invoice the message is about, and what else it needs.
+    let (invoice, payment, note) = match e.kind {
+        EmailKind::InvoiceFinalized | EmailKind::PaymentFailed => {
+            let id = InvoiceId::parse(&e.object_id)
+                .map_err(|x| ServiceError::Document(x.to_string()))?;
+            let inv = invoices::find_invoice(&mut tx, tenant, &id).await?;
+            let last = payments::list_payments(
+                &mut tx,
+                tenant,
+                Some(&id),
+                &Page {
+                    limit: 1,
+                    starting_after: None,
+                },
+            )
+            .await?
+            .0
+            .pop();
+            (inv, last, None)
+        }
+        EmailKind::PaymentSucceeded => {
+            let id = PaymentId::parse(&e.object_id)
+                .map_err(|x| ServiceError::Document(x.to_string()))?;
+            let pay = payments::find_payment(&mut tx, tenant, &id)
+                .await?
+                .map(|a| a.payment);
+            let inv = match &pay {
+                Some(p) => invoices::find_invoice(&mut tx, tenant, &p.invoice).await?,
+                None => None,
+            };
+            (inv, pay, None)
+        }
+        EmailKind::CreditNoteIssued => {
+            let id = CreditNoteId::parse(&e.object_id)
+                .map_err(|x| ServiceError::Document(x.to_string()))?;
+            let note = credit_notes::find_credit_note(&mut tx, tenant, &id).await?;
+            let inv = match &note {
+                Some(n) => invoices::find_invoice(&mut tx, tenant, &n.invoice).await?,
+                None => None,
+            };
+            (inv, None, note)
+        }
+    };
+    let Some(invoice) = invoice else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    let customer = customers::find_customer(&mut tx, tenant, &invoice.customer).await?;
+    tx.commit().await?;
+    let Some(customer) = customer else {
+        return Ok(None);
+    };
+    let Some(address) = customer.email.clone() else {
+        return Ok(None);
+    };
+    let lang = lang_for(&customer, &settings);
+    let link = invoice
+        .hosted_invoice_url
+        .as_ref()
+        .map(|path| format!("{}{path}", config.email.public_url.trim_end_matches('/')));
+    let about = match (e.kind, &payment, &note) {
+        (EmailKind::InvoiceFinalized, _, _) => About::Invoice(&invoice),
+        (EmailKind::PaymentSucceeded, Some(p), _) => About::Receipt(&invoice, p),
+        (EmailKind::PaymentFailed, p, _) => About::Failed(&invoice, p.as_ref()),
+        (EmailKind::CreditNoteIssued, _, Some(n)) => About::CreditNote(n, &invoice),
+        (EmailKind::PaymentSucceeded | EmailKind::CreditNoteIssued, _, _) => return Ok(None),
+    };
+    let Composed {
+        subject,
+        text,
+        html,
+    } = compose(lang, &seller, &customer.name, about, link.as_deref())
+        .map_err(|x| ServiceError::Document(x.to_string()))?;
+    let attachment = match e.kind {
+        EmailKind::InvoiceFinalized => {
+            Some(super::documents::invoice_pdf(db, dir, tenant, &invoice.id).await?)
+        }
+        EmailKind::CreditNoteIssued => match &note {
+            Some(n) => Some(super::documents::credit_note_pdf(db, dir, tenant, &n.id).await?),
+            None => None,
+        },
+        EmailKind::PaymentSucceeded | EmailKind::PaymentFailed => None,
+    };
+    let bad = |x: lettre::address::AddressError| ServiceError::Document(format!("address: {x}"));
+    let from = Mailbox::new(Some(seller.name()), config.email.from.parse().map_err(bad)?);
+    let to = Mailbox::new(
+        Some(customer.name.clone()),
+        address.as_str().parse().map_err(bad)?,
+    );
+    let mut builder = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject)
+        .message_id(Some(format!("<{}@recur>", e.id)));
+    if let Some(reply) = &settings.email
+        && let Ok(reply) = reply.as_str().parse()
+    {
+        builder = builder.reply_to(Mailbox::new(None, reply));
+    }
+    let body = MultiPart::alternative_plain_html(text, html);
+    let message = match attachment {
+        Some(pdf) => builder.multipart(
+            MultiPart::mixed().multipart(body).singlepart(
+                Attachment::new(pdf.filename).body(
+                    pdf.bytes,
+                    ContentType::parse("application/pdf")
+                        .map_err(|x| ServiceError::Document(x.to_string()))?,
+                ),
+            ),
+        ),
+        None => builder.multipart(body),
+    }
+    .map_err(|x| ServiceError::Document(x.to_string()))?;
+    Ok(Some(Envelope {
+        message,
+        recipient: address.as_str().to_owned(),
+    }))
+}
+
+/// Sends one message; the error text never carries the recipient's address.
+async fn send(t: &Transport, tenant: &TenantId, id: &str, env: Envelope) -> Result<(), String> {
+    let scrub = |s: String| s.replace(&env.recipient, "<recipient>");
+    match t {
+        Transport::File(dir) => {
+            let path = dir.join(tenant.as_str()).join(format!("{id}.eml"));
+            let write = async {
+                tokio::fs::create_dir_all(dir.join(tenant.as_str())).await?;
+                let tmp = path.with_extension("eml.tmp");
+                tokio::fs::write(&tmp, env.message.formatted()).await?;
+                tokio::fs::rename(&tmp, &path).await
+            };
+            write
+                .await
+                .map_err(|e| scrub(format!("{}: {e}", path.display())))
+        }
+        Transport::Smtp(smtp) => smtp
+            .send(env.message.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| scrub(e.to_string())),
+    }
+}
+
+/// Delivers the tenant's due e-mails. A message that cannot be sent is retried with
+/// backoff, and given up after `email.max_attempts` with an `email.failed` event; a sent
+/// one is recorded with an `email.sent` event.
+pub async fn deliver_due(
+    db: &Db,
+    config: &Config,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+) -> Result<Delivered, ServiceError> {
+    let now = truncate_to_seconds(now);
+    let t = transport(&config.email)?;
+    let mut out = Delivered::default();
+    let mut tx = db.read().await?;
+    let due = store::due(&mut tx, tenant, now, BATCH).await?;
+    tx.commit().await?;
+    for e in due {
+        let mut tx = db.begin().await?;
+        let mine = store::claim(&mut tx, &e, now + LEASE).await?;
+        tx.commit().await?;
+        if !mine {
+            continue;
+        }
+        let attempt = e.attempts + 1;
+        let result = match envelope(db, config, &e).await {
+            Ok(Some(env)) => Some(send(&t, &e.tenant, &e.id, env).await),
+            Ok(None) => None,
+            Err(err) => Some(Err(err.to_string())),
+        };
+        let mut tx = db.begin().await?;
+        let payload = |status: &str, error: Option<&str>| serde_json::json!({"id": e.id, "object": "email", "kind": e.kind.as_str(), "about": e.object_id, "status": status, "attempts": attempt, "error": error});
+        match result {
+            None => {
+                store::finish(&mut tx, &e, EmailStatus::Skipped, None, now, now).await?;
+                out.skipped += 1;
+            }
+            Some(Ok(())) => {
+                store::finish(&mut tx, &e, EmailStatus::Sent, None, now, now).await?;
+                events::insert_event(
+                    &mut tx,
+                    &e.tenant,
+                    EventType::EmailSent,
+                    &e.id,
+                    &payload("sent", None),
+                    now,
+                )
+                .await?;
+                out.sent += 1;
+            }
+            Some(Err(error)) if attempt >= config.email.max_attempts => {
+                store::finish(&mut tx, &e, EmailStatus::Failed, Some(&error), now, now).await?;
+                events::insert_event(
+                    &mut tx,
+                    &e.tenant,
+                    EventType::EmailFailed,
+                    &e.id,
+                    &payload("failed", Some(&error)),
+                    now,
+                )
+                .await?;
+                tracing::warn!(tenant.id = %e.tenant, email = %e.id, kind = e.kind.as_str(), error = %error, "e-mail given up");
+                out.failed += 1;
+            }
+            Some(Err(error)) => {
+                let retry = next_attempt(now, attempt, config.email.retry_base_secs);
+                store::finish(&mut tx, &e, EmailStatus::Pending, Some(&error), retry, now).await?;
+                tracing::info!(tenant.id = %e.tenant, email = %e.id, kind = e.kind.as_str(), error = %error, retry_at = %retry, "e-mail delivery failed; retrying");
+                out.retrying += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(out)
+}
