@@ -129,6 +129,15 @@ async fn run_tenant(
         Err(e) => tracing::error!(tenant.id = %tenant.id, error = %e, "rendering documents failed"),
     }
     // E-mails last: they attach the PDFs and link the hosted pages made above.
+    let now = match tenant.mode {
+        Mode::Test => tenant.clock_time.unwrap_or_else(Utc::now),
+        Mode::Live => Utc::now(),
+    };
+    if let Err(e) =
+        crate::services::email::queue_reminders(db, tenant, at.unwrap_or(now).max(now)).await
+    {
+        tracing::error!(tenant.id = %tenant.id, error = %e, "queuing reminders failed");
+    }
     if let Err(e) = crate::services::email::deliver_due(db, config, &tenant.id, Utc::now()).await {
         tracing::error!(tenant.id = %tenant.id, error = %e, "delivering e-mails failed");
     }

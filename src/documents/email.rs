@@ -8,6 +8,7 @@ use crate::domain::email::{DeclineReason, decline_reason};
 use crate::domain::invoice::{Invoice, InvoiceStatus};
 use crate::domain::payment::Payment;
 use askama::Template;
+use chrono::{DateTime, Utc};
 
 #[derive(Template)]
 #[template(path = "email/message.txt")]
@@ -50,6 +51,10 @@ pub enum About<'a> {
     Receipt(&'a Invoice, &'a Payment),
     Failed(&'a Invoice, Option<&'a Payment>),
     CreditNote(&'a CreditNote, &'a Invoice),
+    /// A trial ending at the date, with the invoice it will then bill (if it can be previewed).
+    TrialEnding(DateTime<Utc>, Option<&'a Invoice>),
+    /// A yearly renewal at the date, with its previewed invoice.
+    Renewal(DateTime<Utc>, Option<&'a Invoice>),
 }
 
 fn fill(template: &str, pairs: &[(&str, &str)]) -> String {
@@ -147,6 +152,24 @@ pub fn compose(
                         ("invoice", &number_of(inv)),
                     ],
                 )],
+            )
+        }
+        About::TrialEnding(at, next) | About::Renewal(at, next) => {
+            let date = lang.date(at);
+            let (subject, body) = match about {
+                About::TrialEnding(..) => (&e.subject_trial, &e.trial_body),
+                _ => (&e.subject_renewal, &e.renewal_body),
+            };
+            let mut p = vec![fill(body, &[("date", &date)])];
+            if let Some(inv) = next {
+                p.push(fill(
+                    &e.next_amount,
+                    &[("amount", &lang.money(inv.total, &inv.currency))],
+                ));
+            }
+            (
+                fill(subject, &[("date", &date), ("seller", &seller_name)]),
+                p,
             )
         }
     };

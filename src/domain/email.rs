@@ -12,6 +12,10 @@ pub enum EmailKind {
     PaymentFailed,
     /// An issued credit note, its PDF attached.
     CreditNoteIssued,
+    /// A trial ends in three days.
+    TrialEnding,
+    /// A yearly subscription renews in seven days.
+    UpcomingRenewal,
 }
 
 impl EmailKind {
@@ -21,6 +25,8 @@ impl EmailKind {
             EmailKind::PaymentSucceeded => "payment_succeeded",
             EmailKind::PaymentFailed => "payment_failed",
             EmailKind::CreditNoteIssued => "credit_note_issued",
+            EmailKind::TrialEnding => "trial_ending",
+            EmailKind::UpcomingRenewal => "upcoming_renewal",
         }
     }
 
@@ -30,6 +36,8 @@ impl EmailKind {
             "payment_succeeded" => Some(EmailKind::PaymentSucceeded),
             "payment_failed" => Some(EmailKind::PaymentFailed),
             "credit_note_issued" => Some(EmailKind::CreditNoteIssued),
+            "trial_ending" => Some(EmailKind::TrialEnding),
+            "upcoming_renewal" => Some(EmailKind::UpcomingRenewal),
             _ => None,
         }
     }
@@ -41,6 +49,8 @@ impl EmailKind {
             EmailKind::PaymentSucceeded => n.payment_succeeded,
             EmailKind::PaymentFailed => n.payment_failed,
             EmailKind::CreditNoteIssued => n.credit_note_issued,
+            EmailKind::TrialEnding => n.trial_ending,
+            EmailKind::UpcomingRenewal => n.upcoming_renewal,
         }
     }
 }
@@ -65,6 +75,11 @@ impl EmailStatus {
         }
     }
 }
+
+/// Trials are announced this long before they end.
+pub const TRIAL_NOTICE: chrono::Duration = chrono::Duration::days(3);
+/// Yearly renewals are announced this long before they bill.
+pub const RENEWAL_NOTICE: chrono::Duration = chrono::Duration::days(7);
 
 /// When to try again after the `attempt`-th failed delivery: `base · 2^(attempt−1)`, at most
 /// an hour.
@@ -113,6 +128,8 @@ mod tests {
             EmailKind::PaymentSucceeded,
             EmailKind::PaymentFailed,
             EmailKind::CreditNoteIssued,
+            EmailKind::TrialEnding,
+            EmailKind::UpcomingRenewal,
         ] {
             assert_eq!(EmailKind::parse(k.as_str()), Some(k));
         }

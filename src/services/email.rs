@@ -7,13 +7,19 @@ use super::ServiceError;
 use crate::config::{Config, EmailConfig, EmailTransport, SmtpSecurity};
 use crate::documents::email::{About, Composed, compose};
 use crate::documents::{Seller, lang_for};
-use crate::domain::email::{EmailKind, EmailStatus, next_attempt};
+use crate::domain::credit_note::CreditNote;
+use crate::domain::email::{EmailKind, EmailStatus, RENEWAL_NOTICE, TRIAL_NOTICE, next_attempt};
 use crate::domain::event::EventType;
 use crate::domain::ids::{CreditNoteId, InvoiceId, PaymentId, TenantId};
+use crate::domain::ids::{CustomerId, SubscriptionId};
+use crate::domain::invoice::Invoice;
+use crate::domain::payment::Payment;
+use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::tenant::Tenant;
 use crate::domain::tenant::truncate_to_seconds;
 use crate::store::emails::{self as store, Outgoing};
 use crate::store::{Db, Page, credit_notes, customers, documents as docs_store, events};
-use crate::store::{invoices, payments, tenants};
+use crate::store::{invoices, payments, subscriptions, tenants};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::{Attachment, Mailbox, MultiPart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
@@ -65,6 +71,100 @@ fn transport(c: &EmailConfig) -> Result<Transport, ServiceError> {
     Ok(Transport::Smtp(b.build()))
 }
 
+/// What an outbox row is about, loaded from the records as they are now.
+enum Subject {
+    Invoice {
+        invoice: Invoice,
+        payment: Option<Payment>,
+        note: Option<CreditNote>,
+    },
+    Subscription {
+        customer: CustomerId,
+        at: DateTime<Utc>,
+        next: Option<Invoice>,
+    },
+}
+
+fn bad_id(x: crate::domain::ids::InvalidId) -> ServiceError {
+    ServiceError::Document(x.to_string())
+}
+
+/// Loads the subject of an outbox row; `None` when it is gone or no longer true (a trial
+/// that already ended, a renewal that will not happen).
+async fn subject(db: &Db, tenant: &Tenant, e: &Outgoing) -> Result<Option<Subject>, ServiceError> {
+    let id = &tenant.id;
+    let mut tx = db.read().await?;
+    let found = match e.kind {
+        EmailKind::InvoiceFinalized | EmailKind::PaymentFailed => {
+            let inv_id = InvoiceId::parse(&e.object_id).map_err(bad_id)?;
+            let invoice = invoices::find_invoice(&mut tx, id, &inv_id).await?;
+            let page = Page {
+                limit: 1,
+                starting_after: None,
+            };
+            let last = payments::list_payments(&mut tx, id, Some(&inv_id), &page)
+                .await?
+                .0
+                .pop();
+            invoice.map(|invoice| Subject::Invoice {
+                invoice,
+                payment: last,
+                note: None,
+            })
+        }
+        EmailKind::PaymentSucceeded => {
+            let pay_id = PaymentId::parse(&e.object_id).map_err(bad_id)?;
+            match payments::find_payment(&mut tx, id, &pay_id).await? {
+                Some(a) => invoices::find_invoice(&mut tx, id, &a.payment.invoice)
+                    .await?
+                    .map(|invoice| Subject::Invoice {
+                        invoice,
+                        payment: Some(a.payment),
+                        note: None,
+                    }),
+                None => None,
+            }
+        }
+        EmailKind::CreditNoteIssued => {
+            let note_id = CreditNoteId::parse(&e.object_id).map_err(bad_id)?;
+            match credit_notes::find_credit_note(&mut tx, id, &note_id).await? {
+                Some(n) => invoices::find_invoice(&mut tx, id, &n.invoice)
+                    .await?
+                    .map(|invoice| Subject::Invoice {
+                        invoice,
+                        payment: None,
+                        note: Some(n),
+                    }),
+                None => None,
+            }
+        }
+        EmailKind::TrialEnding | EmailKind::UpcomingRenewal => {
+            let sub_id = SubscriptionId::parse(&e.object_id).map_err(bad_id)?;
+            let sub = subscriptions::find_subscription(&mut tx, id, &sub_id).await?;
+            let at = sub.as_ref().and_then(|s| match e.kind {
+                EmailKind::TrialEnding => (s.status == SubscriptionStatus::Trialing)
+                    .then_some(s.trial_end)
+                    .flatten(),
+                _ => (!s.cancel_at_period_end).then_some(s.current_period_end),
+            });
+            tx.commit().await?;
+            return match (sub, at) {
+                (Some(sub), Some(at)) => {
+                    let next = super::invoices::upcoming(db, tenant, &sub.id).await.ok();
+                    Ok(Some(Subject::Subscription {
+                        customer: sub.customer,
+                        at,
+                        next,
+                    }))
+                }
+                _ => Ok(None),
+            };
+        }
+    };
+    tx.commit().await?;
+    Ok(found)
+}
+
 /// Builds the message for an outbox row from the records as they are now; `None` when it is
 /// not to be sent (the kind is turned off, the customer has no address, the record is gone).
 async fn envelope(
@@ -72,71 +172,29 @@ async fn envelope(
     config: &Config,
     e: &Outgoing,
 ) -> Result<Option<Envelope>, ServiceError> {
-    let tenant = &e.tenant;
     let mut tx = db.read().await?;
-    let t = tenants::find_tenant(&mut tx, tenant.as_str()).await?;
-    let settings = docs_store::find_settings(&mut tx, tenant)
+    let t = tenants::find_tenant(&mut tx, e.tenant.as_str()).await?;
+    let settings = docs_store::find_settings(&mut tx, &e.tenant)
         .await?
         .unwrap_or_default();
     tx.commit().await?;
+    let Some(tenant) = t else { return Ok(None) };
     if !e.kind.enabled(&settings.notifications) {
         return Ok(None);
     }
-    let tenant_name = t.map(|t| t.name).unwrap_or_default();
     let seller = Seller {
         settings: &settings,
-        fallback_name: &tenant_name,
+        fallback_name: &tenant.name,
     };
-    let dir = &config.documents.dir;
-    let mut tx = db.read().await?;
-    // The invoice the message is about, and what else it needs.
-    let (invoice, payment, note) = match e.kind {
-        EmailKind::InvoiceFinalized | EmailKind::PaymentFailed => {
-            let id = InvoiceId::parse(&e.object_id)
-                .map_err(|x| ServiceError::Document(x.to_string()))?;
-            let inv = invoices::find_invoice(&mut tx, tenant, &id).await?;
-            let last = payments::list_payments(
-                &mut tx,
-                tenant,
-                Some(&id),
-                &Page {
-                    limit: 1,
-                    starting_after: None,
-                },
-            )
-            .await?
-            .0
-            .pop();
-            (inv, last, None)
-        }
-        EmailKind::PaymentSucceeded => {
-            let id = PaymentId::parse(&e.object_id)
-                .map_err(|x| ServiceError::Document(x.to_string()))?;
-            let pay = payments::find_payment(&mut tx, tenant, &id)
-                .await?
-                .map(|a| a.payment);
-            let inv = match &pay {
-                Some(p) => invoices::find_invoice(&mut tx, tenant, &p.invoice).await?,
-                None => None,
-            };
-            (inv, pay, None)
-        }
-        EmailKind::CreditNoteIssued => {
-            let id = CreditNoteId::parse(&e.object_id)
-                .map_err(|x| ServiceError::Document(x.to_string()))?;
-            let note = credit_notes::find_credit_note(&mut tx, tenant, &id).await?;
-            let inv = match &note {
-                Some(n) => invoices::find_invoice(&mut tx, tenant, &n.invoice).await?,
-                None => None,
-            };
-            (inv, None, note)
-        }
-    };
-    let Some(invoice) = invoice else {
-        tx.commit().await?;
+    let Some(found) = subject(db, &tenant, e).await? else {
         return Ok(None);
     };
-    let customer = customers::find_customer(&mut tx, tenant, &invoice.customer).await?;
+    let customer_id = match &found {
+        Subject::Invoice { invoice, .. } => invoice.customer.clone(),
+        Subject::Subscription { customer, .. } => customer.clone(),
+    };
+    let mut tx = db.read().await?;
+    let customer = customers::find_customer(&mut tx, &tenant.id, &customer_id).await?;
     tx.commit().await?;
     let Some(customer) = customer else {
         return Ok(None);
@@ -145,16 +203,44 @@ async fn envelope(
         return Ok(None);
     };
     let lang = lang_for(&customer, &settings);
-    let link = invoice
-        .hosted_invoice_url
-        .as_ref()
-        .map(|path| format!("{}{path}", config.email.public_url.trim_end_matches('/')));
-    let about = match (e.kind, &payment, &note) {
-        (EmailKind::InvoiceFinalized, _, _) => About::Invoice(&invoice),
-        (EmailKind::PaymentSucceeded, Some(p), _) => About::Receipt(&invoice, p),
-        (EmailKind::PaymentFailed, p, _) => About::Failed(&invoice, p.as_ref()),
-        (EmailKind::CreditNoteIssued, _, Some(n)) => About::CreditNote(n, &invoice),
-        (EmailKind::PaymentSucceeded | EmailKind::CreditNoteIssued, _, _) => return Ok(None),
+    let link = match &found {
+        Subject::Invoice { invoice, .. } => invoice
+            .hosted_invoice_url
+            .as_ref()
+            .map(|path| format!("{}{path}", config.email.public_url.trim_end_matches('/'))),
+        Subject::Subscription { .. } => None,
+    };
+    let about = match (&found, e.kind) {
+        (Subject::Invoice { invoice, .. }, EmailKind::InvoiceFinalized) => About::Invoice(invoice),
+        (
+            Subject::Invoice {
+                invoice,
+                payment: Some(p),
+                ..
+            },
+            EmailKind::PaymentSucceeded,
+        ) => About::Receipt(invoice, p),
+        (
+            Subject::Invoice {
+                invoice, payment, ..
+            },
+            EmailKind::PaymentFailed,
+        ) => About::Failed(invoice, payment.as_ref()),
+        (
+            Subject::Invoice {
+                invoice,
+                note: Some(n),
+                ..
+            },
+            EmailKind::CreditNoteIssued,
+        ) => About::CreditNote(n, invoice),
+        (Subject::Subscription { at, next, .. }, EmailKind::TrialEnding) => {
+            About::TrialEnding(*at, next.as_ref())
+        }
+        (Subject::Subscription { at, next, .. }, EmailKind::UpcomingRenewal) => {
+            About::Renewal(*at, next.as_ref())
+        }
+        (Subject::Invoice { .. } | Subject::Subscription { .. }, _) => return Ok(None),
     };
     let Composed {
         subject,
@@ -162,15 +248,15 @@ async fn envelope(
         html,
     } = compose(lang, &seller, &customer.name, about, link.as_deref())
         .map_err(|x| ServiceError::Document(x.to_string()))?;
-    let attachment = match e.kind {
-        EmailKind::InvoiceFinalized => {
-            Some(super::documents::invoice_pdf(db, dir, tenant, &invoice.id).await?)
+    let dir = &config.documents.dir;
+    let attachment = match (&found, e.kind) {
+        (Subject::Invoice { invoice, .. }, EmailKind::InvoiceFinalized) => {
+            Some(super::documents::invoice_pdf(db, dir, &tenant.id, &invoice.id).await?)
         }
-        EmailKind::CreditNoteIssued => match &note {
-            Some(n) => Some(super::documents::credit_note_pdf(db, dir, tenant, &n.id).await?),
-            None => None,
-        },
-        EmailKind::PaymentSucceeded | EmailKind::PaymentFailed => None,
+        (Subject::Invoice { note: Some(n), .. }, EmailKind::CreditNoteIssued) => {
+            Some(super::documents::credit_note_pdf(db, dir, &tenant.id, &n.id).await?)
+        }
+        _ => None,
     };
     let bad = |x: lettre::address::AddressError| ServiceError::Document(format!("address: {x}"));
     let from = Mailbox::new(Some(seller.name()), config.email.from.parse().map_err(bad)?);
@@ -189,23 +275,48 @@ async fn envelope(
         builder = builder.reply_to(Mailbox::new(None, reply));
     }
     let body = MultiPart::alternative_plain_html(text, html);
-    let message = match attachment {
-        Some(pdf) => builder.multipart(
-            MultiPart::mixed().multipart(body).singlepart(
-                Attachment::new(pdf.filename).body(
-                    pdf.bytes,
-                    ContentType::parse("application/pdf")
-                        .map_err(|x| ServiceError::Document(x.to_string()))?,
-                ),
-            ),
-        ),
+    let built = match attachment {
+        Some(pdf) => {
+            let pdf_type = ContentType::parse("application/pdf")
+                .map_err(|x| ServiceError::Document(x.to_string()))?;
+            builder.multipart(
+                MultiPart::mixed()
+                    .multipart(body)
+                    .singlepart(Attachment::new(pdf.filename).body(pdf.bytes, pdf_type)),
+            )
+        }
         None => builder.multipart(body),
-    }
-    .map_err(|x| ServiceError::Document(x.to_string()))?;
+    };
+    let message = built.map_err(|x| ServiceError::Document(x.to_string()))?;
     Ok(Some(Envelope {
         message,
         recipient: address.as_str().to_owned(),
     }))
+}
+
+/// Queues the reminders due at `now` (the tenant's clock): trials ending within three days,
+/// yearly renewals within seven. Each once per subscription and date.
+pub async fn queue_reminders(
+    db: &Db,
+    tenant: &Tenant,
+    now: DateTime<Utc>,
+) -> Result<usize, ServiceError> {
+    let mut tx = db.begin().await?;
+    let due = store::reminders_due(
+        &mut tx,
+        &tenant.id,
+        now,
+        now + TRIAL_NOTICE,
+        now + RENEWAL_NOTICE,
+    )
+    .await?;
+    let queued_at = truncate_to_seconds(Utc::now());
+    for (kind, sub, at) in &due {
+        let key = format!("{sub}@{}", at.to_rfc3339());
+        store::enqueue(&mut tx, &tenant.id, *kind, &key, sub, queued_at).await?;
+    }
+    tx.commit().await?;
+    Ok(due.len())
 }
 
 /// Sends one message; the error text never carries the recipient's address.

@@ -128,3 +128,46 @@ pub async fn finish(
     .rows_affected());
     Ok(())
 }
+
+/// Subscriptions with a reminder due: trialing ones whose trial ends in `(now, trial_until]`
+/// and yearly ones renewing in `(now, renewal_until]` (not ending at period end).
+pub async fn reminders_due(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+    trial_until: DateTime<Utc>,
+    renewal_until: DateTime<Utc>,
+) -> Result<Vec<(EmailKind, String, DateTime<Utc>)>, StoreError> {
+    on_tx!(tx, |c| {
+        let trials = sqlx::query(
+            "SELECT id, trial_end AS at FROM subscriptions
+             WHERE tenant_id = $1 AND status = 'trialing' AND trial_end > $2 AND trial_end <= $3",
+        )
+        .bind(tenant.as_str())
+        .bind(now)
+        .bind(trial_until)
+        .fetch_all(&mut *c)
+        .await?;
+        let renewals = sqlx::query(
+            "SELECT id, current_period_end AS at FROM subscriptions
+             WHERE tenant_id = $1 AND status IN ('active', 'past_due') AND interval_unit = 'year'
+               AND cancel_at_period_end = $4 AND current_period_end > $2 AND current_period_end <= $3",
+        )
+        .bind(tenant.as_str())
+        .bind(now)
+        .bind(renewal_until)
+        .bind(false)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut out = Vec::with_capacity(trials.len() + renewals.len());
+        for (kind, rows) in [
+            (EmailKind::TrialEnding, trials),
+            (EmailKind::UpcomingRenewal, renewals),
+        ] {
+            for r in &rows {
+                out.push((kind, r.text("id")?, r.time("at")?));
+            }
+        }
+        Ok(out)
+    })
+}

@@ -314,3 +314,42 @@ both! {
         assert!(messages(&app.mail.path().join(&app.tenant_id)).is_empty());
     }
 }
+
+both! {
+    async fn reminders(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let monthly = app.monthly_price(2_500).await;
+        let yearly = app
+            .post("/v1/prices", json!({"product": "Pro yearly", "currency": "EUR", "unit_amount": 24_000, "recurring": {"interval": "year"}}))
+            .await
+            .ok()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let trialist = customer(&app, "Tria", "tria@example.com", "en", "tok_visa").await;
+        let annual = customer(&app, "Anna", "anna@example.com", "fr", "tok_visa").await;
+        app.post("/v1/subscriptions", json!({"customer": trialist, "items": [{"price": monthly}], "trial_period_days": 14})).await.ok();
+        app.subscription(&annual, &yearly).await;
+        let dir = app.mail.path().join(&app.tenant_id);
+        let subjects = || {
+            let mut v: Vec<String> = messages(&dir).iter().map(|m| read(m).subject).collect();
+            v.sort();
+            v
+        };
+        let run = |at: &str| {
+            let out = recur_cli(&app, &[], &["run-cycle", "--at", at]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        run("2027-01-10T00:00:00Z");
+        assert!(!subjects().iter().any(|s| s.contains("trial")), "not yet: {:?}", subjects());
+        run("2027-01-12T12:00:00Z");
+        run("2027-01-13T00:00:00Z");
+        let trial: Vec<String> = subjects().into_iter().filter(|s| s.contains("trial")).collect();
+        assert_eq!(trial, ["Your trial with test tenant ends on Jan 15, 2027"], "once");
+        let mail = messages(&dir).iter().map(|m| read(m)).find(|m| m.subject.contains("trial")).unwrap();
+        assert!(mail.text.contains("The next invoice will be €25.00."), "{}", mail.text);
+        run("2027-12-26T00:00:00Z");
+        let renewal: Vec<String> = subjects().into_iter().filter(|s| s.contains("renouvelle")).collect();
+        assert_eq!(renewal, ["Votre abonnement chez test tenant se renouvelle le 01/01/2028"], "{:?}", subjects());
+    }
+}
