@@ -74,14 +74,14 @@ fn transport(c: &EmailConfig) -> Result<Transport, ServiceError> {
 /// What an outbox row is about, loaded from the records as they are now.
 enum Subject {
     Invoice {
-        invoice: Invoice,
-        payment: Option<Payment>,
-        note: Option<CreditNote>,
+        invoice: Box<Invoice>,
+        payment: Option<Box<Payment>>,
+        note: Option<Box<CreditNote>>,
     },
     Subscription {
         customer: CustomerId,
         at: DateTime<Utc>,
-        next: Option<Invoice>,
+        next: Option<Box<Invoice>>,
     },
 }
 
@@ -107,8 +107,8 @@ async fn subject(db: &Db, tenant: &Tenant, e: &Outgoing) -> Result<Option<Subjec
                 .0
                 .pop();
             invoice.map(|invoice| Subject::Invoice {
-                invoice,
-                payment: last,
+                invoice: Box::new(invoice),
+                payment: last.map(Box::new),
                 note: None,
             })
         }
@@ -118,8 +118,8 @@ async fn subject(db: &Db, tenant: &Tenant, e: &Outgoing) -> Result<Option<Subjec
                 Some(a) => invoices::find_invoice(&mut tx, id, &a.payment.invoice)
                     .await?
                     .map(|invoice| Subject::Invoice {
-                        invoice,
-                        payment: Some(a.payment),
+                        invoice: Box::new(invoice),
+                        payment: Some(Box::new(a.payment)),
                         note: None,
                     }),
                 None => None,
@@ -131,9 +131,9 @@ async fn subject(db: &Db, tenant: &Tenant, e: &Outgoing) -> Result<Option<Subjec
                 Some(n) => invoices::find_invoice(&mut tx, id, &n.invoice)
                     .await?
                     .map(|invoice| Subject::Invoice {
-                        invoice,
+                        invoice: Box::new(invoice),
                         payment: None,
-                        note: Some(n),
+                        note: Some(Box::new(n)),
                     }),
                 None => None,
             }
@@ -150,7 +150,10 @@ async fn subject(db: &Db, tenant: &Tenant, e: &Outgoing) -> Result<Option<Subjec
             tx.commit().await?;
             return match (sub, at) {
                 (Some(sub), Some(at)) => {
-                    let next = super::invoices::upcoming(db, tenant, &sub.id).await.ok();
+                    let next = super::invoices::upcoming(db, tenant, &sub.id)
+                        .await
+                        .ok()
+                        .map(Box::new);
                     Ok(Some(Subject::Subscription {
                         customer: sub.customer,
                         at,
@@ -225,7 +228,7 @@ async fn envelope(
                 invoice, payment, ..
             },
             EmailKind::PaymentFailed,
-        ) => About::Failed(invoice, payment.as_ref()),
+        ) => About::Failed(invoice, payment.as_deref()),
         (
             Subject::Invoice {
                 invoice,
@@ -235,10 +238,10 @@ async fn envelope(
             EmailKind::CreditNoteIssued,
         ) => About::CreditNote(n, invoice),
         (Subject::Subscription { at, next, .. }, EmailKind::TrialEnding) => {
-            About::TrialEnding(*at, next.as_ref())
+            About::TrialEnding(*at, next.as_deref())
         }
         (Subject::Subscription { at, next, .. }, EmailKind::UpcomingRenewal) => {
-            About::Renewal(*at, next.as_ref())
+            About::Renewal(*at, next.as_deref())
         }
         (Subject::Invoice { .. } | Subject::Subscription { .. }, _) => return Ok(None),
     };
