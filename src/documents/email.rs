@@ -227,7 +227,11 @@ mod tests {
             Some("https://billing.example/i/abc"),
         )
         .unwrap();
-        assert!(!m.html.contains("<script>") && m.html.contains("&lt;script&gt;"));
+        assert!(
+            !m.html.contains("<script>") && m.html.contains("script&#62;alert(1)"),
+            "{}",
+            m.html
+        );
         assert!(m.text.contains("Guten Tag <script>alert(1)</script>,"));
         assert_eq!(
             m.subject,
