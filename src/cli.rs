@@ -112,7 +112,36 @@ enum TenantCommand {
         /// Print {"tenant_id": …, "api_key": …}.
         #[arg(long)]
         json: bool,
+        /// Seller details for the tenant's documents: a JSON file shaped like
+        /// `PUT /v1/settings/invoice` (`-` reads standard input).
+        #[arg(long)]
+        settings: Option<std::path::PathBuf>,
     },
+    /// Print a tenant's invoice settings as JSON, or replace them with `--set FILE`.
+    Settings {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        /// A JSON file shaped like `PUT /v1/settings/invoice` (`-` reads standard input).
+        #[arg(long)]
+        set: Option<std::path::PathBuf>,
+    },
+}
+
+/// Reads and checks invoice settings exactly as `PUT /v1/settings/invoice` does.
+fn read_settings(path: &std::path::Path) -> anyhow::Result<crate::domain::seller::InvoiceSettings> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("settings file {}: {e}", path.display()))?
+    };
+    let settings =
+        crate::api::settings_from_json(&text).map_err(|e| anyhow::anyhow!("settings: {e}"))?;
+    if let Some(logo) = &settings.logo {
+        crate::documents::check_logo(&logo.bytes)
+            .map_err(|e| anyhow::anyhow!("settings: `logo`: {e}"))?;
+    }
+    Ok(settings)
 }
 
 /// A day's first second, or an exact instant.
@@ -250,12 +279,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant {
-            command: TenantCommand::Create { name, mode, json },
+            command: TenantCommand::Settings { tenant, set },
         } => {
+            let settings = match set {
+                Some(path) => {
+                    let settings = read_settings(&path)?;
+                    crate::services::documents::put_settings(&db, &tenant, settings, Utc::now())
+                        .await
+                        .map_err(|e| anyhow::anyhow!("settings: {e}"))?
+                }
+                None => crate::services::documents::get_settings(&db, &tenant).await?,
+            };
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+            Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    mode,
+                    json,
+                    settings,
+                },
+        } => {
+            // Checked before anything is written.
+            let settings = settings.as_deref().map(read_settings).transpose()?;
             let (tenant, key) =
                 create_tenant(&db, &name, mode, &config.billing.invoice_prefix, Utc::now())
                     .await
                     .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            if let Some(settings) = settings {
+                crate::services::documents::put_settings(&db, &tenant.id, settings, Utc::now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("settings: {e}"))?;
+            }
             if json {
                 println!(
                     "{}",

@@ -33,6 +33,18 @@ use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+/// Invoice settings from a JSON text, parsed and checked exactly as
+/// `PUT /v1/settings/invoice` does (for the CLI); the error names the parameter.
+pub fn settings_from_json(text: &str) -> Result<crate::domain::seller::InvoiceSettings, String> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let body: documents::SettingsBody =
+        serde_path_to_error::deserialize(de).map_err(|e| e.to_string())?;
+    crate::domain::seller::InvoiceSettings::try_from(body).map_err(|e| match e {
+        ApiError::InvalidParam { param, message } => format!("`{param}`: {message}"),
+        other => other.to_string(),
+    })
+}
+
 /// Request bodies above this size are refused before parsing.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 

@@ -296,3 +296,35 @@ both! {
         assert_eq!((r.status.as_u16(), r.error_code()), (422, "invoice_upcoming_none"), "{}", r.body);
     }
 }
+
+both! {
+    async fn settings_from_the_cli(app: TestApp) {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("seller.json");
+        std::fs::write(&good, seller().to_string()).unwrap();
+        let out = crate::support::recur_cli(&app, &[], &["tenant", "settings", "--tenant", &app.tenant_id, "--set", good.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(printed, app.get("/v1/settings/invoice").await.ok());
+        assert_eq!(printed["legal_name"], "Żółta Łódź sp. z o.o.");
+        // Bad input names the parameter and changes nothing, on both commands.
+        let bad = dir.path().join("bad.json");
+        let mut body = seller();
+        body["bank"]["iban"] = json!("PL00 1090 1014 0000 0712 1981 2874");
+        std::fs::write(&bad, body.to_string()).unwrap();
+        let before = app.row_counts().await;
+        let out = crate::support::recur_cli(&app, &[], &["tenant", "settings", "--tenant", &app.tenant_id, "--set", bad.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("bank.iban"), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = crate::support::recur_cli(&app, &[], &["tenant", "create", "--name", "Nope", "--settings", bad.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert_eq!(app.row_counts().await, before);
+        assert_eq!(app.get("/v1/settings/invoice").await.ok(), printed);
+        let out = crate::support::recur_cli(&app, &[], &["tenant", "create", "--name", "Seller two", "--json", "--settings", good.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let out = crate::support::recur_cli(&app, &[], &["tenant", "settings", "--tenant", created["tenant_id"].as_str().unwrap()]);
+        let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(theirs, printed);
+    }
+}
