@@ -17,15 +17,26 @@ use std::time::Instant;
 /// Lines on the benchmark invoice: a typical one-page invoice.
 const LINES: usize = 8;
 
+/// The benchmark's invoice, its customer and its seller.
+fn sample_invoice() -> (
+    crate::domain::seller::InvoiceSettings,
+    crate::domain::invoice::Invoice,
+    crate::domain::customer::Customer,
+) {
+    (
+        sample::seller(),
+        sample::invoice(LINES, "EUR", TaxExempt::None),
+        sample::customer("pl", TaxExempt::None),
+    )
+}
+
 /// The texts of the invoice page and where they go, for the baseline.
 fn page_texts() -> anyhow::Result<Vec<(f32, f32, String)>> {
-    let settings = sample::seller();
+    let (settings, inv, customer) = sample_invoice();
     let seller = Seller {
         settings: &settings,
         fallback_name: "",
     };
-    let inv = sample::invoice(LINES, "EUR", TaxExempt::None);
-    let customer = sample::customer("pl", TaxExempt::None);
     let lang = documents::lang_for(&customer, &settings);
     let source = documents::invoice_page(lang, &inv, &customer, &seller, false).render()?;
     let parsed = layout::parse(&source)?;
@@ -73,13 +84,11 @@ fn baseline(texts: &[(f32, f32, String)]) -> Vec<u8> {
 }
 
 fn ours() -> anyhow::Result<Vec<u8>> {
-    let settings = sample::seller();
+    let (settings, inv, customer) = sample_invoice();
     let seller = Seller {
         settings: &settings,
         fallback_name: "",
     };
-    let inv = sample::invoice(LINES, "EUR", TaxExempt::None);
-    let customer = sample::customer("pl", TaxExempt::None);
     Ok(documents::invoice_pdf(&inv, &customer, &seller, false)?)
 }
 

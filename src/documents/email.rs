@@ -22,19 +22,14 @@ struct Text<'a> {
     footer: &'a str,
 }
 
+/// The HTML part: the same words as [`Text`], in a page.
 #[derive(Template)]
 #[template(path = "email/message.html")]
 struct Html<'a> {
     lang: &'a str,
     subject: &'a str,
     accent: &'a str,
-    greeting: &'a str,
-    paragraphs: &'a [String],
-    link_label: &'a str,
-    link_url: Option<&'a str>,
-    signature: &'a str,
-    seller_name: &'a str,
-    footer: &'a str,
+    m: &'a Text<'a>,
 }
 
 /// A message ready for the transport.
@@ -175,7 +170,7 @@ pub fn compose(
     };
     let greeting = fill(&e.greeting, &[("name", customer_name)]);
     let footer = super::footer(seller);
-    let text = Text {
+    let words = Text {
         greeting: &greeting,
         paragraphs: &paragraphs,
         link_label: &e.view_online,
@@ -183,19 +178,13 @@ pub fn compose(
         signature: &e.signature,
         seller_name: &seller_name,
         footer: &footer,
-    }
-    .render()?;
+    };
+    let text = words.render()?;
     let html = Html {
         lang: lang.code,
         subject: &subject,
         accent: &seller.accent(),
-        greeting: &greeting,
-        paragraphs: &paragraphs,
-        link_label: &e.view_online,
-        link_url: link,
-        signature: &e.signature,
-        seller_name: &seller_name,
-        footer: &footer,
+        m: &words,
     }
     .render()?;
     Ok(Composed {
