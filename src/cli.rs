@@ -56,6 +56,29 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Export the billing history of a window of days as CSV (default) or JSON lines: one of
+    /// invoices, invoice-lines, payments, credit-notes.
+    Export {
+        kind: String,
+        /// First day, YYYY-MM-DD, included.
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD, included.
+        #[arg(long)]
+        to: String,
+        /// Only this tenant (default: every tenant; each row names its tenant).
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: Option<TenantId>,
+        /// csv or json (JSON lines).
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// IANA time zone of the days.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Write here instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Compare a provider's charges with our payments for a window; repair what is safe
     /// (attempts left unknown that the provider settled, refunds made at the provider) and
     /// report the rest as a table and as `reconciliation.discrepancy` events.
@@ -186,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Worker
         | Command::RunCycle { .. }
         | Command::Reconcile { .. }
+        | Command::Export { .. }
         | Command::Bench { .. } => None,
     };
     let config = Config::load(
@@ -271,6 +295,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             json,
         } => reconcile(&db, &config, &tenant, from, to, json).await,
+        Command::Export {
+            kind,
+            from,
+            to,
+            tenant,
+            format,
+            timezone,
+            output,
+        } => {
+            let req = crate::api::exports::export_request(
+                &kind,
+                Some(&from),
+                Some(&to),
+                Some(&timezone),
+                Some(&format),
+            )
+            .map_err(|e| UsageError(crate::config::ConfigError::Invalid(e.to_string())))?;
+            export(&db, req, tenant, output).await
+        }
         Command::Migrate => {
             println!(
                 "migrations applied to {}",
@@ -331,6 +374,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     db.close().await;
     result
+}
+
+/// Streams an export to a file or standard output; a failed export removes its partial file.
+async fn export(
+    db: &Db,
+    req: crate::api::exports::ExportRequest,
+    tenant: Option<TenantId>,
+    output: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let tenants = match tenant {
+        Some(t) => vec![t],
+        None => {
+            let mut tx = db.read().await?;
+            let all = crate::store::tenants::list_tenants(&mut tx).await?;
+            tx.commit().await?;
+            all.into_iter().map(|t| t.id).collect()
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let task = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            crate::services::exports::export(&db, &tenants, req.kind, req.format, req.window, tx)
+                .await
+        })
+    };
+    let mut sink: Box<dyn Write + Send> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    while let Some(chunk) = rx.recv().await {
+        match chunk {
+            Ok(bytes) => sink.write_all(&bytes)?,
+            Err(e) => {
+                drop(sink);
+                if let Some(path) = &output {
+                    let _ = std::fs::remove_file(path);
+                }
+                anyhow::bail!("export failed: {e}");
+            }
+        }
+    }
+    sink.flush()?;
+    let rows = task.await?;
+    eprintln!("{rows} {} rows", req.kind.as_str());
+    Ok(())
 }
 
 /// Reconciles against Stripe. The sandbox keeps its ledger in the process that charged, so a

@@ -9,6 +9,7 @@ pub mod config;
 pub mod crash;
 pub mod documents;
 pub mod domain;
+pub mod exports;
 pub mod payments;
 pub mod scheduler;
 pub mod services;

@@ -7,6 +7,7 @@ mod customers;
 mod documents;
 pub mod error;
 mod events;
+pub mod exports;
 pub mod extract;
 mod idempotency;
 mod invoices;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(invoices::routes())
         .merge(credit_notes::routes())
         .merge(documents::routes())
+        .merge(exports::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod customers;
 pub mod documents;
 pub mod email;
+pub mod exports;
 pub mod invoices;
 pub mod payments;
 pub mod subscriptions;

@@ -119,6 +119,37 @@ pub async fn update_refund(
     Ok(())
 }
 
+/// A batch of the tenant's credit notes issued in `[from, to)` after the `(created_at, id)`
+/// cursor, in that order (exports).
+pub async fn issued_between(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    (from, to): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    after: Option<&(chrono::DateTime<chrono::Utc>, CreditNoteId)>,
+    limit: i64,
+) -> Result<Vec<CreditNote>, StoreError> {
+    let (at, id) = match after {
+        Some((at, id)) => (*at, id.as_str()),
+        None => (from, ""),
+    };
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(select_note!(
+            "WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
+               AND (created_at > $4 OR (created_at = $4 AND id > $5))
+             ORDER BY created_at, id LIMIT $6"
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter().map(note_from).collect()
+    })
+}
+
 pub async fn find_credit_note(
     tx: &mut Tx,
     tenant: &TenantId,

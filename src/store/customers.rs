@@ -114,6 +114,24 @@ pub async fn update_customer(
     Ok(())
 }
 
+/// The tenant's customers with these ids (one query; unknown ids are left out).
+pub async fn customers_by_ids(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[CustomerId],
+) -> Result<Vec<Customer>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(select_customer!("WHERE tenant_id = "));
+        q.push_bind(tenant.as_str()).push(" AND id IN ");
+        super::push_id_list(&mut q, ids.iter().map(CustomerId::as_str));
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter().map(customer_from).collect()
+    })
+}
+
 pub async fn find_customer(
     tx: &mut Tx,
     tenant: &TenantId,

@@ -12,7 +12,7 @@ use crate::domain::invoice::{
     BillingReason, DocumentLinks, Invoice, InvoiceLine, InvoiceStatus, LineKind, invoice_number,
 };
 use crate::domain::subscription::CollectionMethod;
-use chrono::Datelike;
+use chrono::{DateTime, Datelike, Utc};
 use std::collections::{BTreeMap, HashMap};
 
 /// Rows per multi-row INSERT: keeps the bind count under SQLite's 32,766 limit.
@@ -278,6 +278,44 @@ async fn attach_lines(
         inv.lines = by_invoice.remove(&inv.id).unwrap_or_default();
     }
     Ok(())
+}
+
+/// A batch of the tenant's invoices finalized in `[from, to)`, after the `(finalized_at, id)`
+/// cursor, in that order; with their lines when `lines` is set. Exports page through with it.
+pub async fn finalized_between(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    after: Option<&(DateTime<Utc>, InvoiceId)>,
+    limit: i64,
+    lines: bool,
+) -> Result<Vec<Invoice>, StoreError> {
+    let (at, id) = match after {
+        Some((at, id)) => (*at, id.as_str()),
+        None => (from, ""),
+    };
+    let mut found = on_tx!(tx, |c| {
+        let rows = sqlx::query(select_invoice!(
+            "WHERE tenant_id = $1 AND finalized_at >= $2 AND finalized_at < $3
+               AND (finalized_at > $4 OR (finalized_at = $4 AND id > $5))
+             ORDER BY finalized_at, id LIMIT $6"
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(invoice_from)
+            .collect::<Result<Vec<_>, _>>()?
+    });
+    if lines {
+        attach_lines(tx, tenant, &mut found).await?;
+    }
+    Ok(found)
 }
 
 pub async fn find_invoice(

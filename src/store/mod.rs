@@ -215,6 +215,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "documents",
         include_str!("../../migrations/sqlite/0006_documents.sql"),
     ),
+    (
+        7,
+        "finance",
+        include_str!("../../migrations/sqlite/0007_finance.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -247,6 +252,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         6,
         "documents",
         include_str!("../../migrations/postgres/0006_documents.sql"),
+    ),
+    (
+        7,
+        "finance",
+        include_str!("../../migrations/postgres/0007_finance.sql"),
     ),
 ];
 

@@ -124,6 +124,39 @@ pub async fn statuses_of(
     })
 }
 
+/// A batch of the tenant's payment attempts made in `[from, to)` after the `(created_at, id)`
+/// cursor, in that order (exports).
+pub async fn made_between(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    (from, to): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    after: Option<&(chrono::DateTime<chrono::Utc>, PaymentId)>,
+    limit: i64,
+) -> Result<Vec<Payment>, StoreError> {
+    let (at, id) = match after {
+        Some((at, id)) => (*at, id.as_str()),
+        None => (from, ""),
+    };
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(select_payment!(
+            "WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
+               AND (created_at > $4 OR (created_at = $4 AND id > $5))
+             ORDER BY created_at, id LIMIT $6"
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(|r| attempt_from(r).map(|a| a.payment))
+            .collect()
+    })
+}
+
 pub async fn find_payment(
     tx: &mut Tx,
     tenant: &TenantId,

@@ -13,6 +13,7 @@ mod credit_notes;
 mod customers;
 mod documents;
 mod emails;
+mod exports;
 mod idempotency;
 mod payments;
 mod plan_changes;

@@ -1,0 +1,154 @@
+//! Finance exports: the rows match the API object by object, sums agree per currency, text
+//! cells are spreadsheet-safe, bad parameters are named, the CLI writes the same bytes.
+
+use crate::both;
+use crate::support::{TestApp, recur_cli};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+fn csv_rows(bytes: &[u8]) -> Vec<HashMap<String, String>> {
+    let mut r = csv::Reader::from_reader(bytes);
+    let headers = r.headers().expect("header row").clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("record");
+            headers
+                .iter()
+                .map(str::to_owned)
+                .zip(rec.iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+/// A quarter of billing through the test clock: a hostile customer name, two currencies,
+/// a failed payment and a credit note.
+async fn quarter(app: &TestApp) -> Vec<Value> {
+    app.set_clock("2027-01-01T00:00:00Z").await;
+    let eur = app.monthly_price(2_000).await;
+    let pln = app
+        .post("/v1/prices", json!({"product": "Pro PL", "currency": "PLN", "unit_amount": 9_900, "recurring": {"interval": "month"}}))
+        .await
+        .ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hostile = app
+        .post("/v1/customers", json!({"name": "=HYPERLINK(\"http://evil\",\"x\")", "external_id": "@SUM(A1)", "email": "h@example.com", "currency": "EUR",
+            "tax_ids": [{"type": "eu_vat", "value": "DE129273398"}], "payment_method": {"provider": "sandbox", "token": "tok_visa"}}))
+        .await
+        .ok();
+    let polish = app
+        .post("/v1/customers", json!({"name": "Zażółć, \"Gęślą\" Jaźń", "currency": "PLN", "payment_method": {"provider": "sandbox", "token": "tok_insufficient_funds"}}))
+        .await
+        .ok();
+    app.subscription(hostile["id"].as_str().unwrap(), &eur)
+        .await;
+    app.subscription(polish["id"].as_str().unwrap(), &pln).await;
+    app.advance("2027-03-15T00:00:00Z").await;
+    let first = app.get("/v1/invoices?limit=100").await.ok()["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let paid = first
+        .iter()
+        .find(|i| i["status"] == "paid")
+        .expect("a paid invoice");
+    app.post(
+        "/v1/credit_notes",
+        json!({"invoice": paid["id"], "amount": 500, "reason": "duplicate", "refund": true}),
+    )
+    .await
+    .ok();
+    app.get("/v1/invoices?limit=100").await.ok()["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn export(app: &TestApp, path: &str) -> (StatusCode, Vec<u8>) {
+    let (status, _, body) = app.raw(path, Some(&app.key)).await;
+    (status, body)
+}
+
+both! {
+    async fn exports_match_the_api(app: TestApp) {
+        let invoices = quarter(&app).await;
+        let (status, body) = export(&app, "/v1/exports/invoices?from=2027-01-01&to=2027-03-31").await;
+        assert_eq!(status, StatusCode::OK);
+        let rows = csv_rows(&body);
+        let finalized: Vec<&Value> = invoices.iter().filter(|i| i["number"].is_string()).collect();
+        assert_eq!(rows.len(), finalized.len());
+        let mut sums: HashMap<String, rust_decimal::Decimal> = HashMap::new();
+        for inv in &finalized {
+            let row = rows.iter().find(|r| r["invoice_id"] == inv["id"].as_str().unwrap()).expect("row per invoice");
+            let cur = inv["currency"].as_str().unwrap();
+            let exp = if cur == "JPY" { 0 } else { 2 };
+            for field in ["total", "tax", "amount_paid", "amount_due", "amount_credited"] {
+                let major = rust_decimal::Decimal::new(inv[field].as_i64().unwrap(), exp);
+                assert_eq!(row[field], major.to_string(), "{field} of {}", inv["number"]);
+            }
+            assert_eq!((row["number"].as_str(), row["status"].as_str(), row["currency"].as_str()), (inv["number"].as_str().unwrap(), inv["status"].as_str().unwrap(), cur));
+            *sums.entry(cur.to_owned()).or_default() += rust_decimal::Decimal::new(inv["total"].as_i64().unwrap(), exp);
+        }
+        for (cur, sum) in &sums {
+            let exported: rust_decimal::Decimal = rows.iter().filter(|r| &r["currency"] == cur).map(|r| r["total"].parse::<rust_decimal::Decimal>().unwrap()).sum();
+            assert_eq!(&exported, sum, "{cur}");
+        }
+        // Spreadsheet-safe: formulas become text; quotes and commas survive.
+        assert!(rows.iter().any(|r| r["customer_name"] == "'=HYPERLINK(\"http://evil\",\"x\")" && r["customer_external_id"] == "'@SUM(A1)" && r["customer_tax_ids"] == "eu_vat:DE129273398"));
+        assert!(rows.iter().any(|r| r["customer_name"] == "Zażółć, \"Gęślą\" Jaźń"));
+        // JSON lines: the same records, values unescaped.
+        let (_, json_body) = export(&app, "/v1/exports/invoices?from=2027-01-01&to=2027-03-31&format=json").await;
+        let lines: Vec<Value> = String::from_utf8(json_body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), rows.len());
+        assert!(lines.iter().any(|l| l["customer_name"] == "=HYPERLINK(\"http://evil\",\"x\")"));
+        // Lines add up to each invoice's subtotal.
+        let (_, lines_body) = export(&app, "/v1/exports/invoice-lines?from=2027-01-01&to=2027-03-31").await;
+        let line_rows = csv_rows(&lines_body);
+        for inv in &finalized {
+            let sum: rust_decimal::Decimal = line_rows.iter().filter(|r| r["invoice_id"] == inv["id"].as_str().unwrap()).map(|r| r["amount"].parse::<rust_decimal::Decimal>().unwrap()).sum();
+            assert_eq!(sum, rust_decimal::Decimal::new(inv["subtotal"].as_i64().unwrap(), 2));
+        }
+        // Payments and credit notes.
+        let api_payments = app.get("/v1/payments?limit=100").await.ok()["data"].as_array().unwrap().len();
+        let (_, pay_body) = export(&app, "/v1/exports/payments?from=2027-01-01&to=2027-03-31").await;
+        let pays = csv_rows(&pay_body);
+        assert_eq!(pays.len(), api_payments);
+        assert!(pays.iter().any(|p| p["status"] == "failed" && p["decline_code"] == "insufficient_funds"));
+        let (_, notes_body) = export(&app, "/v1/exports/credit-notes?from=2027-01-01&to=2027-03-31").await;
+        let notes = csv_rows(&notes_body);
+        assert_eq!(notes.len(), 1);
+        assert_eq!((notes[0]["amount"].as_str(), notes[0]["reason"].as_str()), ("5.00", "duplicate"));
+        // A window elsewhere is empty but for the header.
+        let (_, none) = export(&app, "/v1/exports/invoices?from=2026-01-01&to=2026-12-31").await;
+        assert_eq!(csv_rows(&none).len(), 0);
+        assert!(String::from_utf8(none).unwrap().starts_with("tenant_id,invoice_id,number,"));
+        // The CLI writes the same bytes.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("inv.csv");
+        let out = recur_cli(&app, &[], &["export", "invoices", "--from", "2027-01-01", "--to", "2027-03-31", "--tenant", &app.tenant_id, "-o", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(&file).unwrap(), body);
+    }
+}
+
+both! {
+    async fn bad_export_parameters(app: TestApp) {
+        for (path, param) in [
+            ("/v1/exports/invoices?to=2027-01-31", "from"),
+            ("/v1/exports/invoices?from=2027-02-30&to=2027-03-01", "from"),
+            ("/v1/exports/invoices?from=2027-03-01&to=2027-02-01", "to"),
+            ("/v1/exports/invoices?from=2027-01-01&to=2027-01-31&timezone=Mars/Base", "timezone"),
+            ("/v1/exports/invoices?from=2027-01-01&to=2027-01-31&format=xml", "format"),
+            ("/v1/exports/ledger?from=2027-01-01&to=2027-01-31", "kind"),
+            ("/v1/exports/invoices?from=2027-01-01&to=2027-01-31&colour=red", "colour"),
+        ] {
+            let r = app.get(path).await;
+            assert_eq!((r.status, r.body["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some(param)), "{path}: {}", r.body);
+        }
+        let out = recur_cli(&app, &[], &["export", "invoices", "--from", "2027-01-01", "--to", "nope"]);
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
