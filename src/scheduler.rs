@@ -129,10 +129,7 @@ async fn run_tenant(
         Err(e) => tracing::error!(tenant.id = %tenant.id, error = %e, "rendering documents failed"),
     }
     // E-mails last: they attach the PDFs and link the hosted pages made above.
-    let now = match tenant.mode {
-        Mode::Test => tenant.clock_time.unwrap_or_else(Utc::now),
-        Mode::Live => Utc::now(),
-    };
+    let now = tenant.now(Utc::now());
     if let Err(e) =
         crate::services::email::queue_reminders(db, tenant, at.unwrap_or(now).max(now)).await
     {

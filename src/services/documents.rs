@@ -103,22 +103,63 @@ async fn parties(
     })
 }
 
-/// Renders on a blocking thread: a page takes milliseconds of CPU.
-async fn render_invoice_bytes(
-    inv: Invoice,
+/// Renders on a blocking thread (a page takes milliseconds of CPU) with the parties' seller.
+async fn render(
     p: Parties,
-    draft: bool,
+    draw: impl FnOnce(&Customer, &Seller<'_>) -> Result<Vec<u8>, documents::DocumentError>
+    + Send
+    + 'static,
 ) -> Result<Vec<u8>, ServiceError> {
     tokio::task::spawn_blocking(move || {
         let seller = Seller {
             settings: &p.settings,
             fallback_name: &p.tenant_name,
         };
-        documents::invoice_pdf(&inv, &p.customer, &seller, draft)
+        draw(&p.customer, &seller)
     })
     .await
     .map_err(|e| ServiceError::Document(e.to_string()))?
     .map_err(|e| ServiceError::Document(e.to_string()))
+}
+
+async fn render_invoice_bytes(
+    inv: Invoice,
+    p: Parties,
+    draft: bool,
+) -> Result<Vec<u8>, ServiceError> {
+    render(p, move |customer, seller| {
+        documents::invoice_pdf(&inv, customer, seller, draft)
+    })
+    .await
+}
+
+/// Stores a fresh render under `path` and returns its hash, unless a hash was recorded
+/// before and the render differs: then the document as issued is gone (seller or customer
+/// details changed since) and serving another one under its number would be wrong.
+async fn store_render(
+    path: &Path,
+    recorded: Option<&str>,
+    bytes: &[u8],
+    what: &str,
+) -> Result<String, ServiceError> {
+    let sha = sha256_hex(bytes);
+    if let Some(recorded) = recorded
+        && recorded != sha
+    {
+        return Err(ServiceError::Document(format!(
+            "the stored PDF of {what} is missing or altered, and rendering it again gives different bytes (seller or customer details changed since it was issued); restore {} from a backup",
+            path.display()
+        )));
+    }
+    write_atomically(path, bytes).await?;
+    crate::crash::point("documents.stored");
+    Ok(sha)
+}
+
+/// Whether a hosted-page token has the shape recur gives them (48 hex characters): anything
+/// else is unknown without a query.
+fn plausible_token(token: &str) -> bool {
+    token.len() == 48 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn pdf_name(number: &str) -> String {
@@ -167,17 +208,8 @@ pub async fn invoice_pdf(
     let total = inv.total;
     let p = parties(db, tenant, &inv.customer).await?;
     let bytes = render_invoice_bytes(inv, p, false).await?;
-    let sha = sha256_hex(&bytes);
-    if let Some(recorded) = recorded
-        && recorded != sha
-    {
-        return Err(ServiceError::Document(format!(
-            "the stored PDF of invoice {number} is missing or altered, and rendering it again gives different bytes (seller or customer details changed since it was issued); restore {} from a backup",
-            path.display()
-        )));
-    }
-    write_atomically(&path, &bytes).await?;
-    crate::crash::point("documents.stored");
+    let what = format!("invoice {number}");
+    let sha = store_render(&path, recorded.as_deref(), &bytes, &what).await?;
     let token = hex::encode(rand::random::<[u8; 24]>());
     let mut tx = db.begin().await?;
     // The first to record the PDF queues the invoice e-mail, in the same transaction.
@@ -243,27 +275,12 @@ pub async fn credit_note_pdf(
     }
     let recorded = note.document.pdf_sha256.clone();
     let p = parties(db, tenant, &note.customer).await?;
-    let number = note.number.clone();
-    let bytes = tokio::task::spawn_blocking(move || {
-        let seller = Seller {
-            settings: &p.settings,
-            fallback_name: &p.tenant_name,
-        };
-        documents::credit_note_pdf(&note, &inv, &p.customer, &seller)
+    let what = format!("credit note {}", note.number);
+    let bytes = render(p, move |customer, seller| {
+        documents::credit_note_pdf(&note, &inv, customer, seller)
     })
-    .await
-    .map_err(|e| ServiceError::Document(e.to_string()))?
-    .map_err(|e| ServiceError::Document(e.to_string()))?;
-    let sha = sha256_hex(&bytes);
-    if let Some(recorded) = recorded
-        && recorded != sha
-    {
-        return Err(ServiceError::Document(format!(
-            "the stored PDF of credit note {number} is missing or altered, and rendering it again gives different bytes; restore {} from a backup",
-            path.display()
-        )));
-    }
-    write_atomically(&path, &bytes).await?;
+    .await?;
+    let sha = store_render(&path, recorded.as_deref(), &bytes, &what).await?;
     let mut tx = db.begin().await?;
     if store::record_credit_note_pdf(&mut tx, tenant, id, &sha).await? {
         let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
@@ -348,10 +365,9 @@ pub struct Hosted {
     pub tenant_name: String,
 }
 
-/// Looks a hosted-page token up. Tokens are 48 hex characters; anything else is unknown
-/// without a query.
+/// Looks a hosted-page token up.
 pub async fn hosted_invoice(db: &Db, token: &str) -> Result<Option<Hosted>, ServiceError> {
-    if token.len() != 48 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !plausible_token(token) {
         return Ok(None);
     }
     let mut tx = db.read().await?;
@@ -372,7 +388,7 @@ pub async fn hosted_invoice(db: &Db, token: &str) -> Result<Option<Hosted>, Serv
 
 /// The PDF behind a hosted-page token.
 pub async fn hosted_pdf(db: &Db, dir: &Path, token: &str) -> Result<Option<Pdf>, ServiceError> {
-    if token.len() != 48 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !plausible_token(token) {
         return Ok(None);
     }
     let mut tx = db.read().await?;

@@ -128,10 +128,7 @@ pub async fn issued_between(
     after: Option<&(chrono::DateTime<chrono::Utc>, CreditNoteId)>,
     limit: i64,
 ) -> Result<Vec<CreditNote>, StoreError> {
-    let (at, id) = match after {
-        Some((at, id)) => (*at, id.as_str()),
-        None => (from, ""),
-    };
+    let (at, id) = super::resume_at(from, after.map(|(at, id)| (*at, id.as_str())));
     on_tx!(tx, |c| {
         let rows = sqlx::query(select_note!(
             "WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3

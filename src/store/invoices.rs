@@ -290,10 +290,7 @@ pub async fn finalized_between(
     limit: i64,
     lines: bool,
 ) -> Result<Vec<Invoice>, StoreError> {
-    let (at, id) = match after {
-        Some((at, id)) => (*at, id.as_str()),
-        None => (from, ""),
-    };
+    let (at, id) = super::resume_at(from, after.map(|(at, id)| (*at, id.as_str())));
     let mut found = on_tx!(tx, |c| {
         let rows = sqlx::query(select_invoice!(
             "WHERE tenant_id = $1 AND finalized_at >= $2 AND finalized_at < $3

@@ -305,6 +305,15 @@ mod tests {
     }
 }
 
+/// Where a batched `(time, id)` read resumes: after the last row of the previous batch, or
+/// at the window's start (every id sorts after `""`).
+pub(crate) fn resume_at(
+    from: chrono::DateTime<chrono::Utc>,
+    after: Option<(chrono::DateTime<chrono::Utc>, &str)>,
+) -> (chrono::DateTime<chrono::Utc>, &str) {
+    after.unwrap_or((from, ""))
+}
+
 /// Appends `(…)` with one bound parameter per id: the IN list of a batch query.
 pub(crate) fn push_id_list<'i, DB: sqlx::Database>(
     q: &mut sqlx::QueryBuilder<DB>,

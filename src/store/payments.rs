@@ -133,10 +133,7 @@ pub async fn made_between(
     after: Option<&(chrono::DateTime<chrono::Utc>, PaymentId)>,
     limit: i64,
 ) -> Result<Vec<Payment>, StoreError> {
-    let (at, id) = match after {
-        Some((at, id)) => (*at, id.as_str()),
-        None => (from, ""),
-    };
+    let (at, id) = super::resume_at(from, after.map(|(at, id)| (*at, id.as_str())));
     on_tx!(tx, |c| {
         let rows = sqlx::query(select_payment!(
             "WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
