@@ -91,7 +91,53 @@ pub async fn run_once(
     .collect()
     .await;
     out.sort_by(|a, b| a.tenant.id.as_str().cmp(b.tenant.id.as_str()));
+    // Documents and e-mails once every tenant is billed and charged, within a time budget:
+    // a dead SMTP server or a rendering backlog never delays billing, nor holds the pass
+    // (and on SQLite the scheduler lease) for long; what is left waits for the next pass.
+    let pass_ends = std::time::Instant::now() + DOCUMENTS_PER_PASS;
+    futures::stream::iter(&out)
+        .for_each_concurrent(TENANTS_AT_ONCE, |run| async move {
+            let deadline = pass_ends.min(std::time::Instant::now() + DOCUMENTS_PER_TENANT);
+            documents(db, config, &run.tenant, at, deadline).await;
+        })
+        .await;
     Ok(out)
+}
+
+/// How long one pass spends on documents and e-mails, in all and for one tenant.
+const DOCUMENTS_PER_PASS: std::time::Duration = std::time::Duration::from_secs(120);
+const DOCUMENTS_PER_TENANT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Renders the tenant's new PDFs, queues its reminders and delivers its due e-mails (the
+/// last attach the PDFs and link the hosted pages made first). Failures are logged and
+/// retried next pass.
+async fn documents(
+    db: &Db,
+    config: &Config,
+    tenant: &Tenant,
+    at: Option<DateTime<Utc>>,
+    deadline: std::time::Instant,
+) {
+    let dir = &config.documents.dir;
+    match crate::services::documents::render_pending(db, dir, tenant, deadline).await {
+        Ok(r) if r.failed > 0 => {
+            tracing::warn!(tenant.id = %tenant.id, failed = r.failed, "some documents could not be rendered")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(tenant.id = %tenant.id, error = %e, "rendering documents failed"),
+    }
+    // A test tenant's clock has moved to `at` when the pass advanced it.
+    let now = tenant.now(Utc::now());
+    if let Err(e) =
+        crate::services::email::queue_reminders(db, tenant, at.unwrap_or(now).max(now)).await
+    {
+        tracing::error!(tenant.id = %tenant.id, error = %e, "queuing reminders failed");
+    }
+    let deliver =
+        crate::services::email::deliver_due(db, config, &tenant.id, Utc::now(), Some(deadline));
+    if let Err(e) = deliver.await {
+        tracing::error!(tenant.id = %tenant.id, error = %e, "delivering e-mails failed");
+    }
 }
 
 async fn run_tenant(
@@ -120,24 +166,6 @@ async fn run_tenant(
             billed
         }
     };
-    // Documents follow billing and never hold it up: a failure is logged and retried.
-    match crate::services::documents::render_pending(db, &config.documents.dir, tenant).await {
-        Ok(r) if r.failed > 0 => {
-            tracing::warn!(tenant.id = %tenant.id, failed = r.failed, "some documents could not be rendered")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(tenant.id = %tenant.id, error = %e, "rendering documents failed"),
-    }
-    // E-mails last: they attach the PDFs and link the hosted pages made above.
-    let now = tenant.now(Utc::now());
-    if let Err(e) =
-        crate::services::email::queue_reminders(db, tenant, at.unwrap_or(now).max(now)).await
-    {
-        tracing::error!(tenant.id = %tenant.id, error = %e, "queuing reminders failed");
-    }
-    if let Err(e) = crate::services::email::deliver_due(db, config, &tenant.id, Utc::now()).await {
-        tracing::error!(tenant.id = %tenant.id, error = %e, "delivering e-mails failed");
-    }
     Ok(summary)
 }
 

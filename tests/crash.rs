@@ -306,18 +306,22 @@ async fn documents_of(
     docs: &std::path::Path,
 ) -> Vec<(String, Option<String>, Option<String>)> {
     let db = Db::connect(url, 1).await.expect("connect");
-    let sql = "SELECT tenant_id || '/' || id AS f, pdf_sha256 FROM invoices WHERE number IS NOT NULL ORDER BY id";
-    let rows: Vec<(String, Option<String>)> = match &db {
+    let sql = "SELECT tenant_id, id, pdf_sha256 FROM invoices WHERE number IS NOT NULL ORDER BY id";
+    let rows: Vec<(String, String, Option<String>)> = match &db {
         Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.expect("invoices"),
         Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.expect("invoices"),
     };
     db.close().await;
     rows.into_iter()
-        .map(|(f, recorded)| {
-            let file = std::fs::read(docs.join(format!("{f}.pdf")))
-                .ok()
+        .map(|(tenant, id, recorded)| {
+            let tenant = recur::domain::ids::TenantId::parse(&tenant).expect("tenant id");
+            let path = recorded
+                .as_deref()
+                .map(|sha| recur::services::documents::stored_path(docs, &tenant, &id, sha));
+            let file = path
+                .and_then(|p| std::fs::read(p).ok())
                 .map(|b| hex::encode(sha2::Sha256::digest(&b)));
-            (f, recorded, file)
+            (id, recorded, file)
         })
         .collect()
 }

@@ -175,11 +175,17 @@ pub fn window(
     if to < from {
         return Err(format!("`to` ({to}) is before `from` ({from})"));
     }
+    // A day starts at its first local instant: midnight, or where a clock change that
+    // skips midnight (America/Santiago, America/Havana) lands.
     let midnight = |d: NaiveDate| {
-        tz.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-            .earliest()
+        let start = d.and_time(chrono::NaiveTime::MIN);
+        (0..=24 * 60)
+            .find_map(|m| {
+                tz.from_local_datetime(&(start + chrono::Duration::minutes(m)))
+                    .earliest()
+            })
             .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| format!("{d} has no midnight in {tz}"))
+            .ok_or_else(|| format!("{d} has no start in {tz}"))
     };
     let end = to
         .succ_opt()
@@ -527,5 +533,15 @@ mod tests {
         // Summer time began on Mar 28: April 1 starts at 22:00 UTC.
         assert_eq!(b.to_rfc3339(), "2027-03-31T22:00:00+00:00");
         assert!(window(d("2027-03-02"), d("2027-03-01"), chrono_tz::UTC).is_err());
+        // Chile's clocks go from 00:00 to 01:00 on the first Sunday of September: that day
+        // starts at 01:00 local (-03:00).
+        let (a, b) = window(
+            d("2026-09-06"),
+            d("2026-09-06"),
+            chrono_tz::America::Santiago,
+        )
+        .unwrap();
+        assert_eq!(a.to_rfc3339(), "2026-09-06T04:00:00+00:00");
+        assert_eq!(b.to_rfc3339(), "2026-09-07T03:00:00+00:00");
     }
 }

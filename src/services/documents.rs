@@ -1,9 +1,11 @@
 //! Invoice settings and the documents made from them. PDFs are rendered off the billing path
 //! (the worker drains finalized invoices and credit notes without a `pdf_sha256`), stored as
-//! `{documents.dir}/{tenant}/{id}.pdf` and served from there; the recorded SHA-256 proves a
-//! served file is the one first issued. Rendering is deterministic, so two workers rendering
-//! the same invoice write the same bytes, and a lost file is rebuilt identical as long as the
-//! seller's and customer's details have not changed since.
+//! `{documents.dir}/{tenant}/{id}-{hash}.pdf` and served from there; the recorded SHA-256
+//! proves a served file is the one first issued. A file is named by its content, so two
+//! workers rendering the same invoice at once (one before it was paid, one after) never
+//! overwrite each other: whichever records its hash first has issued the document, and the
+//! other's file is removed. Rendering is deterministic, so a lost file is rebuilt identical
+//! as long as the invoice, the seller's and the customer's details have not changed since.
 
 use super::ServiceError;
 use crate::documents::{self, Seller};
@@ -14,6 +16,7 @@ use crate::domain::ids::{CreditNoteId, InvoiceId, TenantId};
 use crate::domain::invoice::Invoice;
 use crate::domain::seller::InvoiceSettings;
 use crate::domain::tenant::Tenant;
+use crate::store::documents::Recorded;
 use crate::store::{Db, credit_notes, customers, documents as store, emails, invoices, tenants};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -58,8 +61,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn file_path(dir: &Path, tenant: &TenantId, id: &str) -> PathBuf {
-    dir.join(tenant.as_str()).join(format!("{id}.pdf"))
+/// Where the rendering with hash `sha256` of document `id` is stored.
+pub fn stored_path(dir: &Path, tenant: &TenantId, id: &str, sha256: &str) -> PathBuf {
+    let short = sha256.get(..16).unwrap_or(sha256);
+    dir.join(tenant.as_str()).join(format!("{id}-{short}.pdf"))
 }
 
 /// Writes to a temporary file beside the target and renames it over: readers see the old
@@ -74,10 +79,20 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ServiceError>
     tokio::fs::rename(&tmp, path).await.map_err(io)
 }
 
-/// The stored file when it is there and matches its recorded hash.
-async fn read_verified(path: &Path, sha256: &str) -> Option<Vec<u8>> {
-    let bytes = tokio::fs::read(path).await.ok()?;
-    (sha256_hex(&bytes) == sha256).then_some(bytes)
+/// The stored file when it is there and matches its recorded hash (files stored before
+/// names carried the hash are `{id}.pdf`).
+async fn read_verified(dir: &Path, tenant: &TenantId, id: &str, sha256: &str) -> Option<Vec<u8>> {
+    for path in [
+        stored_path(dir, tenant, id, sha256),
+        dir.join(tenant.as_str()).join(format!("{id}.pdf")),
+    ] {
+        if let Ok(bytes) = tokio::fs::read(&path).await
+            && sha256_hex(&bytes) == sha256
+        {
+            return Some(bytes);
+        }
+    }
+    None
 }
 
 struct Parties {
@@ -133,27 +148,95 @@ async fn render_invoice_bytes(
     .await
 }
 
-/// Stores a fresh render under `path` and returns its hash, unless a hash was recorded
-/// before and the render differs: then the document as issued is gone (seller or customer
-/// details changed since) and serving another one under its number would be wrong.
-async fn store_render(
-    path: &Path,
-    recorded: Option<&str>,
-    bytes: &[u8],
-    what: &str,
-) -> Result<String, ServiceError> {
-    let sha = sha256_hex(bytes);
-    if let Some(recorded) = recorded
-        && recorded != sha
-    {
-        return Err(ServiceError::Document(format!(
-            "the stored PDF of {what} is missing or altered, and rendering it again gives different bytes (seller or customer details changed since it was issued); restore {} from a backup",
-            path.display()
-        )));
+/// A document being issued: what recording its hash takes.
+#[derive(Clone, Copy)]
+enum Issue<'a> {
+    /// An invoice; a zero total is not announced by e-mail.
+    Invoice {
+        id: &'a InvoiceId,
+        total: i64,
+    },
+    CreditNote(&'a CreditNoteId),
+}
+
+impl Issue<'_> {
+    fn id(&self) -> &str {
+        match self {
+            Issue::Invoice { id, .. } => id.as_str(),
+            Issue::CreditNote(id) => id.as_str(),
+        }
     }
-    write_atomically(path, bytes).await?;
+}
+
+/// Keeps a fresh render and returns the bytes to serve. With a hash recorded, the render
+/// must be that document (a lost file rebuilt): when it differs, the document as issued is
+/// gone (the invoice, seller or customer details changed since) and serving another one
+/// under its number would be wrong. Without one, the render is stored under its own name and
+/// its hash recorded, unless another worker recorded its own first: then that one is served
+/// and this render's file removed. The first to record queues the document's e-mail in the
+/// same transaction.
+async fn keep(
+    db: &Db,
+    dir: &Path,
+    tenant: &TenantId,
+    doc: Issue<'_>,
+    recorded: Option<&str>,
+    bytes: Vec<u8>,
+    what: &str,
+) -> Result<Vec<u8>, ServiceError> {
+    let sha = sha256_hex(&bytes);
+    let path = stored_path(dir, tenant, doc.id(), &sha);
+    if let Some(recorded) = recorded {
+        if recorded != sha {
+            return Err(ServiceError::Document(format!(
+                "the stored PDF of {what} is missing or altered, and rendering it again gives different bytes (the invoice, seller or customer details changed since it was issued); restore {} from a backup",
+                stored_path(dir, tenant, doc.id(), recorded).display()
+            )));
+        }
+        write_atomically(&path, &bytes).await?;
+        return Ok(bytes);
+    }
+    write_atomically(&path, &bytes).await?;
     crate::crash::point("documents.stored");
-    Ok(sha)
+    let mut tx = db.begin().await?;
+    let (outcome, kind) = match doc {
+        Issue::Invoice { id, total } => {
+            let token = hex::encode(rand::random::<[u8; 24]>());
+            let outcome = store::record_invoice_pdf(&mut tx, tenant, id, &sha, &token).await?;
+            let kind = (total != 0).then_some(EmailKind::InvoiceFinalized);
+            (outcome, kind)
+        }
+        Issue::CreditNote(id) => (
+            store::record_credit_note_pdf(&mut tx, tenant, id, &sha).await?,
+            Some(EmailKind::CreditNoteIssued),
+        ),
+    };
+    let winner = match outcome {
+        Recorded::First { announce } => {
+            if let (true, Some(kind)) = (announce, kind) {
+                let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
+                emails::enqueue(&mut tx, tenant, kind, doc.id(), doc.id(), now).await?;
+            }
+            None
+        }
+        Recorded::Already(winner) => Some(winner),
+    };
+    tx.commit().await?;
+    match winner {
+        Some(winner) if winner != sha => {
+            if let Err(e) = tokio::fs::remove_file(&path).await {
+                tracing::warn!(document = doc.id(), error = %e, "could not remove a render that lost the race to be issued");
+            }
+            match read_verified(dir, tenant, doc.id(), &winner).await {
+                Some(issued) => Ok(issued),
+                None => Err(ServiceError::Document(format!(
+                    "{what} was issued by another worker whose file {} cannot be read",
+                    stored_path(dir, tenant, doc.id(), &winner).display()
+                ))),
+            }
+        }
+        Some(_) | None => Ok(bytes),
+    }
 }
 
 /// Whether a hosted-page token has the shape recur gives them (48 hex characters): anything
@@ -195,41 +278,20 @@ pub async fn invoice_pdf(
             "a draft invoice has no PDF yet; it is rendered when the invoice is finalized",
         ));
     };
-    let path = file_path(dir, tenant, id.as_str());
-    if let Some(recorded) = &inv.document.pdf_sha256
-        && let Some(bytes) = read_verified(&path, recorded).await
-    {
-        return Ok(Pdf {
-            bytes,
-            filename: pdf_name(&number),
-        });
-    }
+    let filename = pdf_name(&number);
     let recorded = inv.document.pdf_sha256.clone();
+    if let Some(recorded) = &recorded
+        && let Some(bytes) = read_verified(dir, tenant, id.as_str(), recorded).await
+    {
+        return Ok(Pdf { bytes, filename });
+    }
     let total = inv.total;
     let p = parties(db, tenant, &inv.customer).await?;
     let bytes = render_invoice_bytes(inv, p, false).await?;
+    let doc = Issue::Invoice { id, total };
     let what = format!("invoice {number}");
-    let sha = store_render(&path, recorded.as_deref(), &bytes, &what).await?;
-    let token = hex::encode(rand::random::<[u8; 24]>());
-    let mut tx = db.begin().await?;
-    // The first to record the PDF queues the invoice e-mail, in the same transaction.
-    if store::record_invoice_pdf(&mut tx, tenant, id, &sha, &token).await? && total != 0 {
-        let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
-        emails::enqueue(
-            &mut tx,
-            tenant,
-            EmailKind::InvoiceFinalized,
-            id.as_str(),
-            id.as_str(),
-            now,
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(Pdf {
-        bytes,
-        filename: pdf_name(&number),
-    })
+    let bytes = keep(db, dir, tenant, doc, recorded.as_deref(), bytes, &what).await?;
+    Ok(Pdf { bytes, filename })
 }
 
 /// The upcoming invoice of a subscription as a PDF marked DRAFT (rendered, never stored).
@@ -266,35 +328,21 @@ pub async fn credit_note_pdf(
     id: &CreditNoteId,
 ) -> Result<Pdf, ServiceError> {
     let (note, inv) = load_note(db, tenant, id).await?;
-    let path = file_path(dir, tenant, id.as_str());
     let filename = pdf_name(&note.number);
-    if let Some(recorded) = &note.document.pdf_sha256
-        && let Some(bytes) = read_verified(&path, recorded).await
+    let recorded = note.document.pdf_sha256.clone();
+    if let Some(recorded) = &recorded
+        && let Some(bytes) = read_verified(dir, tenant, id.as_str(), recorded).await
     {
         return Ok(Pdf { bytes, filename });
     }
-    let recorded = note.document.pdf_sha256.clone();
     let p = parties(db, tenant, &note.customer).await?;
     let what = format!("credit note {}", note.number);
     let bytes = render(p, move |customer, seller| {
         documents::credit_note_pdf(&note, &inv, customer, seller)
     })
     .await?;
-    let sha = store_render(&path, recorded.as_deref(), &bytes, &what).await?;
-    let mut tx = db.begin().await?;
-    if store::record_credit_note_pdf(&mut tx, tenant, id, &sha).await? {
-        let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
-        emails::enqueue(
-            &mut tx,
-            tenant,
-            EmailKind::CreditNoteIssued,
-            id.as_str(),
-            id.as_str(),
-            now,
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    let doc = Issue::CreditNote(id);
+    let bytes = keep(db, dir, tenant, doc, recorded.as_deref(), bytes, &what).await?;
     Ok(Pdf { bytes, filename })
 }
 
@@ -306,13 +354,14 @@ pub struct Rendered {
     pub failed: usize,
 }
 
-/// Renders every finalized invoice and credit note of the tenant that has no PDF yet, in
-/// batches. A document that fails is logged and skipped (tried again next pass); it never
-/// stops the others, nor billing.
+/// Renders the finalized invoices and credit notes of the tenant that have no PDF yet, in
+/// batches, until `deadline` (the rest waits for the next pass). A document that fails is
+/// logged and skipped (tried again next pass); it never stops the others, nor billing.
 pub async fn render_pending(
     db: &Db,
     dir: &Path,
     tenant: &Tenant,
+    deadline: std::time::Instant,
 ) -> Result<Rendered, ServiceError> {
     const BATCH: i64 = 100;
     let mut out = Rendered::default();
@@ -322,6 +371,9 @@ pub async fn render_pending(
         let ids = store::invoices_to_render(&mut tx, &tenant.id, after.as_ref(), BATCH).await?;
         tx.commit().await?;
         for id in &ids {
+            if std::time::Instant::now() >= deadline {
+                return Ok(out);
+            }
             match invoice_pdf(db, dir, &tenant.id, id).await {
                 Ok(_) => out.invoices += 1,
                 Err(e) => {
@@ -341,6 +393,9 @@ pub async fn render_pending(
         let ids = store::credit_notes_to_render(&mut tx, &tenant.id, after.as_ref(), BATCH).await?;
         tx.commit().await?;
         for id in &ids {
+            if std::time::Instant::now() >= deadline {
+                return Ok(out);
+            }
             match credit_note_pdf(db, dir, &tenant.id, id).await {
                 Ok(_) => out.credit_notes += 1,
                 Err(e) => {

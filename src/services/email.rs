@@ -12,7 +12,7 @@ use crate::domain::email::{EmailKind, EmailStatus, RENEWAL_NOTICE, TRIAL_NOTICE,
 use crate::domain::event::EventType;
 use crate::domain::ids::{CreditNoteId, InvoiceId, PaymentId, TenantId};
 use crate::domain::ids::{CustomerId, SubscriptionId};
-use crate::domain::invoice::Invoice;
+use crate::domain::invoice::{Invoice, InvoiceStatus};
 use crate::domain::payment::Payment;
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tenant::Tenant;
@@ -106,7 +106,14 @@ async fn subject(db: &Db, tenant: &Tenant, e: &Outgoing) -> Result<Option<Subjec
                 .await?
                 .0
                 .pop();
-            invoice.map(|invoice| Subject::Invoice {
+            // A payment-failed message retried after the invoice was paid or voided would
+            // ask for money nobody owes; an invoice voided before its message went out is
+            // not announced either.
+            let still_true = |i: &Invoice| match e.kind {
+                EmailKind::PaymentFailed => i.status == InvoiceStatus::Open,
+                _ => i.status != InvoiceStatus::Void,
+            };
+            invoice.filter(still_true).map(|invoice| Subject::Invoice {
                 invoice: Box::new(invoice),
                 payment: last.map(Box::new),
                 note: None,
@@ -324,7 +331,6 @@ pub async fn queue_reminders(
 
 /// Sends one message; the error text never carries the recipient's address.
 async fn send(t: &Transport, tenant: &TenantId, id: &str, env: Envelope) -> Result<(), String> {
-    let scrub = |s: String| s.replace(&env.recipient, "<recipient>");
     match t {
         Transport::File(dir) => {
             let path = dir.join(tenant.as_str()).join(format!("{id}.eml"));
@@ -334,36 +340,82 @@ async fn send(t: &Transport, tenant: &TenantId, id: &str, env: Envelope) -> Resu
                 tokio::fs::write(&tmp, env.message.formatted()).await?;
                 tokio::fs::rename(&tmp, &path).await
             };
-            write
-                .await
-                .map_err(|e| scrub(format!("{}: {e}", path.display())))
+            write.await.map_err(|e| format!("{}: {e}", path.display()))
         }
         Transport::Smtp(smtp) => smtp
             .send(env.message.clone())
             .await
             .map(|_| ())
-            .map_err(|e| scrub(e.to_string())),
+            .map_err(|e| smtp_error(&e, &env.recipient)),
     }
 }
 
-/// Delivers the tenant's due e-mails. A message that cannot be sent is retried with
-/// backoff, and given up after `email.max_attempts` with an `email.failed` event; a sent
-/// one is recorded with an `email.sent` event.
+/// An SMTP failure in words that never carry an address: a server's answer is reduced to its
+/// class and code (servers quote the recipient in any case, bracketed or encoded), and any
+/// other error has the recipient removed whatever its case.
+fn smtp_error(e: &lettre::transport::smtp::Error, recipient: &str) -> String {
+    let code = e.status().map(|c| format!(" ({c})")).unwrap_or_default();
+    if e.is_permanent() {
+        return format!("the SMTP server refused the message{code}");
+    }
+    if e.is_transient() {
+        return format!("the SMTP server deferred the message{code}");
+    }
+    if e.is_timeout() {
+        return "the SMTP server did not answer in time".to_owned();
+    }
+    scrub(&e.to_string(), recipient)
+}
+
+/// `text` with every occurrence of `secret` (ASCII case ignored) replaced.
+fn scrub(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return text.to_owned();
+    }
+    let lower = text.to_ascii_lowercase();
+    let needle = secret.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(at) = lower[rest..].find(&needle) {
+        out.push_str(&text[rest..rest + at]);
+        out.push_str("<recipient>");
+        rest += at + needle.len();
+    }
+    out.push_str(&text[rest..]);
+    out
+}
+
+/// Delivers the tenant's due e-mails, until `deadline` if one is given (what is left waits
+/// for the next pass). A message that cannot be sent is retried with backoff, and given up
+/// after `email.max_attempts` with an `email.failed` event; a sent one is recorded with an
+/// `email.sent` event.
 pub async fn deliver_due(
     db: &Db,
     config: &Config,
     tenant: &TenantId,
     now: DateTime<Utc>,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Delivered, ServiceError> {
-    let now = truncate_to_seconds(now);
+    let started = std::time::Instant::now();
+    // Each message is claimed and finished at its own time (the pass's `now` plus the time
+    // the pass has taken), so a slow pass never finishes a message whose lease has lapsed.
+    let clock = |now: DateTime<Utc>| {
+        truncate_to_seconds(now + Duration::from_std(started.elapsed()).unwrap_or(Duration::zero()))
+    };
     let t = transport(&config.email)?;
     let mut out = Delivered::default();
     let mut tx = db.read().await?;
-    let due = store::due(&mut tx, tenant, now, BATCH).await?;
+    let due = store::due(&mut tx, tenant, truncate_to_seconds(now), BATCH).await?;
     tx.commit().await?;
     for e in due {
+        if let Some(deadline) = deadline
+            && std::time::Instant::now() >= deadline
+        {
+            break;
+        }
+        let lease = clock(now) + LEASE;
         let mut tx = db.begin().await?;
-        let mine = store::claim(&mut tx, &e, now + LEASE).await?;
+        let mine = store::claim(&mut tx, &e, lease).await?;
         tx.commit().await?;
         if !mine {
             continue;
@@ -374,48 +426,74 @@ pub async fn deliver_due(
             Ok(None) => None,
             Err(err) => Some(Err(err.to_string())),
         };
-        let mut tx = db.begin().await?;
-        let payload = |status: &str, error: Option<&str>| serde_json::json!({"id": e.id, "object": "email", "kind": e.kind.as_str(), "about": e.object_id, "status": status, "attempts": attempt, "error": error});
-        match result {
-            None => {
-                store::finish(&mut tx, &e, EmailStatus::Skipped, None, now, now).await?;
-                out.skipped += 1;
+        let at = clock(now);
+        let (status, error, retry) = match result {
+            None => (EmailStatus::Skipped, None, at),
+            Some(Ok(())) => (EmailStatus::Sent, None, at),
+            Some(Err(error)) if attempt >= config.email.max_attempts => {
+                (EmailStatus::Failed, Some(error), at)
             }
-            Some(Ok(())) => {
-                store::finish(&mut tx, &e, EmailStatus::Sent, None, now, now).await?;
+            Some(Err(error)) => {
+                let retry = next_attempt(at, attempt, config.email.retry_base_secs);
+                (EmailStatus::Pending, Some(error), retry)
+            }
+        };
+        let mut tx = db.begin().await?;
+        if !store::finish(&mut tx, &e, lease, status, error.as_deref(), retry, at).await? {
+            // The lease lapsed and another worker took the message: its outcome counts.
+            tx.commit().await?;
+            continue;
+        }
+        let payload = serde_json::json!({"id": e.id, "object": "email", "kind": e.kind.as_str(), "about": e.object_id, "status": status.as_str(), "attempts": attempt, "error": error});
+        match status {
+            EmailStatus::Skipped => out.skipped += 1,
+            EmailStatus::Sent => {
                 events::insert_event(
                     &mut tx,
                     &e.tenant,
                     EventType::EmailSent,
                     &e.id,
-                    &payload("sent", None),
-                    now,
+                    &payload,
+                    at,
                 )
                 .await?;
                 out.sent += 1;
             }
-            Some(Err(error)) if attempt >= config.email.max_attempts => {
-                store::finish(&mut tx, &e, EmailStatus::Failed, Some(&error), now, now).await?;
+            EmailStatus::Failed => {
                 events::insert_event(
                     &mut tx,
                     &e.tenant,
                     EventType::EmailFailed,
                     &e.id,
-                    &payload("failed", Some(&error)),
-                    now,
+                    &payload,
+                    at,
                 )
                 .await?;
-                tracing::warn!(tenant.id = %e.tenant, email = %e.id, kind = e.kind.as_str(), error = %error, "e-mail given up");
+                tracing::warn!(tenant.id = %e.tenant, email = %e.id, kind = e.kind.as_str(), error = ?error, "e-mail given up");
                 out.failed += 1;
             }
-            Some(Err(error)) => {
-                let retry = next_attempt(now, attempt, config.email.retry_base_secs);
-                store::finish(&mut tx, &e, EmailStatus::Pending, Some(&error), retry, now).await?;
-                tracing::info!(tenant.id = %e.tenant, email = %e.id, kind = e.kind.as_str(), error = %error, retry_at = %retry, "e-mail delivery failed; retrying");
+            EmailStatus::Pending => {
+                tracing::info!(tenant.id = %e.tenant, email = %e.id, kind = e.kind.as_str(), error = ?error, retry_at = %retry, "e-mail delivery failed; retrying");
                 out.retrying += 1;
             }
         }
         tx.commit().await?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn addresses_are_scrubbed_whatever_their_case() {
+        let text = "550 5.1.1 <Jan.Kowalski@Example.PL>: no such user (jan.kowalski@example.pl)";
+        assert_eq!(
+            scrub(text, "jan.kowalski@example.pl"),
+            "550 5.1.1 <<recipient>>: no such user (<recipient>)"
+        );
+        assert_eq!(scrub("Zażółć jan@x.pl", "JAN@X.PL"), "Zażółć <recipient>");
+        assert_eq!(scrub("nothing here", "a@b.c"), "nothing here");
+    }
 }

@@ -267,6 +267,8 @@ fn baseline_row(kind: u8, tenant: &str, i: usize, ts: &str, sep: char, null: &st
             // pdf_sha256, hosted_token: rendered later, off the billing path
             null.into(),
             null.into(),
+            // announce_pdf
+            (if sep == '\t' { "t" } else { "1" }).into(),
         ],
         1 => vec![
             q(tenant),

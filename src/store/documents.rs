@@ -87,27 +87,49 @@ pub async fn credit_notes_to_render(
     })
 }
 
+/// How recording a rendered PDF's hash went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// This call recorded it; `announce` says whether the document is news to e-mail about
+    /// (false for the backlog a migration found unrendered).
+    First { announce: bool },
+    /// Another worker recorded a render first: its hash.
+    Already(String),
+}
+
 /// Records the stored PDF's hash (and the hosted page token) unless another worker already
-/// did; returns whether this call recorded it.
+/// did (compare and set).
 pub async fn record_invoice_pdf(
     tx: &mut Tx,
     tenant: &TenantId,
     id: &InvoiceId,
     sha256: &str,
     hosted_token: &str,
-) -> Result<bool, StoreError> {
-    let n = on_tx!(tx, |c| sqlx::query(
-        "UPDATE invoices SET pdf_sha256 = $3, hosted_token = COALESCE(hosted_token, $4)
-         WHERE tenant_id = $1 AND id = $2 AND pdf_sha256 IS NULL"
-    )
-    .bind(tenant.as_str())
-    .bind(id.as_str())
-    .bind(sha256)
-    .bind(hosted_token)
-    .execute(&mut *c)
-    .await?
-    .rows_affected());
-    Ok(n == 1)
+) -> Result<Recorded, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(
+            "UPDATE invoices SET pdf_sha256 = $3, hosted_token = COALESCE(hosted_token, $4)
+             WHERE tenant_id = $1 AND id = $2 AND pdf_sha256 IS NULL
+             RETURNING announce_pdf",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(sha256)
+        .bind(hosted_token)
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Recorded::First {
+                announce: row.flag("announce_pdf")?,
+            });
+        }
+        let row = sqlx::query("SELECT pdf_sha256 FROM invoices WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_one(&mut *c)
+            .await?;
+        Ok(Recorded::Already(row.text("pdf_sha256")?))
+    })
 }
 
 pub async fn record_credit_note_pdf(
@@ -115,18 +137,31 @@ pub async fn record_credit_note_pdf(
     tenant: &TenantId,
     id: &CreditNoteId,
     sha256: &str,
-) -> Result<bool, StoreError> {
-    let n = on_tx!(tx, |c| sqlx::query(
-        "UPDATE credit_notes SET pdf_sha256 = $3
-         WHERE tenant_id = $1 AND id = $2 AND pdf_sha256 IS NULL"
-    )
-    .bind(tenant.as_str())
-    .bind(id.as_str())
-    .bind(sha256)
-    .execute(&mut *c)
-    .await?
-    .rows_affected());
-    Ok(n == 1)
+) -> Result<Recorded, StoreError> {
+    on_tx!(tx, |c| {
+        let row = sqlx::query(
+            "UPDATE credit_notes SET pdf_sha256 = $3
+             WHERE tenant_id = $1 AND id = $2 AND pdf_sha256 IS NULL
+             RETURNING announce_pdf",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .bind(sha256)
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Recorded::First {
+                announce: row.flag("announce_pdf")?,
+            });
+        }
+        let row =
+            sqlx::query("SELECT pdf_sha256 FROM credit_notes WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_one(&mut *c)
+                .await?;
+        Ok(Recorded::Already(row.text("pdf_sha256")?))
+    })
 }
 
 /// The tenant and invoice a hosted page token belongs to.

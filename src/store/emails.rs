@@ -103,19 +103,22 @@ pub async fn claim(
     Ok(n == 1)
 }
 
-/// Records how an attempt ended: sent, skipped, failed for good, or to retry at `retry_at`.
+/// Records how an attempt ended: sent, skipped, failed for good, or to retry at `retry_at`;
+/// only while this worker's claim (`lease_until`) still holds. Returns whether it did: a
+/// worker that overran its lease finds the row taken by another and records nothing.
 pub async fn finish(
     tx: &mut Tx,
     e: &Outgoing,
+    lease_until: DateTime<Utc>,
     status: EmailStatus,
     error: Option<&str>,
     retry_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    on_tx!(tx, |c| sqlx::query(
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx, |c| sqlx::query(
         "UPDATE emails SET status = $3, last_error = $4, next_attempt_at = $5,
                 sent_at = CASE WHEN $3 = 'sent' THEN $6 ELSE sent_at END
-         WHERE tenant_id = $1 AND id = $2"
+         WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND next_attempt_at = $7"
     )
     .bind(e.tenant.as_str())
     .bind(&e.id)
@@ -123,10 +126,11 @@ pub async fn finish(
     .bind(error)
     .bind(retry_at)
     .bind(now)
+    .bind(lease_until)
     .execute(&mut *c)
     .await?
     .rows_affected());
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Subscriptions with a reminder due: trialing ones whose trial ends in `(now, trial_until]`

@@ -220,6 +220,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "finance",
         include_str!("../../migrations/sqlite/0007_finance.sql"),
     ),
+    (
+        8,
+        "quiet_backlog",
+        include_str!("../../migrations/sqlite/0008_quiet_backlog.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -258,6 +263,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         "finance",
         include_str!("../../migrations/postgres/0007_finance.sql"),
     ),
+    (
+        8,
+        "quiet_backlog",
+        include_str!("../../migrations/postgres/0008_quiet_backlog.sql"),
+    ),
 ];
 
 fn migrator(files: &'static [MigrationFile]) -> Migrator {
@@ -293,7 +303,59 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{SQLITE_MIGRATIONS, migrator, redact_url};
+
+    /// An upgrade finds finalized invoices and credit notes the outbox never knew: they are
+    /// rendered without an e-mail; what is finalized after it is announced.
+    #[tokio::test]
+    async fn an_upgrade_renders_the_backlog_quietly() {
+        use std::str::FromStr;
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite::memory:")
+            .unwrap()
+            .foreign_keys(false);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let before_documents = &SQLITE_MIGRATIONS[..5];
+        migrator(before_documents).run(&pool).await.unwrap();
+        let invoice = |id: &'static str, number: Option<&'static str>| {
+            sqlx::query(
+                "INSERT INTO invoices (tenant_id, id, number, customer_id, status, billing_reason,
+                     collection_method, currency, period_start, period_end, subtotal, discount, tax,
+                     total, total_tax_amounts, tax_exempt, amount_paid, amount_due, attempt_count,
+                     created_at)
+                 VALUES ('t', $1, $2, 'c', 'paid', 'subscription_cycle', 'charge_automatically',
+                     'EUR', 'p', 'p', 100, 0, 0, 100, '[]', 'none', 100, 0, 1, 'c')",
+            )
+            .bind(id)
+            .bind(number)
+        };
+        invoice("in_old", Some("INV-1"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        invoice("in_draft", None).execute(&pool).await.unwrap();
+        migrator(SQLITE_MIGRATIONS).run(&pool).await.unwrap();
+        invoice("in_new", Some("INV-2"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        let announced: Vec<(String, bool)> =
+            sqlx::query_as("SELECT id, announce_pdf FROM invoices ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            announced,
+            [
+                ("in_draft".to_owned(), true),
+                ("in_new".to_owned(), true),
+                ("in_old".to_owned(), false)
+            ]
+        );
+    }
 
     #[test]
     fn passwords_never_leave_in_urls() {

@@ -47,6 +47,14 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Where the invoice's PDF as issued (its recorded hash) is stored.
+async fn stored_pdf(app: &TestApp, id: &str) -> std::path::PathBuf {
+    let inv = app.get(&format!("/v1/invoices/{id}")).await.ok();
+    let sha = inv["pdf_sha256"].as_str().expect("a recorded PDF");
+    let tenant = recur::domain::ids::TenantId::parse(&app.tenant_id).unwrap();
+    recur::services::documents::stored_path(app.docs.path(), &tenant, id, sha)
+}
+
 async fn polish_invoice(app: &TestApp) -> Value {
     app.put("/v1/settings/invoice", seller()).await.ok();
     let c = app
@@ -151,7 +159,7 @@ both! {
         assert_eq!(again, bytes);
         let inv = app.get(&format!("/v1/invoices/{id}")).await.ok();
         assert_eq!(inv["pdf_sha256"], sha256(&bytes));
-        let stored = app.docs.path().join(&app.tenant_id).join(format!("{id}.pdf"));
+        let stored = stored_pdf(&app, id).await;
         assert_eq!(std::fs::read(&stored).unwrap(), bytes);
         // Another tenant cannot read it.
         let other = app.other_tenant_key().await;
@@ -168,7 +176,7 @@ both! {
         let id = inv["id"].as_str().unwrap();
         let path = format!("/v1/invoices/{id}/pdf");
         let (_, _, first) = app.raw(&path, Some(&app.key)).await;
-        let stored = app.docs.path().join(&app.tenant_id).join(format!("{id}.pdf"));
+        let stored = stored_pdf(&app, id).await;
         // A lost or altered file is rebuilt byte for byte.
         std::fs::remove_file(&stored).unwrap();
         assert_eq!(app.raw(&path, Some(&app.key)).await.2, first);
@@ -242,7 +250,7 @@ both! {
         let out = crate::support::recur_cli(&app, &[], &["run-cycle"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let inv = app.get(&format!("/v1/invoices/{id}")).await.ok();
-        let stored = app.docs.path().join(&app.tenant_id).join(format!("{id}.pdf"));
+        let stored = stored_pdf(&app, id).await;
         let bytes = std::fs::read(&stored).expect("the worker stored the PDF");
         assert_eq!(inv["pdf_sha256"], sha256(&bytes));
         assert!(inv["hosted_invoice_url"].is_string());
@@ -326,5 +334,35 @@ both! {
         let out = crate::support::recur_cli(&app, &[], &["tenant", "settings", "--tenant", created["tenant_id"].as_str().unwrap()]);
         let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(theirs, printed);
+    }
+}
+
+both! {
+    async fn racing_renders_issue_one_document(app: TestApp) {
+        let inv = polish_invoice(&app).await;
+        let id = inv["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/invoices/{id}/pdf");
+        // Renders racing a change of seller details render different bytes: one is issued,
+        // every request is served that one, and no other file is left.
+        let requests = (0..8).map(|i| {
+            let (app, path) = (&app, &path);
+            async move {
+                if i % 2 == 1 {
+                    app.put("/v1/settings/invoice", json!({"legal_name": format!("Seller {i}")})).await.ok();
+                }
+                app.raw(path, Some(&app.key)).await
+            }
+        });
+        let served = futures::future::join_all(requests).await;
+        let issued = std::fs::read(stored_pdf(&app, &id).await).unwrap();
+        for (status, _, bytes) in &served {
+            assert_eq!(*status, StatusCode::OK);
+            assert!(bytes == &issued, "a request was served another render");
+        }
+        let files = std::fs::read_dir(app.docs.path().join(&app.tenant_id))
+            .unwrap()
+            .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().starts_with(&id))
+            .count();
+        assert_eq!(files, 1);
     }
 }

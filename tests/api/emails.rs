@@ -229,7 +229,7 @@ fn tenant(app: &TestApp) -> recur::domain::ids::TenantId {
 
 async fn deliver(app: &TestApp, minutes_later: i64) -> recur::services::email::Delivered {
     let at = chrono::Utc::now() + chrono::Duration::minutes(minutes_later);
-    recur::services::email::deliver_due(&app.db, &app.config, &tenant(app), at)
+    recur::services::email::deliver_due(&app.db, &app.config, &tenant(app), at, None)
         .await
         .expect("deliver")
 }
@@ -351,5 +351,74 @@ both! {
         run("2027-12-26T00:00:00Z");
         let renewal: Vec<String> = subjects().into_iter().filter(|s| s.contains("renouvelle")).collect();
         assert_eq!(renewal, ["Votre abonnement chez test tenant se renouvelle le 01/01/2028"], "{:?}", subjects());
+    }
+}
+
+both! {
+    async fn a_paid_invoice_gets_no_payment_failed_mail(app: TestApp) {
+        app.set_clock("2027-03-01T00:00:00Z").await;
+        let c = customer(&app, "Ann Broke", "ann@broke.example", "en", "tok_insufficient_funds").await;
+        let price = app.monthly_price(5_000).await;
+        let sub = app.post("/v1/subscriptions", json!({"customer": c, "items": [{"price": price}]})).await.ok();
+        app.advance("2027-03-01T12:00:00Z").await;
+        let inv = app.invoices_of(sub["id"].as_str().unwrap()).await.pop().unwrap();
+        assert_eq!(app.count_events("invoice.payment_failed").await, 1);
+        // The customer pays before the queued message goes out: it asks for nothing any more.
+        app.patch(&format!("/v1/customers/{c}"), json!({"payment_method": {"provider": "sandbox", "token": "tok_visa"}})).await.ok();
+        let paid = app.post(&format!("/v1/invoices/{}/pay", inv["id"].as_str().unwrap()), json!({})).await.ok();
+        assert_eq!(paid["status"], "paid");
+        let d = deliver(&app, 0).await;
+        assert_eq!((d.sent, d.skipped), (1, 1), "the receipt, not the failure");
+        let mails: Vec<Mail> = messages(&app.mail.path().join(&app.tenant_id)).iter().map(|m| read(m)).collect();
+        assert_eq!(mails.len(), 1);
+        assert!(mails[0].subject.starts_with("Receipt for invoice"), "{}", mails[0].subject);
+    }
+}
+
+both! {
+    async fn a_lapsed_lease_records_nothing(app: TestApp) {
+        use recur::domain::email::EmailStatus;
+        use recur::store::emails as outbox;
+        finalized_invoice(&app).await;
+        let t = tenant(&app);
+        let now = recur::domain::tenant::truncate_to_seconds(chrono::Utc::now());
+        let minutes = chrono::Duration::minutes;
+        let due = |at| {
+            let db = app.db.clone();
+            let t = t.clone();
+            async move {
+                let mut tx = db.read().await.unwrap();
+                let due = outbox::due(&mut tx, &t, at, 10).await.unwrap();
+                tx.commit().await.unwrap();
+                due
+            }
+        };
+        let claim = |e, lease| {
+            let db = app.db.clone();
+            async move {
+                let mut tx = db.begin().await.unwrap();
+                let mine = outbox::claim(&mut tx, &e, lease).await.unwrap();
+                tx.commit().await.unwrap();
+                mine
+            }
+        };
+        let finish = |e, lease| {
+            let db = app.db.clone();
+            async move {
+                let mut tx = db.begin().await.unwrap();
+                let done = outbox::finish(&mut tx, &e, lease, EmailStatus::Sent, None, now, now).await.unwrap();
+                tx.commit().await.unwrap();
+                done
+            }
+        };
+        let slow = due(now + minutes(1)).await.pop().expect("the invoice e-mail is due");
+        assert!(claim(slow.clone(), now + minutes(5)).await);
+        assert!(!claim(slow.clone(), now + minutes(5)).await, "claimed once");
+        // The first worker overruns its lease; a second one takes the message.
+        let fresh = due(now + minutes(6)).await.pop().expect("due again once the lease lapsed");
+        assert!(claim(fresh.clone(), now + minutes(11)).await);
+        assert!(!finish(slow, now + minutes(5)).await, "the late worker records nothing");
+        assert!(finish(fresh, now + minutes(11)).await);
+        assert!(due(now + minutes(60)).await.is_empty());
     }
 }
