@@ -1,5 +1,6 @@
 //! Logging with `tracing`: compact for people, JSON for collectors, filtered by `RUST_LOG`.
-//! Logs go to stderr so that stdout carries only command output (`tenant create --json`).
+//! Logs go to stderr so that stdout carries only command output (`tenant create --json`), with
+//! colour only when stderr is a terminal (a file or a collector gets plain text).
 
 use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -9,7 +10,8 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Compact => builder.compact().try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -91,8 +91,18 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(state.config.server.request_timeout_secs),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of a request names its route pattern (`/i/{token}`), never the path itself: the
+/// hosted page's token is a password, and paths carry ids and query strings.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("-", axum::extract::MatchedPath::as_str);
+    tracing::debug_span!("request", method = %req.method(), route)
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

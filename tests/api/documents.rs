@@ -247,13 +247,15 @@ both! {
         let id = inv["id"].as_str().unwrap();
         assert_eq!(inv["pdf_sha256"], Value::Null, "rendering is off the billing path");
         assert_eq!(inv["hosted_invoice_url"], Value::Null);
-        let out = crate::support::recur_cli(&app, &[], &["run-cycle"]);
+        let out = crate::support::recur_cli(&app, &[("RUST_LOG", "debug".into())], &["run-cycle"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stderr.is_empty() && !out.stderr.contains(&0x1b), "plain logs when stderr is not a terminal");
         let inv = app.get(&format!("/v1/invoices/{id}")).await.ok();
         let stored = stored_pdf(&app, id).await;
         let bytes = std::fs::read(&stored).expect("the worker stored the PDF");
         assert_eq!(inv["pdf_sha256"], sha256(&bytes));
-        assert!(inv["hosted_invoice_url"].is_string());
+        let hosted = inv["hosted_invoice_url"].as_str().expect("a hosted page");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(&hosted[3..]), "the token is never logged");
         // The API serves what the worker rendered.
         assert_eq!(app.raw(&format!("/v1/invoices/{id}/pdf"), Some(&app.key)).await.2, bytes);
     }
@@ -364,5 +366,34 @@ both! {
             .filter(|f| f.as_ref().unwrap().file_name().to_string_lossy().starts_with(&id))
             .count();
         assert_eq!(files, 1);
+    }
+}
+
+both! {
+    async fn a_failed_render_is_retried(app: TestApp) {
+        let inv = polish_invoice(&app).await;
+        let id = inv["id"].as_str().unwrap();
+        let mut tx = app.db.read().await.unwrap();
+        let tenant = recur::store::tenants::find_tenant(&mut tx, &app.tenant_id).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        let render = || recur::services::documents::render_pending(&app.db, app.docs.path(), &tenant, std::time::Instant::now() + std::time::Duration::from_secs(60));
+        // The tenant's directory cannot be made: the render fails, is logged, records nothing.
+        let blocker = app.docs.path().join(&app.tenant_id);
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        let r = render().await.unwrap();
+        assert_eq!((r.invoices, r.failed), (0, 1));
+        assert_eq!(app.get(&format!("/v1/invoices/{id}")).await.ok()["pdf_sha256"], Value::Null);
+        assert_eq!(app.count_events("email.sent").await, 0);
+        // Fixed, the next pass renders it.
+        std::fs::remove_file(&blocker).unwrap();
+        let r = render().await.unwrap();
+        assert_eq!((r.invoices, r.failed), (1, 0));
+        assert!(std::fs::read(stored_pdf(&app, id).await).unwrap().starts_with(b"%PDF-"));
+        // Past its deadline a pass renders nothing; the next one does.
+        let second = polish_invoice(&app).await;
+        let late = recur::services::documents::render_pending(&app.db, app.docs.path(), &tenant, std::time::Instant::now()).await.unwrap();
+        assert_eq!(late, Default::default());
+        assert_eq!(app.get(&format!("/v1/invoices/{}", second["id"].as_str().unwrap())).await.ok()["pdf_sha256"], Value::Null);
+        assert_eq!(render().await.unwrap().invoices, 1);
     }
 }
