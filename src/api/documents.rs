@@ -8,7 +8,8 @@ use super::{AppState, body_id, path_id};
 use crate::documents::{self, Seller};
 use crate::domain::ids::{CreditNoteId, InvoiceId, SubscriptionId};
 use crate::domain::seller::{
-    BankAccount, Iban, InvoiceSettings, Logo, Notifications, check_bic, check_color, check_phone,
+    BankAccount, Iban, InvoiceSettings, Logo, Notifications, check_bic, check_color, check_link,
+    check_phone,
 };
 use crate::services::documents::{self as service, Pdf};
 use axum::extract::{Path, State};
@@ -75,6 +76,8 @@ pub struct SettingsBody {
     logo: Option<String>,
     /// Which customer e-mails are sent (all by default).
     notifications: Option<NotificationsBody>,
+    /// Where customers update their payment method (linked from payment-failed e-mails).
+    payment_method_url: Option<String>,
 }
 
 fn bank(b: BankBody) -> Result<BankAccount, ApiError> {
@@ -150,6 +153,10 @@ impl TryFrom<SettingsBody> for InvoiceSettings {
             logo: b
                 .logo
                 .map(|l| Logo::from_data_url(&l).map_err(|e| ApiError::invalid("logo", e)))
+                .transpose()?,
+            payment_method_url: b
+                .payment_method_url
+                .map(|u| check_link(&u).map_err(|e| ApiError::invalid("payment_method_url", e)))
                 .transpose()?,
             notifications: Notifications {
                 invoice_finalized: n.invoice_finalized.unwrap_or(defaults.invoice_finalized),

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 struct Text<'a> {
     greeting: &'a str,
     paragraphs: &'a [String],
-    link_label: &'a str,
-    link_url: Option<&'a str>,
+    /// Buttons in HTML, `label: url` lines in text; the first is the main action.
+    links: &'a [(&'a str, &'a str)],
     signature: &'a str,
     seller_name: &'a str,
     footer: &'a str,
@@ -168,13 +168,19 @@ pub fn compose(
             )
         }
     };
+    let mut links: Vec<(&str, &str)> = Vec::with_capacity(2);
+    if let (About::Failed(..), Some(update)) = (&about, &seller.settings.payment_method_url) {
+        links.push((&e.update_payment_method, update));
+    }
+    if let Some(link) = link {
+        links.push((&e.view_online, link));
+    }
     let greeting = fill(&e.greeting, &[("name", customer_name)]);
     let footer = super::footer(seller);
     let words = Text {
         greeting: &greeting,
         paragraphs: &paragraphs,
-        link_label: &e.view_online,
-        link_url: link,
+        links: &links,
         signature: &e.signature,
         seller_name: &seller_name,
         footer: &footer,

@@ -126,6 +126,7 @@ pub struct EmailLabels {
     pub renewal_body: String,
     pub next_amount: String,
     pub view_online: String,
+    pub update_payment_method: String,
     pub signature: String,
     pub decline_insufficient_funds: String,
     pub decline_expired_card: String,

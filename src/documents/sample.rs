@@ -54,6 +54,7 @@ pub fn seller() -> InvoiceSettings {
         accent_color: Some("#1f4e79".into()),
         logo: None,
         notifications: Default::default(),
+        payment_method_url: None,
     }
 }
 

@@ -22,6 +22,23 @@ pub enum SellerError {
         max = LOGO_MAX_BYTES / 1024
     )]
     Logo,
+    #[error("payment_method_url must be an http(s) URL of at most 500 characters")]
+    Link,
+}
+
+/// Where a customer updates their payment method (the tenant's billing portal): an absolute
+/// http(s) URL, stored as the URL standard writes it (`<` becomes `%3C`).
+pub fn check_link(s: &str) -> Result<String, SellerError> {
+    match url::Url::parse(s) {
+        Ok(u)
+            if s.len() <= 500
+                && matches!(u.scheme(), "https" | "http")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(u.into())
+        }
+        _ => Err(SellerError::Link),
+    }
 }
 
 /// Decoded logo size limit: a logo is drawn a few centimetres wide.
@@ -248,6 +265,9 @@ pub struct InvoiceSettings {
     pub logo: Option<Logo>,
     #[serde(default)]
     pub notifications: Notifications,
+    /// Linked from payment-failed e-mails (the tenant's billing portal, say).
+    #[serde(default)]
+    pub payment_method_url: Option<String>,
 }
 
 /// Checks the free-text fields' lengths (the typed ones check themselves).
@@ -268,6 +288,21 @@ pub fn check_texts(s: &InvoiceSettings) -> Result<(), SellerError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn payment_method_links_are_web_addresses() {
+        assert!(check_link("https://app.example.com/billing?x=1").is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "ftp://example.com/",
+            "https://",
+            "/billing",
+            "data:text/html,hi",
+            &format!("https://example.com/{}", "a".repeat(500)),
+        ] {
+            assert_eq!(check_link(bad), Err(SellerError::Link), "{bad}");
+        }
+    }
 
     #[test]
     fn ibans_check_their_digits() {

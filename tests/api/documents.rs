@@ -106,6 +106,7 @@ both! {
         let not_an_image = format!("data:image/png;base64,{}", base64_of(b"\x89PNG\r\n\x1a\nnot really"));
         for (body, param) in [
             (with("bank", json!({"iban": "PL61 1090 1014 0000 0712 1981 2875"})), "bank.iban"),
+            (with("payment_method_url", json!("javascript:alert(1)")), "payment_method_url"),
             (with("bank", json!({"bic": "wbkpplpp", "iban": "PL61109010140000071219812874"})), "bank.bic"),
             (with("bank", json!({})), "bank"),
             (with("accent_color", json!("blue")), "accent_color"),

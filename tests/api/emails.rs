@@ -71,7 +71,7 @@ async fn customer(app: &TestApp, name: &str, email: &str, locale: &str, token: &
 
 both! {
     async fn emails_as_files(app: TestApp) {
-        app.put("/v1/settings/invoice", json!({"legal_name": "Acme GmbH", "email": "billing@acme.example", "locale": "de"})).await.ok();
+        app.put("/v1/settings/invoice", json!({"legal_name": "Acme GmbH", "email": "billing@acme.example", "locale": "de", "payment_method_url": "https://acme.example/billing?from=mail&x=<1>"})).await.ok();
         let price = app.monthly_price(12_345).await;
         let paying = customer(&app, "Jürgen Groß", "juergen@kunde.example", "de-DE", "tok_visa").await;
         let broke = customer(&app, "Ann Broke", "ann@broke.example", "en", "tok_insufficient_funds").await;
@@ -100,6 +100,11 @@ both! {
         assert!(receipt.text.contains("123,45\u{a0}€") && receipt.pdf.is_none());
         let failed = find("ann@broke.example", &format!("Payment failed for invoice {}", failed_inv["number"].as_str().unwrap()));
         assert!(failed.text.contains("the card has insufficient funds") && failed.text.contains("We will try again on"), "{}", failed.text);
+        // The way to a new payment method comes first, then the invoice.
+        let update = failed.text.find("Update your payment method: https://acme.example/billing?from=mail&x=%3C1%3E").expect("the update link");
+        assert!(update < failed.text.find("View the invoice online: http").expect("the invoice link"), "{}", failed.text);
+        assert!(failed.html.contains("href=\"https://acme.example/billing?from=mail&#38;x=%3C1%3E\""), "{}", failed.html);
+        assert!(!invoice.text.contains("acme.example/billing"), "only payment-failed mails link it");
         // Every message an email.sent event, none carrying an address.
         let sent = app.get("/v1/events?type=email.sent&limit=100").await.ok();
         let sent = sent["data"].as_array().unwrap();
