@@ -79,6 +79,11 @@ enum Command {
         #[arg(short = 'o', long)]
         output: Option<std::path::PathBuf>,
     },
+    /// Reports on the billing history.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Compare a provider's charges with our payments for a window; repair what is safe
     /// (attempts left unknown that the provider settled, refunds made at the provider) and
     /// report the rest as a table and as `reconciliation.discrepancy` events.
@@ -99,6 +104,29 @@ enum Command {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportCommand {
+    /// Per currency: MRR, ARR, subscriptions, billed, collected, refunded, outstanding,
+    /// receivables aging, dunning outcomes and payment success rate, as a table.
+    Summary {
+        /// First day, YYYY-MM-DD, included (default: the first of this month).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD, included (default: today).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this tenant (default: every tenant, one table each).
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: Option<TenantId>,
+        /// IANA time zone of the days.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -210,6 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::RunCycle { .. }
         | Command::Reconcile { .. }
         | Command::Export { .. }
+        | Command::Report { .. }
         | Command::Bench { .. } => None,
     };
     let config = Config::load(
@@ -295,6 +324,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             json,
         } => reconcile(&db, &config, &tenant, from, to, json).await,
+        Command::Report {
+            command:
+                ReportCommand::Summary {
+                    from,
+                    to,
+                    tenant,
+                    timezone,
+                    json,
+                },
+        } => {
+            let mut tx = db.read().await?;
+            let tenants = crate::store::tenants::list_tenants(&mut tx).await?;
+            tx.commit().await?;
+            let chosen: Vec<_> = tenants
+                .into_iter()
+                .filter(|t| tenant.as_ref().is_none_or(|id| &t.id == id))
+                .collect();
+            if let (Some(id), true) = (&tenant, chosen.is_empty()) {
+                return Err(UsageError(crate::config::ConfigError::Invalid(format!(
+                    "no tenant {id}"
+                )))
+                .into());
+            }
+            for t in &chosen {
+                let w = crate::api::reports::summary_window(
+                    from.as_deref(),
+                    to.as_deref(),
+                    Some(&timezone),
+                    t.now(Utc::now()),
+                )
+                .map_err(|e| UsageError(crate::config::ConfigError::Invalid(e.to_string())))?;
+                let report = crate::services::reports::summary(&db, t, &w).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    print!("{}", crate::reports::table(&t.name, &report));
+                }
+            }
+            Ok(())
+        }
         Command::Export {
             kind,
             from,

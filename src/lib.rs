@@ -11,6 +11,7 @@ pub mod documents;
 pub mod domain;
 pub mod exports;
 pub mod payments;
+pub mod reports;
 pub mod scheduler;
 pub mod services;
 pub mod store;

@@ -5,6 +5,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Ctx, Query};
 use crate::exports::{Format, Kind, window};
+use crate::services::reports::Window;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -55,32 +56,53 @@ pub fn export_request(
             ),
         )
     })?;
-    let day = |param: &'static str, v: Option<&str>| {
-        let v = v.ok_or_else(|| ApiError::MissingParam {
-            param: param.into(),
-        })?;
-        NaiveDate::parse_from_str(v, "%Y-%m-%d")
-            .map_err(|_| ApiError::invalid(param, format!("`{v}` is not a day (YYYY-MM-DD)")))
-    };
-    let (from, to) = (day("from", from)?, day("to", to)?);
+    let format = Format::parse(format.unwrap_or("csv"))
+        .ok_or_else(|| ApiError::invalid("format", "format must be csv or json"))?;
+    let w = day_window(from, to, timezone, |_| None)?;
+    Ok(ExportRequest {
+        kind,
+        format,
+        window: w.span,
+        from: w.from,
+        to: w.to,
+    })
+}
+
+/// The days `from` to `to` (both included) in `timezone` (default UTC) and the instants they
+/// span, checked; an absent day takes its value from `defaults` (given the zone) or is missing.
+pub fn day_window(
+    from: Option<&str>,
+    to: Option<&str>,
+    timezone: Option<&str>,
+    defaults: impl FnOnce(chrono_tz::Tz) -> Option<(NaiveDate, NaiveDate)>,
+) -> Result<Window, ApiError> {
     let tz: chrono_tz::Tz = timezone.unwrap_or("UTC").parse().map_err(|_| {
         ApiError::invalid(
             "timezone",
             "timezone must be an IANA name such as Europe/Warsaw",
         )
     })?;
-    let format = Format::parse(format.unwrap_or("csv"))
-        .ok_or_else(|| ApiError::invalid("format", "format must be csv or json"))?;
-    let window = window(from, to, tz).map_err(|e| ApiError::invalid("to", e))?;
-    crate::domain::tenant::check_instant(window.0)
-        .and_then(|_| crate::domain::tenant::check_instant(window.1))
+    let fallback = defaults(tz);
+    let day = |param: &'static str, v: Option<&str>, default: Option<NaiveDate>| {
+        let Some(v) = v else {
+            return default.ok_or_else(|| ApiError::MissingParam {
+                param: param.into(),
+            });
+        };
+        NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .map_err(|_| ApiError::invalid(param, format!("`{v}` is not a day (YYYY-MM-DD)")))
+    };
+    let from = day("from", from, fallback.map(|d| d.0))?;
+    let to = day("to", to, fallback.map(|d| d.1))?;
+    let span = window(from, to, tz).map_err(|e| ApiError::invalid("to", e))?;
+    crate::domain::tenant::check_instant(span.0)
+        .and_then(|_| crate::domain::tenant::check_instant(span.1))
         .map_err(|e| ApiError::invalid("from", e))?;
-    Ok(ExportRequest {
-        kind,
-        format,
-        window,
+    Ok(Window {
         from,
         to,
+        timezone: tz,
+        span,
     })
 }
 

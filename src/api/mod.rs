@@ -12,6 +12,7 @@ pub mod extract;
 mod idempotency;
 mod invoices;
 mod openapi;
+pub mod reports;
 mod subscriptions;
 mod usage;
 mod webhooks;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(credit_notes::routes())
         .merge(documents::routes())
         .merge(exports::routes())
+        .merge(reports::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,

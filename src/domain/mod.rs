@@ -16,6 +16,7 @@ pub mod payment;
 pub mod period;
 pub mod price;
 pub mod pricing;
+pub mod report;
 pub mod seller;
 pub mod subscription;
 pub mod tax_rate;

@@ -11,6 +11,7 @@ pub mod email;
 pub mod exports;
 pub mod invoices;
 pub mod payments;
+pub mod reports;
 pub mod subscriptions;
 pub mod tenants;
 pub mod usage;

@@ -32,7 +32,7 @@ macro_rules! select_price {
     };
 }
 
-fn price_from(r: &impl Rec) -> Result<Price, StoreError> {
+pub(super) fn price_from(r: &impl Rec) -> Result<Price, StoreError> {
     let scheme = match r.text("billing_scheme")?.as_str() {
         "per_unit" => PriceScheme::PerUnit {
             unit_amount: r.parsed("unit_amount_decimal", |s| s.parse::<Decimal>())?,

@@ -20,6 +20,7 @@ pub mod invoices;
 pub mod leases;
 pub mod payments;
 pub mod provider_events;
+pub mod reports;
 pub mod rows;
 pub mod subscriptions;
 pub mod tenants;

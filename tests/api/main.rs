@@ -19,6 +19,7 @@ mod payments;
 mod plan_changes;
 mod poison;
 mod reliability;
+mod reports;
 mod stripe_payments;
 mod subscriptions;
 mod tenancy;
