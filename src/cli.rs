@@ -57,7 +57,7 @@ enum Command {
         command: BenchCommand,
     },
     /// Export the billing history of a window of days as CSV (default) or JSON lines: one of
-    /// invoices, invoice-lines, payments, credit-notes.
+    /// invoices, invoice-lines, payments, credit-notes, journal.
     Export {
         kind: String,
         /// First day, YYYY-MM-DD, included.
@@ -466,8 +466,16 @@ async fn export(
     let task = {
         let db = db.clone();
         tokio::spawn(async move {
-            crate::services::exports::export(&db, &tenants, req.kind, req.format, req.window, tx)
-                .await
+            crate::services::exports::export(
+                &db,
+                &tenants,
+                req.kind,
+                req.format,
+                req.window,
+                req.timezone,
+                tx,
+            )
+            .await
         })
     };
     let mut sink: Box<dyn Write + Send> = match &output {

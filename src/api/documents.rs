@@ -7,6 +7,7 @@ use super::extract::{Body, Ctx, Query};
 use super::{AppState, body_id, path_id};
 use crate::documents::{self, Seller};
 use crate::domain::ids::{CreditNoteId, InvoiceId, SubscriptionId};
+use crate::domain::journal::Accounts;
 use crate::domain::seller::{
     BankAccount, Iban, InvoiceSettings, Logo, Notifications, check_bic, check_color, check_link,
     check_phone,
@@ -78,6 +79,9 @@ pub struct SettingsBody {
     notifications: Option<NotificationsBody>,
     /// Where customers update their payment method (linked from payment-failed e-mails).
     payment_method_url: Option<String>,
+    /// Account codes of the journal export; any left out keep their defaults.
+    #[schema(value_type = Option<Object>)]
+    accounts: Option<Accounts>,
 }
 
 fn bank(b: BankBody) -> Result<BankAccount, ApiError> {
@@ -154,6 +158,13 @@ impl TryFrom<SettingsBody> for InvoiceSettings {
                 .logo
                 .map(|l| Logo::from_data_url(&l).map_err(|e| ApiError::invalid("logo", e)))
                 .transpose()?,
+            accounts: match b.accounts {
+                Some(a) => {
+                    a.check().map_err(|e| ApiError::invalid("accounts", e))?;
+                    a
+                }
+                None => Accounts::default(),
+            },
             payment_method_url: b
                 .payment_method_url
                 .map(|u| check_link(&u).map_err(|e| ApiError::invalid("payment_method_url", e)))

@@ -39,6 +39,7 @@ pub struct ExportRequest {
     pub window: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
     pub from: NaiveDate,
     pub to: NaiveDate,
+    pub timezone: chrono_tz::Tz,
 }
 
 pub fn export_request(
@@ -52,7 +53,7 @@ pub fn export_request(
         ApiError::invalid(
             "kind",
             format!(
-                "`{kind}` is not an export; one of invoices, invoice-lines, payments, credit-notes"
+                "`{kind}` is not an export; one of invoices, invoice-lines, payments, credit-notes, journal"
             ),
         )
     })?;
@@ -65,6 +66,7 @@ pub fn export_request(
         window: w.span,
         from: w.from,
         to: w.to,
+        timezone: w.timezone,
     })
 }
 
@@ -106,7 +108,7 @@ pub fn day_window(
     })
 }
 
-#[utoipa::path(get, path = "/v1/exports/{kind}", params(("kind" = String, Path, description = "invoices | invoice-lines | payments | credit-notes"), ExportQuery), responses((status = 200, description = "the rows as CSV (text/csv) or JSON lines (application/x-ndjson), streamed")))]
+#[utoipa::path(get, path = "/v1/exports/{kind}", params(("kind" = String, Path, description = "invoices | invoice-lines | payments | credit-notes | journal"), ExportQuery), responses((status = 200, description = "the rows as CSV (text/csv) or JSON lines (application/x-ndjson), streamed")))]
 pub async fn export(
     State(s): State<AppState>,
     ctx: Ctx,
@@ -124,7 +126,16 @@ pub async fn export(
     let db = s.db.clone();
     let tenant = ctx.tenant.id.clone();
     tokio::spawn(async move {
-        crate::services::exports::export(&db, &[tenant], req.kind, req.format, req.window, tx).await
+        crate::services::exports::export(
+            &db,
+            &[tenant],
+            req.kind,
+            req.format,
+            req.window,
+            req.timezone,
+            tx,
+        )
+        .await
     });
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()

@@ -55,6 +55,7 @@ pub fn seller() -> InvoiceSettings {
         logo: None,
         notifications: Default::default(),
         payment_method_url: None,
+        accounts: Default::default(),
     }
 }
 

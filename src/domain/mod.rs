@@ -12,6 +12,7 @@ pub mod event;
 pub mod ids;
 pub mod invoice;
 pub mod invoice_math;
+pub mod journal;
 pub mod payment;
 pub mod period;
 pub mod price;

@@ -268,6 +268,9 @@ pub struct InvoiceSettings {
     /// Linked from payment-failed e-mails (the tenant's billing portal, say).
     #[serde(default)]
     pub payment_method_url: Option<String>,
+    /// The chart of accounts the journal export posts to.
+    #[serde(default)]
+    pub accounts: super::journal::Accounts,
 }
 
 /// Checks the free-text fields' lengths (the typed ones check themselves).

@@ -7,6 +7,7 @@ use crate::domain::credit_note::CreditNote;
 use crate::domain::currency::Currency;
 use crate::domain::customer::Customer;
 use crate::domain::invoice::{Invoice, TaxAmount};
+use crate::domain::journal::Entry;
 use crate::domain::payment::Payment;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -17,6 +18,7 @@ pub enum Kind {
     InvoiceLines,
     Payments,
     CreditNotes,
+    Journal,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             "invoice-lines" => Some(Kind::InvoiceLines),
             "payments" => Some(Kind::Payments),
             "credit-notes" => Some(Kind::CreditNotes),
+            "journal" => Some(Kind::Journal),
             _ => None,
         }
     }
@@ -36,6 +39,7 @@ impl Kind {
             Kind::InvoiceLines => "invoice-lines",
             Kind::Payments => "payments",
             Kind::CreditNotes => "credit-notes",
+            Kind::Journal => "journal",
         }
     }
 
@@ -131,6 +135,18 @@ impl Kind {
                 "refund_status",
                 "tax_breakdown",
                 "created_at",
+            ],
+            Kind::Journal => &[
+                "tenant_id",
+                "entry_id",
+                "date",
+                "account",
+                "debit",
+                "credit",
+                "currency",
+                "source_type",
+                "source_id",
+                "detail",
             ],
         }
     }
@@ -406,6 +422,33 @@ pub fn credit_note_row(
         breakdown(&n.tax_amounts, cur),
         time(n.created),
     ]
+}
+
+/// One row per posting of a journal entry; `date` is the entry's day in `tz`.
+pub fn journal_rows(tenant: &str, e: &Entry, tz: chrono_tz::Tz) -> Vec<Vec<Cell>> {
+    let cur = Currency::parse(&e.currency).ok();
+    let amount = |v: i64| match &cur {
+        Some(c) => money(v, c),
+        None => Cell::Number(v.to_string()),
+    };
+    let day = e.date.with_timezone(&tz).date_naive().to_string();
+    e.postings
+        .iter()
+        .map(|p| {
+            vec![
+                text(tenant),
+                text(e.id.as_str()),
+                Cell::Number(day.clone()),
+                text(p.account.as_str()),
+                amount(p.debit()),
+                amount(p.credit()),
+                text(e.currency.as_str()),
+                text(e.source.as_str()),
+                text(e.source_id.as_str()),
+                text(p.detail.as_str()),
+            ]
+        })
+        .collect()
 }
 
 /// OWASP CSV injection: a text cell a spreadsheet would read as a formula (`=`, `+`, `-`,

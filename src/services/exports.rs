@@ -50,7 +50,7 @@ async fn invoices_of(
 }
 
 /// Hands what the encoder holds to the receiver; `false` when nobody listens any more.
-async fn flush(enc: &mut Encoder, out: &Sender<Chunk>) -> Result<bool, ServiceError> {
+pub(super) async fn flush(enc: &mut Encoder, out: &Sender<Chunk>) -> Result<bool, ServiceError> {
     let bytes = enc.take().map_err(encoding)?;
     Ok(bytes.is_empty() || out.send(Ok(bytes)).await.is_ok())
 }
@@ -62,12 +62,16 @@ pub async fn export_rows(
     tenant: &TenantId,
     kind: Kind,
     window: (DateTime<Utc>, DateTime<Utc>),
+    tz: chrono_tz::Tz,
     enc: &mut Encoder,
     out: &Sender<Chunk>,
 ) -> Result<u64, ServiceError> {
     let t = tenant.as_str();
     let mut rows = 0_u64;
     match kind {
+        Kind::Journal => Ok(super::journal::write(db, tenant, window, tz, enc, out)
+            .await?
+            .unwrap_or(0)),
         Kind::Invoices | Kind::InvoiceLines => {
             let mut cursor = None;
             loop {
@@ -178,6 +182,7 @@ pub async fn export(
     kind: Kind,
     format: exports::Format,
     window: (DateTime<Utc>, DateTime<Utc>),
+    tz: chrono_tz::Tz,
     out: Sender<Chunk>,
 ) -> u64 {
     let run = async {
@@ -187,7 +192,7 @@ pub async fn export(
         }
         let mut rows = 0;
         for t in tenants {
-            rows += export_rows(db, t, kind, window, &mut enc, &out).await?;
+            rows += export_rows(db, t, kind, window, tz, &mut enc, &out).await?;
         }
         Ok::<_, ServiceError>(rows)
     };

@@ -10,6 +10,7 @@ pub mod documents;
 pub mod email;
 pub mod exports;
 pub mod invoices;
+pub mod journal;
 pub mod payments;
 pub mod reports;
 pub mod subscriptions;

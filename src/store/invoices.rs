@@ -315,6 +315,67 @@ pub async fn finalized_between(
     Ok(found)
 }
 
+/// A batch of the tenant's invoices, by id after `after`, whose revenue is recognised in
+/// `[from, to)`: finalized before `to`, not void, with a line whose service ends after `from`;
+/// with their lines.
+pub async fn serving_between(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    after: Option<&InvoiceId>,
+    limit: i64,
+) -> Result<Vec<Invoice>, StoreError> {
+    let mut found = on_tx!(tx, |c| {
+        let rows = sqlx::query(select_invoice!(
+            "WHERE tenant_id = $1 AND number IS NOT NULL AND status <> 'void' AND finalized_at < $3
+               AND id > $4
+               AND EXISTS (SELECT 1 FROM invoice_lines l
+                           WHERE l.tenant_id = invoices.tenant_id AND l.invoice_id = invoices.id
+                             AND l.period_end > $2)
+             ORDER BY id LIMIT $5"
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(after.map_or("", InvoiceId::as_str))
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(invoice_from)
+            .collect::<Result<Vec<_>, _>>()?
+    });
+    attach_lines(tx, tenant, &mut found).await?;
+    Ok(found)
+}
+
+/// A batch of the tenant's invoices voided or marked uncollectible in `[from, to)`, by id
+/// after `after` (without lines).
+pub async fn closed_between(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    after: Option<&InvoiceId>,
+    limit: i64,
+) -> Result<Vec<Invoice>, StoreError> {
+    on_tx!(tx, |c| {
+        let rows = sqlx::query(select_invoice!(
+            "WHERE tenant_id = $1 AND id > $4
+               AND ((voided_at >= $2 AND voided_at < $3)
+                 OR (marked_uncollectible_at >= $2 AND marked_uncollectible_at < $3))
+             ORDER BY id LIMIT $5"
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(after.map_or("", InvoiceId::as_str))
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter().map(invoice_from).collect()
+    })
+}
+
 pub async fn find_invoice(
     tx: &mut Tx,
     tenant: &TenantId,

@@ -152,3 +152,101 @@ both! {
         assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+fn dec(s: &str) -> rust_decimal::Decimal {
+    if s.is_empty() {
+        rust_decimal::Decimal::ZERO
+    } else {
+        s.parse().unwrap()
+    }
+}
+
+/// Debit less credit of `account` per currency.
+fn balance(
+    rows: &[HashMap<String, String>],
+    account: &str,
+) -> HashMap<String, rust_decimal::Decimal> {
+    let mut out = HashMap::new();
+    for r in rows.iter().filter(|r| r["account"] == account) {
+        *out.entry(r["currency"].clone()).or_default() += dec(&r["debit"]) - dec(&r["credit"]);
+    }
+    out
+}
+
+fn major(minor: i64, currency: &str) -> rust_decimal::Decimal {
+    rust_decimal::Decimal::new(minor, if currency == "JPY" { 0 } else { 2 })
+}
+
+both! {
+    async fn the_journal_balances(app: TestApp) {
+        quarter(&app).await;
+        // An invoice sent for payment, one voided, one written off.
+        let price = app.monthly_price(4_200).await;
+        for _ in 0..3 {
+            let c = app.post("/v1/customers", json!({"name": "Transfer", "currency": "EUR"})).await.ok();
+            app.post("/v1/subscriptions", json!({"customer": c["id"], "items": [{"price": price}], "collection_method": "send_invoice", "days_until_due": 30})).await.ok();
+        }
+        let open: Vec<Value> = app.get("/v1/invoices?status=open&limit=100").await.ok()["data"].as_array().unwrap().clone();
+        let sent: Vec<&Value> = open.iter().filter(|i| i["collection_method"] == "send_invoice").collect();
+        assert_eq!(sent.len(), 3);
+        app.post(&format!("/v1/invoices/{}/void", sent[0]["id"].as_str().unwrap()), json!({})).await.ok();
+        let lost = sent[1];
+        app.post(&format!("/v1/invoices/{}/mark_uncollectible", lost["id"].as_str().unwrap()), json!({})).await.ok();
+        let (status, body) = export(&app, "/v1/exports/journal?from=2027-01-01&to=2027-03-31").await;
+        assert_eq!(status, StatusCode::OK);
+        let rows = csv_rows(&body);
+        // Every entry balances.
+        let mut entries: HashMap<&str, rust_decimal::Decimal> = HashMap::new();
+        for r in &rows {
+            *entries.entry(r["entry_id"].as_str()).or_default() += dec(&r["debit"]) - dec(&r["credit"]);
+        }
+        assert!(entries.len() > 10, "{} entries", entries.len());
+        assert!(entries.values().all(|d| d.is_zero()), "unbalanced: {entries:?}");
+        for source in ["invoice", "payment", "credit_note", "void", "write_off", "revenue_recognition"] {
+            assert!(rows.iter().any(|r| r["source_type"] == source), "no {source} entry");
+        }
+        // Receivables equal the open invoices' amount due, per currency.
+        let invoices: Vec<Value> = app.get("/v1/invoices?limit=100").await.ok()["data"].as_array().unwrap().clone();
+        let mut due: HashMap<String, rust_decimal::Decimal> = HashMap::new();
+        let mut billed: HashMap<String, rust_decimal::Decimal> = HashMap::new();
+        for inv in invoices.iter().filter(|i| i["number"].is_string()) {
+            let cur = inv["currency"].as_str().unwrap();
+            if inv["status"] == "open" {
+                *due.entry(cur.to_owned()).or_default() += major(inv["amount_due"].as_i64().unwrap(), cur);
+            }
+            if inv["status"] != "void" {
+                *billed.entry(cur.to_owned()).or_default() += major(inv["total"].as_i64().unwrap() - inv["tax"].as_i64().unwrap(), cur);
+            }
+        }
+        let receivables = balance(&rows, "1200");
+        for cur in ["EUR", "PLN"] {
+            assert_eq!(receivables.get(cur).copied().unwrap_or_default(), due.get(cur).copied().unwrap_or_default(), "receivables in {cur}");
+            // What was billed net of tax is either recognised or still deferred.
+            let deferred = -balance(&rows, "2400").get(cur).copied().unwrap_or_default();
+            let revenue = -balance(&rows, "4000").get(cur).copied().unwrap_or_default();
+            assert_eq!(deferred + revenue, billed[cur], "revenue in {cur}");
+            assert!(revenue > rust_decimal::Decimal::ZERO, "{cur}: nothing recognised");
+            // The clock stands at March 15th: March's service is half recognised, half deferred.
+            if cur == "EUR" {
+                assert!(deferred > rust_decimal::Decimal::ZERO, "{cur}: {revenue} recognised, {deferred} deferred");
+            }
+        }
+        // Recognition splits cleanly: January plus February–March is the quarter.
+        let recognised = |from: &'static str, to: &'static str| {
+            let app = &app;
+            async move {
+                let (_, body) = export(app, &format!("/v1/exports/journal?from={from}&to={to}")).await;
+                -balance(&csv_rows(&body), "4000").values().copied().sum::<rust_decimal::Decimal>()
+            }
+        };
+        assert_eq!(recognised("2027-01-01", "2027-01-31").await + recognised("2027-02-01", "2027-03-31").await, recognised("2027-01-01", "2027-03-31").await);
+        // The tenant's own chart of accounts.
+        let bad = app.put("/v1/settings/invoice", json!({"accounts": {"revenue": "4000 revenue"}})).await;
+        assert_eq!((bad.status.as_u16(), bad.body["error"]["param"].as_str()), (400, Some("accounts")));
+        app.put("/v1/settings/invoice", json!({"accounts": {"receivables": "AR-100"}})).await.ok();
+        let (_, body) = export(&app, "/v1/exports/journal?from=2027-01-01&to=2027-03-31").await;
+        let custom = csv_rows(&body);
+        assert_eq!(balance(&custom, "AR-100"), receivables);
+        assert!(custom.iter().any(|r| r["account"] == "2400") && !custom.iter().any(|r| r["account"] == "1200"));
+    }
+}
