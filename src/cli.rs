@@ -592,6 +592,7 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     tracing::info!(%bind, "recur listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_scheduler = stop_rx.clone();
+    let relay = relay(&db, &config, stop_rx.clone());
     let jobs = tokio::spawn(scheduler::run(
         db.clone(),
         config,
@@ -608,23 +609,41 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     if let Ok(Err(e)) = jobs.await {
         tracing::error!(error = %e, "scheduler stopped with an error");
     }
+    if let Ok(Err(e)) = relay.await {
+        tracing::error!(error = %e, "webhook relay stopped with an error");
+    }
     scheduler::release(&db).await?;
     served.context("server failed")?;
     tracing::info!("recur stopped");
     Ok(())
 }
 
+/// The webhook relay as a task that stops when `stop` turns true.
+fn relay(
+    db: &Db,
+    config: &Arc<Config>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Result<(), crate::services::ServiceError>> {
+    tokio::spawn(crate::services::webhooks::run(
+        db.clone(),
+        config.clone(),
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ))
+}
+
 async fn worker(db: Db, config: Config) -> anyhow::Result<()> {
     tracing::info!(cron = %config.scheduler.cron, "recur worker started");
     let payments = Arc::new(crate::payments::Payments::from_config(&config)?);
-    let result = scheduler::run(
-        db.clone(),
-        Arc::new(config),
-        payments,
-        true,
-        shutdown_signal(),
-    )
-    .await;
+    let config = Arc::new(config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = relay(&db, &config, stop_rx);
+    let result = scheduler::run(db.clone(), config, payments, true, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = relay.await {
+        tracing::error!(error = %e, "webhook relay stopped with an error");
+    }
     scheduler::release(&db).await?;
     result?;
     tracing::info!("recur worker stopped");

@@ -187,6 +187,10 @@ pub struct BillingConfig {
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
     pub allow_private_urls: bool,
+    /// An endpoint that has not answered in this time has failed this attempt.
+    pub timeout_secs: u64,
+    /// How often the relay looks for deliveries due.
+    pub poll_interval_ms: u64,
 }
 
 /// Values given on the command line; they win over every other layer.

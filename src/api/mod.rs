@@ -15,6 +15,7 @@ mod openapi;
 pub mod reports;
 mod subscriptions;
 mod usage;
+mod webhook_endpoints;
 mod webhooks;
 
 use crate::config::Config;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(documents::routes())
         .merge(exports::routes())
         .merge(reports::routes())
+        .merge(webhook_endpoints::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,

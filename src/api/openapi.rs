@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
         super::invoices::pay_invoice, super::invoices::list_payments,
         super::credit_notes::create_credit_note, super::credit_notes::get_credit_note, super::credit_notes::list_credit_notes,
         super::credit_notes::get_dunning, super::credit_notes::put_dunning, super::credit_notes::delete_dunning,
-        super::documents::get_settings, super::documents::put_settings, super::documents::invoice_pdf, super::documents::credit_note_pdf, super::documents::upcoming, super::documents::upcoming_pdf, super::exports::export, super::reports::get_summary,
+        super::documents::get_settings, super::documents::put_settings, super::documents::invoice_pdf, super::documents::credit_note_pdf, super::documents::upcoming, super::documents::upcoming_pdf, super::exports::export, super::reports::get_summary, super::webhook_endpoints::create_endpoint, super::webhook_endpoints::list_endpoints, super::webhook_endpoints::get_endpoint, super::webhook_endpoints::delete_endpoint, super::webhook_endpoints::list_deliveries, super::webhook_endpoints::resend_delivery,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = []))

@@ -38,6 +38,7 @@ pub enum EventType {
     ReconciliationCompleted,
     EmailSent,
     EmailFailed,
+    WebhookEndpointDisabled,
 }
 
 impl EventType {
@@ -79,7 +80,50 @@ impl EventType {
             EventType::ReconciliationCompleted => "reconciliation.completed",
             EventType::EmailSent => "email.sent",
             EventType::EmailFailed => "email.failed",
+            EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
         }
+    }
+
+    /// Every type, for checking what a webhook endpoint subscribes to.
+    pub const ALL: &[EventType] = &[
+        EventType::CustomerCreated,
+        EventType::CustomerUpdated,
+        EventType::PriceCreated,
+        EventType::TaxRateCreated,
+        EventType::CouponCreated,
+        EventType::CustomerSubscriptionCreated,
+        EventType::CustomerSubscriptionUpdated,
+        EventType::CustomerSubscriptionDeleted,
+        EventType::CustomerSubscriptionPaused,
+        EventType::CustomerSubscriptionResumed,
+        EventType::CustomerSubscriptionBillingFailed,
+        EventType::CustomerSubscriptionBillingRetried,
+        EventType::UsageRecordCreated,
+        EventType::InvoiceCreated,
+        EventType::InvoiceFinalized,
+        EventType::InvoicePaid,
+        EventType::InvoiceVoided,
+        EventType::InvoiceMarkedUncollectible,
+        EventType::InvoicePaymentFailed,
+        EventType::PaymentSucceeded,
+        EventType::PaymentFailed,
+        EventType::PaymentRefunded,
+        EventType::PaymentUnapplied,
+        EventType::CreditNoteCreated,
+        EventType::CreditNoteRefunded,
+        EventType::CreditNoteRefundFailed,
+        EventType::CustomerBalanceTransactionCreated,
+        EventType::TenantRunFailed,
+        EventType::TenantDunningUpdated,
+        EventType::ReconciliationDiscrepancy,
+        EventType::ReconciliationCompleted,
+        EventType::EmailSent,
+        EventType::EmailFailed,
+        EventType::WebhookEndpointDisabled,
+    ];
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.iter().copied().find(|t| t.as_str() == s)
     }
 }
 

@@ -82,6 +82,8 @@ prefixed_id!(InvoiceId, "in", "invoice");
 prefixed_id!(InvoiceLineId, "il", "invoice line");
 prefixed_id!(PaymentId, "pay", "payment");
 prefixed_id!(CreditNoteId, "cn", "credit note");
+prefixed_id!(WebhookEndpointId, "we", "webhook endpoint");
+prefixed_id!(WebhookDeliveryId, "whd", "webhook delivery");
 prefixed_id!(
     BalanceTransactionId,
     "cbtxn",

@@ -23,3 +23,4 @@ pub mod subscription;
 pub mod tax_rate;
 pub mod tenant;
 pub mod usage;
+pub mod webhook;

@@ -16,6 +16,7 @@ pub mod reports;
 pub mod subscriptions;
 pub mod tenants;
 pub mod usage;
+pub mod webhooks;
 
 use crate::store::StoreError;
 

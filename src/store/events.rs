@@ -79,6 +79,9 @@ pub async fn insert_event(
     .map(|r| r.rows_affected())
     })?;
     enqueue_email(tx, tenant, kind, object_id, &data).await?;
+    // Deliveries run on the system clock, whatever the tenant's test clock says.
+    let queued_at = crate::domain::tenant::truncate_to_seconds(Utc::now());
+    super::webhooks::fan_out(tx, tenant, &[(&id, kind.as_str())], queued_at).await?;
     Ok(id)
 }
 
@@ -154,14 +157,15 @@ pub async fn insert_events(
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
     let key = request_key();
-    for chunk in events.chunks(1000) {
+    let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
+    for (chunk, chunk_ids) in events.chunks(1000).zip(ids.chunks(1000)) {
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO events (tenant_id, id, type, object_id, data, created_at, request_key) ",
             );
-            q.push_values(chunk, |mut b, e| {
+            q.push_values(chunk.iter().zip(chunk_ids), |mut b, (e, id)| {
                 b.push_bind(tenant.as_str())
-                    .push_bind(EventId::generate().to_string())
+                    .push_bind(id.as_str())
                     .push_bind(e.kind.as_str())
                     .push_bind(e.object_id.as_str())
                     .push_bind(e.data.as_str())
@@ -174,5 +178,11 @@ pub async fn insert_events(
     for e in events {
         enqueue_email(tx, tenant, e.kind, &e.object_id, &e.data).await?;
     }
-    Ok(())
+    let queued_at = crate::domain::tenant::truncate_to_seconds(Utc::now());
+    let typed: Vec<(&EventId, &str)> = ids
+        .iter()
+        .zip(events)
+        .map(|(id, e)| (id, e.kind.as_str()))
+        .collect();
+    super::webhooks::fan_out(tx, tenant, &typed, queued_at).await
 }

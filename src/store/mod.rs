@@ -25,6 +25,7 @@ pub mod rows;
 pub mod subscriptions;
 pub mod tenants;
 pub mod usage;
+pub mod webhooks;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -226,6 +227,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "quiet_backlog",
         include_str!("../../migrations/sqlite/0008_quiet_backlog.sql"),
     ),
+    (
+        9,
+        "webhooks",
+        include_str!("../../migrations/sqlite/0009_webhooks.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -268,6 +274,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         8,
         "quiet_backlog",
         include_str!("../../migrations/postgres/0008_quiet_backlog.sql"),
+    ),
+    (
+        9,
+        "webhooks",
+        include_str!("../../migrations/postgres/0009_webhooks.sql"),
     ),
 ];
 

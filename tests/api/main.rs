@@ -15,6 +15,7 @@ mod documents;
 mod emails;
 mod exports;
 mod idempotency;
+mod outbound_webhooks;
 mod payments;
 mod plan_changes;
 mod poison;

@@ -324,7 +324,7 @@ impl TestApp {
 
     /// Row counts of every table: bad input must leave all of them unchanged.
     pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
-        const TABLES: [&str; 17] = [
+        const TABLES: [&str; 19] = [
             "tenants",
             "customers",
             "prices",
@@ -342,6 +342,8 @@ impl TestApp {
             "provider_events",
             "invoice_settings",
             "emails",
+            "webhook_endpoints",
+            "webhook_deliveries",
         ];
         let mut out = Vec::new();
         for t in TABLES {
