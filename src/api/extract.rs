@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 pub struct Ctx {
     pub tenant: Tenant,
     pub now: DateTime<Utc>,
+    /// The API key's id: `key_` + the first 16 hex digits of its SHA-256.
+    pub api_key: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {

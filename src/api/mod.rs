@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(state.config.server.request_timeout_secs),
         ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
 
@@ -106,7 +107,11 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("-", axum::extract::MatchedPath::as_str);
-    tracing::debug_span!("request", method = %req.method(), route)
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or("-", |r| r.0.as_str());
+    tracing::debug_span!("request", method = %req.method(), route, request.id = id)
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -164,8 +169,40 @@ async fn authenticate_request(
         .await?
         .ok_or(ApiError::Unauthorized)?;
     let now = tenant.now(crate::domain::tenant::truncate_to_seconds(Utc::now()));
-    req.extensions_mut().insert(Ctx { tenant, now });
-    Ok(next.run(req).await)
+    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key));
+    let api_key = format!("key_{}", &hex::encode(digest)[..16]);
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let audit = crate::store::events::Audit {
+        id: request_id,
+        api_key: api_key.clone(),
+    };
+    req.extensions_mut().insert(Ctx {
+        tenant,
+        now,
+        api_key,
+    });
+    Ok(crate::store::events::AUDIT
+        .scope(audit, next.run(req))
+        .await)
+}
+
+/// The id of a request: `req_` + a UUIDv7, in the `Request-Id` response header and on every
+/// event the request writes.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = format!("req_{}", uuid::Uuid::now_v7().simple());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(req).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("request-id", v);
+    }
+    response
 }
 
 /// `{"object": "list", "data": [...], "has_more": bool}`.

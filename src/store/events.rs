@@ -16,6 +16,15 @@ pub struct Event {
     pub kind: String,
     pub data: EventData,
     pub created: DateTime<Utc>,
+    /// The API request that caused it (`null` for the scheduler's own work).
+    pub request: Option<EventRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRequest {
+    pub id: String,
+    pub api_key: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,10 +36,24 @@ tokio::task_local! {
     /// The `Idempotency-Key` of the request whose work is running. Every event it commits
     /// carries it, so after a failure one can tell whether the request changed anything.
     pub static REQUEST_KEY: String;
+    /// Who is asking: the API request whose work is running. Every event it commits names it.
+    pub static AUDIT: Audit;
+}
+
+/// The request behind a change: its id (the `Request-Id` response header) and the API key
+/// it came with (`key_` + the first 16 hex digits of the key's SHA-256, never the key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    pub id: String,
+    pub api_key: String,
 }
 
 fn request_key() -> Option<String> {
     REQUEST_KEY.try_with(Clone::clone).ok()
+}
+
+fn audit() -> Option<Audit> {
+    AUDIT.try_with(Clone::clone).ok()
 }
 
 /// Whether a request with this `Idempotency-Key` committed any change (every change writes
@@ -63,9 +86,10 @@ pub async fn insert_event(
 ) -> Result<EventId, StoreError> {
     let id = EventId::generate();
     let data = super::rows::to_json(object)?;
+    let who = audit();
     on_tx!(tx, |c| {
         sqlx::query(
-        "INSERT INTO events (tenant_id, id, type, object_id, data, created_at, request_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        "INSERT INTO events (tenant_id, id, type, object_id, data, created_at, request_key, request_id, api_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )
     .bind(tenant.as_str())
     .bind(id.as_str())
@@ -74,6 +98,8 @@ pub async fn insert_event(
     .bind(&data)
     .bind(now)
     .bind(request_key())
+    .bind(who.as_ref().map(|a| a.id.as_str()))
+    .bind(who.as_ref().map(|a| a.api_key.as_str()))
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected())
@@ -110,6 +136,17 @@ async fn enqueue_email(
 }
 
 fn event_from(r: &impl Rec) -> Result<Event, StoreError> {
+    let key = r.opt_text("request_key")?;
+    let request = match (r.opt_text("request_id")?, key) {
+        (None, None) => None,
+        (id, key) => Some(EventRequest {
+            id: id.unwrap_or_default(),
+            api_key: r.opt_text("api_key")?,
+            // Stored as `{key}@{claim}`: the key as the client sent it.
+            idempotency_key: key
+                .map(|k| k.rsplit_once('@').map_or(k.clone(), |(k, _)| k.to_owned())),
+        }),
+    };
     Ok(Event {
         id: r.parsed("id", EventId::parse)?,
         object: "event",
@@ -118,24 +155,40 @@ fn event_from(r: &impl Rec) -> Result<Event, StoreError> {
             object: r.json("data")?,
         },
         created: r.time("created_at")?,
+        request,
     })
+}
+
+/// What `GET /v1/events` filters on.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub kind: Option<String>,
+    pub object_id: Option<String>,
+    pub created_gte: Option<DateTime<Utc>>,
+    pub created_lt: Option<DateTime<Utc>>,
 }
 
 pub async fn list_events(
     tx: &mut Tx,
     tenant: &TenantId,
-    kind: Option<&str>,
+    f: &EventFilter,
     page: &Page,
 ) -> Result<(Vec<Event>, bool), StoreError> {
     let rows = on_tx!(tx, |c| {
         let rows = sqlx::query(
-            "SELECT id, type, data, created_at FROM events
-             WHERE tenant_id = $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+            "SELECT id, type, data, created_at, request_key, request_id, api_key FROM events
+             WHERE tenant_id = $1 AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR id < $3)
+               AND ($5 IS NULL OR object_id = $5) AND ($6 IS NULL OR created_at >= $6)
+               AND ($7 IS NULL OR created_at < $7)
+             ORDER BY id DESC LIMIT $4",
         )
         .bind(tenant.as_str())
-        .bind(kind)
+        .bind(f.kind.as_deref())
         .bind(page.starting_after.as_deref())
         .bind(page.fetch_limit())
+        .bind(f.object_id.as_deref())
+        .bind(f.created_gte)
+        .bind(f.created_lt)
         .fetch_all(&mut *c)
         .await?;
         rows.iter().map(event_from).collect::<Result<Vec<_>, _>>()?
@@ -157,11 +210,12 @@ pub async fn insert_events(
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
     let key = request_key();
+    let who = audit();
     let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
     for (chunk, chunk_ids) in events.chunks(1000).zip(ids.chunks(1000)) {
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO events (tenant_id, id, type, object_id, data, created_at, request_key) ",
+                "INSERT INTO events (tenant_id, id, type, object_id, data, created_at, request_key, request_id, api_key) ",
             );
             q.push_values(chunk.iter().zip(chunk_ids), |mut b, (e, id)| {
                 b.push_bind(tenant.as_str())
@@ -170,7 +224,9 @@ pub async fn insert_events(
                     .push_bind(e.object_id.as_str())
                     .push_bind(e.data.as_str())
                     .push_bind(e.at)
-                    .push_bind(key.as_deref());
+                    .push_bind(key.as_deref())
+                    .push_bind(who.as_ref().map(|a| a.id.clone()))
+                    .push_bind(who.as_ref().map(|a| a.api_key.clone()));
             });
             q.build().execute(&mut *c).await?;
         });

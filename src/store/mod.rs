@@ -232,6 +232,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "webhooks",
         include_str!("../../migrations/sqlite/0009_webhooks.sql"),
     ),
+    (
+        10,
+        "audit",
+        include_str!("../../migrations/sqlite/0010_audit.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -279,6 +284,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         9,
         "webhooks",
         include_str!("../../migrations/postgres/0009_webhooks.sql"),
+    ),
+    (
+        10,
+        "audit",
+        include_str!("../../migrations/postgres/0010_audit.sql"),
     ),
 ];
 

@@ -519,3 +519,38 @@ crate::both!(
         }
     }
 );
+
+both! {
+    async fn changes_are_attributable(app: TestApp) {
+        let r = app
+            .send(reqwest::Method::POST, "/v1/customers", Some(&app.key), Some("audit-1"), Some(r#"{"name": "Audited", "currency": "EUR"}"#))
+            .await;
+        let request_id = r.headers["request-id"].to_str().unwrap().to_owned();
+        assert!(request_id.starts_with("req_") && request_id.len() == 36, "{request_id}");
+        let id = r.ok()["id"].as_str().unwrap().to_owned();
+        let events = app.get(&format!("/v1/events?object_id={id}")).await.ok();
+        let e = &events["data"][0];
+        assert_eq!(events["data"].as_array().unwrap().len(), 1);
+        assert_eq!(e["type"], "customer.created");
+        assert_eq!(e["request"]["id"], request_id.as_str());
+        assert_eq!(e["request"]["idempotency_key"], "audit-1");
+        let key_id = e["request"]["api_key"].as_str().unwrap();
+        assert!(key_id.starts_with("key_") && key_id.len() == 20 && !app.key.contains(&key_id[4..]), "{key_id}");
+        // Another request, another id; the same key, the same key id.
+        let second = app.post("/v1/customers", serde_json::json!({"name": "Second"})).await.ok();
+        let e2 = app.get(&format!("/v1/events?object_id={}", second["id"].as_str().unwrap())).await.ok();
+        assert_ne!(e2["data"][0]["request"]["id"], e["request"]["id"]);
+        assert_eq!(e2["data"][0]["request"]["api_key"], key_id);
+        assert_eq!(e2["data"][0]["request"]["idempotency_key"], serde_json::Value::Null);
+        // By type and time range.
+        let created = e["created"].as_str().unwrap();
+        let all = app.get(&format!("/v1/events?type=customer.created&created[gte]={created}")).await.ok();
+        assert_eq!(all["data"].as_array().unwrap().len(), 2);
+        let none = app.get(&format!("/v1/events?type=customer.created&created[lt]={created}")).await.ok();
+        assert!(none["data"].as_array().unwrap().is_empty());
+        for (query, param) in [("created[gte]=yesterday", "created[gte]"), ("object_id=in_1'%20OR%201=1", "object_id")] {
+            let r = app.get(&format!("/v1/events?{query}")).await;
+            assert_eq!((r.status.as_u16(), r.body["error"]["param"].as_str()), (400, Some(param)), "{query}");
+        }
+    }
+}
