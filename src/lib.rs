@@ -10,6 +10,7 @@ pub mod crash;
 pub mod documents;
 pub mod domain;
 pub mod exports;
+pub mod metrics;
 pub mod payments;
 pub mod reports;
 pub mod scheduler;

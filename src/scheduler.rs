@@ -78,7 +78,17 @@ pub async fn run_once(
             .filter(|t| only.is_none_or(|id| &t.id == id)),
     )
     .map(|tenant| async move {
+        let started = std::time::Instant::now();
         let outcome = run_tenant(db, config, payments, &tenant, at).await;
+        let (boundaries, invoices) = outcome
+            .as_ref()
+            .map_or((0, 0), |s| (s.boundaries, s.invoices_created));
+        crate::metrics::billing_pass(
+            started.elapsed().as_secs_f64(),
+            outcome.is_ok(),
+            boundaries,
+            invoices,
+        );
         if let Err(e) = &outcome {
             tracing::error!(tenant.id = %tenant.id, error = %e, "tenant's run failed; the others go on");
             if let Err(write) = record_failure(db, &tenant, e).await {

@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(run_to_completion));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
         .route(
             "/webhooks/{provider}",
@@ -112,6 +113,19 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
         .get::<RequestId>()
         .map_or("-", |r| r.0.as_str());
     tracing::debug_span!("request", method = %req.method(), route, request.id = id)
+}
+
+/// Prometheus text, no API key (like `/healthz`: expose it to the scraper's network only).
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = crate::metrics::render(&state.db).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

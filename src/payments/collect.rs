@@ -102,7 +102,17 @@ pub async fn collect(
                 too_large(a.payment.amount)
             } else {
                 match payments.provider_for(method_of(&a).as_ref()) {
-                    Ok(provider) => provider.charge(&request(tenant, &a)).await,
+                    Ok(provider) => {
+                        let started = std::time::Instant::now();
+                        let result = provider.charge(&request(tenant, &a)).await;
+                        let outcome = match &result {
+                            ChargeResult::Succeeded { .. } => "succeeded",
+                            ChargeResult::Declined { .. } => "declined",
+                            ChargeResult::Unknown { .. } => "unknown",
+                        };
+                        crate::metrics::provider_call(outcome, started.elapsed().as_secs_f64());
+                        result
+                    }
                     Err(declined) => declined,
                 }
             };

@@ -377,6 +377,7 @@ pub async fn deliver_due(
             "pending" => out.retrying += 1,
             _ => out.failed += 1,
         }
+        crate::metrics::webhook_attempt(status);
     }
     Ok(out)
 }

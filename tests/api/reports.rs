@@ -152,3 +152,27 @@ both! {
         assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+both! {
+    async fn metrics_for_prometheus(app: TestApp) {
+        book(&app).await;
+        // No API key, like /healthz.
+        let (status, headers, body) = app.raw("/metrics", None).await;
+        assert_eq!(status.as_u16(), 200);
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        let text = String::from_utf8(body).unwrap();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (_, value) = line.rsplit_once(' ').expect("name and value");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        let has = |needle: &str| assert!(text.contains(needle), "{needle} not in:\n{text}");
+        has("recur_invoices{status=\"paid\"} 2");
+        has("recur_invoices{status=\"open\"} 2");
+        has("recur_payment_attempts{decline_code=\"insufficient_funds\",status=\"failed\"} 1");
+        has("recur_dunning_invoices{attempts=\"1\"} 1");
+        has("recur_queue_depth{queue=\"pdf\"}");
+        has("recur_queue_depth{queue=\"webhook\"} 0");
+        has("recur_oldest_unsettled_attempt_seconds 0");
+        has("recur_provider_charge_seconds_count{outcome=\"succeeded\"}");
+    }
+}
