@@ -52,6 +52,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub dunning: DunningConfig,
     pub webhooks: WebhooksConfig,
+    pub alerts: AlertsConfig,
     pub stripe: StripeConfig,
     pub documents: DocumentsConfig,
     pub email: EmailConfig,
@@ -181,6 +182,20 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct BillingConfig {
     pub invoice_prefix: String,
+}
+
+/// When the scheduler raises alerts (`GET /v1/alerts`, `alert.*` events, error logs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Failed ÷ finished payment attempts over the window at or above this fires
+    /// `payment_failure_rate`…
+    pub payment_failure_rate: f64,
+    pub payment_failure_window_mins: i64,
+    /// …once the window holds at least this many finished attempts.
+    pub payment_failure_min_attempts: i64,
+    /// Attempts pending or unknown for longer than this fire `unsettled_attempts`.
+    pub unsettled_after_mins: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

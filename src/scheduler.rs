@@ -70,6 +70,14 @@ pub async fn run_once(
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<TenantRun>, SchedulerError> {
     use futures::StreamExt;
+    // The time between two wake-ups: a tenant's pass longer than this overran.
+    let interval = cron::Schedule::from_str(&config.scheduler.cron)
+        .ok()
+        .and_then(|s| {
+            let mut next = s.upcoming(Utc);
+            let (a, b) = (next.next()?, next.next()?);
+            (b - a).to_std().ok()
+        });
     let mut tx = db.read().await?;
     let all = tenants::list_tenants(&mut tx).await?;
     tx.commit().await?;
@@ -83,12 +91,17 @@ pub async fn run_once(
         let (boundaries, invoices) = outcome
             .as_ref()
             .map_or((0, 0), |s| (s.boundaries, s.invoices_created));
-        crate::metrics::billing_pass(
-            started.elapsed().as_secs_f64(),
-            outcome.is_ok(),
-            boundaries,
-            invoices,
-        );
+        let took = started.elapsed();
+        crate::metrics::billing_pass(took.as_secs_f64(), outcome.is_ok(), boundaries, invoices);
+        if let Some(every) = interval
+            && took > every
+            && let Err(e) = crate::services::alerts::overrun(db, &tenant, took, every).await
+        {
+            tracing::error!(tenant.id = %tenant.id, error = %e, "could not raise the overrun alert");
+        }
+        if let Err(e) = crate::services::alerts::evaluate(db, config, &tenant).await {
+            tracing::error!(tenant.id = %tenant.id, error = %e, "evaluating alerts failed");
+        }
         if let Err(e) = &outcome {
             tracing::error!(tenant.id = %tenant.id, error = %e, "tenant's run failed; the others go on");
             if let Err(write) = record_failure(db, &tenant, e).await {

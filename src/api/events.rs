@@ -10,7 +10,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/events", get(list_events))
+    Router::new()
+        .route("/events", get(list_events))
+        .route("/alerts", get(list_alerts))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -78,4 +80,23 @@ pub async fn list_events(
     let out = store_list(&mut tx, &ctx.tenant.id, &filter, &page).await?;
     tx.commit().await?;
     Ok(list(out))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListAlerts {
+    limit: Option<u32>,
+    starting_after: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/alerts", params(ListAlerts), responses((status = 200, description = "the tenant's alerts, newest first: firing, resolved or fired once")))]
+pub async fn list_alerts(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Query(q): Query<ListAlerts>,
+) -> Result<Json<List<crate::store::alerts::Alert>>, ApiError> {
+    let page = page(q.limit, q.starting_after)?;
+    Ok(list(
+        crate::services::alerts::list(&s.db, &ctx.tenant, &page).await?,
+    ))
 }

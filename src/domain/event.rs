@@ -39,6 +39,11 @@ pub enum EventType {
     EmailSent,
     EmailFailed,
     WebhookEndpointDisabled,
+    AlertPaymentFailureRate,
+    AlertUnsettledAttempts,
+    AlertWebhookEndpointDisabled,
+    AlertBillingOverrun,
+    AlertReconciliationDiscrepancy,
 }
 
 impl EventType {
@@ -81,6 +86,11 @@ impl EventType {
             EventType::EmailSent => "email.sent",
             EventType::EmailFailed => "email.failed",
             EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
+            EventType::AlertPaymentFailureRate => "alert.payment_failure_rate",
+            EventType::AlertUnsettledAttempts => "alert.unsettled_attempts",
+            EventType::AlertWebhookEndpointDisabled => "alert.webhook_endpoint_disabled",
+            EventType::AlertBillingOverrun => "alert.billing_overrun",
+            EventType::AlertReconciliationDiscrepancy => "alert.reconciliation_discrepancy",
         }
     }
 
@@ -120,6 +130,11 @@ impl EventType {
         EventType::EmailSent,
         EventType::EmailFailed,
         EventType::WebhookEndpointDisabled,
+        EventType::AlertPaymentFailureRate,
+        EventType::AlertUnsettledAttempts,
+        EventType::AlertWebhookEndpointDisabled,
+        EventType::AlertBillingOverrun,
+        EventType::AlertReconciliationDiscrepancy,
     ];
 
     pub fn parse(s: &str) -> Option<EventType> {

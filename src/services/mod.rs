@@ -2,6 +2,7 @@
 //! short transaction, checks what it needs against stored state, writes the change together
 //! with its event (the outbox), and commits.
 
+pub mod alerts;
 pub mod balances;
 pub mod catalogue;
 pub mod clock;

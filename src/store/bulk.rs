@@ -297,7 +297,9 @@ fn baseline_row(kind: u8, tenant: &str, i: usize, ts: &str, sep: char, null: &st
                 r#"{"id":"in_b","object":"invoice","status":"open","subtotal":4900,"tax":1127,"total":6027,"amount_due":6027,"currency":"EUR","period_start":"2027-01-01T00:00:00Z","period_end":"2027-02-01T00:00:00Z","customer":"cus_b","subscription":"sub_b","number":"INV-2027-000001"}"#,
             ),
             q(ts),
-            // request_key: the billing run's events belong to no request
+            // request_key, request_id, api_key: the billing run's events belong to no request
+            null.into(),
+            null.into(),
             null.into(),
         ],
     };

@@ -75,7 +75,9 @@ pub async fn request_changed_anything(
     })
 }
 
-/// Records `kind` for `object` (serialized as the API shows it) inside the caller's transaction.
+/// Records `kind` for `object` (serialized as the API shows it) inside the caller's
+/// transaction, with what follows from it there: the customer e-mail it announces, the
+/// webhook deliveries it owes, the alert it raises.
 pub async fn insert_event(
     tx: &mut Tx,
     tenant: &TenantId,
@@ -84,8 +86,45 @@ pub async fn insert_event(
     object: &impl Serialize,
     now: DateTime<Utc>,
 ) -> Result<EventId, StoreError> {
-    let id = EventId::generate();
     let data = super::rows::to_json(object)?;
+    let id = insert_alert_event(tx, tenant, kind, object_id, &data, now).await?;
+    enqueue_email(tx, tenant, kind, object_id, &data).await?;
+    let alert = match kind {
+        EventType::ReconciliationDiscrepancy => Some((
+            EventType::AlertReconciliationDiscrepancy,
+            "a provider's records and ours disagree: see the reconciliation.discrepancy event",
+        )),
+        EventType::WebhookEndpointDisabled => Some((
+            EventType::AlertWebhookEndpointDisabled,
+            "a webhook endpoint was disabled and receives nothing until it is created again",
+        )),
+        _ => None,
+    };
+    if let Some((alert, message)) = alert {
+        super::alerts::raise(
+            tx,
+            tenant,
+            alert,
+            object_id,
+            message,
+            super::alerts::Raise::Once,
+            now,
+        )
+        .await?;
+    }
+    Ok(id)
+}
+
+/// Writes an event row and its webhook deliveries, and nothing else (an alert's own event).
+pub async fn insert_alert_event(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    kind: EventType,
+    object_id: &str,
+    data: &str,
+    now: DateTime<Utc>,
+) -> Result<EventId, StoreError> {
+    let id = EventId::generate();
     let who = audit();
     on_tx!(tx, |c| {
         sqlx::query(
@@ -95,7 +134,7 @@ pub async fn insert_event(
     .bind(id.as_str())
     .bind(kind.as_str())
     .bind(object_id)
-    .bind(&data)
+    .bind(data)
     .bind(now)
     .bind(request_key())
     .bind(who.as_ref().map(|a| a.id.as_str()))
@@ -104,7 +143,6 @@ pub async fn insert_event(
     .await
     .map(|r| r.rows_affected())
     })?;
-    enqueue_email(tx, tenant, kind, object_id, &data).await?;
     // Deliveries run on the system clock, whatever the tenant's test clock says.
     let queued_at = crate::domain::tenant::truncate_to_seconds(Utc::now());
     super::webhooks::fan_out(tx, tenant, &[(&id, kind.as_str())], queued_at).await?;

@@ -6,6 +6,7 @@
 //! JSON documents as TEXT, times as `timestamptz` (PostgreSQL) / RFC 3339 UTC text (SQLite,
 //! always `+00:00` and whole seconds, so string order is time order), ids generated in Rust.
 
+pub mod alerts;
 pub mod balances;
 pub mod billing;
 pub mod bulk;
@@ -237,6 +238,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "audit",
         include_str!("../../migrations/sqlite/0010_audit.sql"),
     ),
+    (
+        11,
+        "alerts",
+        include_str!("../../migrations/sqlite/0011_alerts.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -289,6 +295,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         10,
         "audit",
         include_str!("../../migrations/postgres/0010_audit.sql"),
+    ),
+    (
+        11,
+        "alerts",
+        include_str!("../../migrations/postgres/0011_alerts.sql"),
     ),
 ];
 

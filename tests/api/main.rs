@@ -5,6 +5,7 @@
 mod fake_stripe;
 mod support;
 
+mod alerts;
 mod bad_input;
 mod balance;
 mod billing;

@@ -195,6 +195,9 @@ both! {
         let gone = app.get(&format!("/v1/webhook_endpoints/{}", ids["gone"])).await.ok();
         assert_eq!((gone["status"].as_str(), gone["disabled_reason"].as_str()), (Some("disabled"), Some("the endpoint answered 410 Gone")));
         assert_eq!(app.count_events("webhook_endpoint.disabled").await, 1);
+        assert_eq!(app.count_events("alert.webhook_endpoint_disabled").await, 1);
+        let alerts = app.get("/v1/alerts").await.ok();
+        assert_eq!((alerts["data"][0]["kind"].as_str(), alerts["data"][0]["subject"].as_str()), (Some("webhook_endpoint_disabled"), Some(ids["gone"].as_str())));
         app.customer().await;
         pass(&app, t0 + Duration::hours(2)).await;
         assert_eq!(rx.got.lock().unwrap().iter().filter(|m| m.path == "gone").count(), 1);
