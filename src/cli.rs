@@ -26,6 +26,9 @@ pub struct Cli {
     /// sqlite://PATH or postgres://… (overrides the configuration).
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
+    /// Log lines as `compact` text (for people) or `json` (for collectors).
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["compact", "json"])]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -246,6 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         &Overrides {
             database_url: cli.database_url.clone(),
             bind,
+            log_format: cli.log_format.clone(),
         },
     )
     .map_err(UsageError::from)?;

@@ -215,6 +215,9 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
+    /// `compact` or `json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -365,12 +368,14 @@ mod tests {
         let bad = Overrides {
             database_url: Some("mysql://x".into()),
             bind: None,
+            log_format: None,
         };
         let err = Config::load(None, &bad).unwrap_err().to_string();
         assert!(err.contains("database_url"), "{err}");
         let bad_bind = Overrides {
             database_url: None,
             bind: Some("nowhere".into()),
+            log_format: None,
         };
         let err = Config::load(None, &bad_bind).unwrap_err().to_string();
         assert!(err.contains("bind"), "{err}");

@@ -103,14 +103,36 @@ pub async fn collect(
             } else {
                 match payments.provider_for(method_of(&a).as_ref()) {
                     Ok(provider) => {
+                        use tracing::Instrument;
+                        let span = tracing::info_span!(
+                            "payment.charge",
+                            tenant.id = %tenant.id,
+                            invoice.id = %a.payment.invoice,
+                            payment.id = %a.payment.id,
+                            payment.attempt = a.payment.attempt_number,
+                            payment.provider = a.payment.provider.as_str(),
+                            payment.amount = a.payment.amount,
+                            payment.currency = a.payment.currency.code(),
+                        );
                         let started = std::time::Instant::now();
-                        let result = provider.charge(&request(tenant, &a)).await;
+                        let result = provider
+                            .charge(&request(tenant, &a))
+                            .instrument(span.clone())
+                            .await;
                         let outcome = match &result {
                             ChargeResult::Succeeded { .. } => "succeeded",
                             ChargeResult::Declined { .. } => "declined",
                             ChargeResult::Unknown { .. } => "unknown",
                         };
-                        crate::metrics::provider_call(outcome, started.elapsed().as_secs_f64());
+                        let seconds = started.elapsed().as_secs_f64();
+                        crate::metrics::provider_call(outcome, seconds);
+                        span.in_scope(|| {
+                            tracing::debug!(
+                                payment.outcome = outcome,
+                                payment.seconds = seconds,
+                                "charge answered"
+                            )
+                        });
                         result
                     }
                     Err(declined) => declined,

@@ -325,6 +325,7 @@ mod a_tenant_whose_provider_hangs_does_not_delay_the_others {
             &recur::config::Overrides {
                 database_url: Some(app.url.clone()),
                 bind: None,
+                log_format: None,
             },
         )
         .unwrap();

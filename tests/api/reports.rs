@@ -176,3 +176,23 @@ both! {
         has("recur_provider_charge_seconds_count{outcome=\"succeeded\"}");
     }
 }
+
+both! {
+    async fn logs_for_collectors(app: TestApp) {
+        book(&app).await;
+        // The dunning retry of C's declined invoice, logged as JSON lines with the payment's
+        // span fields and no secret.
+        let out = recur_cli(&app, &[("RUST_LOG", "recur=debug".into())], &["--log-format", "json", "run-cycle", "--tenant", &app.tenant_id, "--at", "2027-01-05T00:00:00Z"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<Value> = stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        let charge = lines.iter().find(|l| l["fields"]["message"] == "charge answered").unwrap_or_else(|| panic!("no charge logged:\n{stderr}"));
+        let span = &charge["span"];
+        assert_eq!(span["name"], "payment.charge");
+        assert_eq!((span["payment.amount"].as_i64(), span["payment.currency"].as_str(), span["payment.provider"].as_str()), (Some(500), Some("EUR"), Some("sandbox")));
+        assert_eq!(charge["fields"]["payment.outcome"], "declined");
+        assert!(!stderr.contains(&app.key) && !stderr.contains('\u{1b}'));
+        let bad = recur_cli(&app, &[], &["--log-format", "xml", "run-cycle"]);
+        assert_eq!(bad.status.code(), Some(2));
+    }
+}

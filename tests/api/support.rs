@@ -185,6 +185,7 @@ impl TestApp {
             &Overrides {
                 database_url: Some(url.clone()),
                 bind: None,
+                log_format: None,
             },
         )
         .expect("config");
