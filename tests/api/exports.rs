@@ -22,9 +22,9 @@ fn csv_rows(bytes: &[u8]) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
-/// A quarter of billing through the test clock: a hostile customer name, two currencies,
+/// A year of billing through the test clock: a hostile customer name, two currencies,
 /// a failed payment and a credit note.
-async fn quarter(app: &TestApp) -> Vec<Value> {
+async fn year(app: &TestApp) -> Vec<Value> {
     app.set_clock("2027-01-01T00:00:00Z").await;
     let eur = app.monthly_price(2_000).await;
     let pln = app
@@ -46,7 +46,7 @@ async fn quarter(app: &TestApp) -> Vec<Value> {
     app.subscription(hostile["id"].as_str().unwrap(), &eur)
         .await;
     app.subscription(polish["id"].as_str().unwrap(), &pln).await;
-    app.advance("2027-03-15T00:00:00Z").await;
+    app.advance("2027-12-15T00:00:00Z").await;
     let first = app.get("/v1/invoices?limit=100").await.ok()["data"]
         .as_array()
         .unwrap()
@@ -74,8 +74,8 @@ async fn export(app: &TestApp, path: &str) -> (StatusCode, Vec<u8>) {
 
 both! {
     async fn exports_match_the_api(app: TestApp) {
-        let invoices = quarter(&app).await;
-        let (status, body) = export(&app, "/v1/exports/invoices?from=2027-01-01&to=2027-03-31").await;
+        let invoices = year(&app).await;
+        let (status, body) = export(&app, "/v1/exports/invoices?from=2027-01-01&to=2027-12-31").await;
         assert_eq!(status, StatusCode::OK);
         let rows = csv_rows(&body);
         let finalized: Vec<&Value> = invoices.iter().filter(|i| i["number"].is_string()).collect();
@@ -100,12 +100,12 @@ both! {
         assert!(rows.iter().any(|r| r["customer_name"] == "'=HYPERLINK(\"http://evil\",\"x\")" && r["customer_external_id"] == "'@SUM(A1)" && r["customer_tax_ids"] == "eu_vat:DE129273398"));
         assert!(rows.iter().any(|r| r["customer_name"] == "Zażółć, \"Gęślą\" Jaźń"));
         // JSON lines: the same records, values unescaped.
-        let (_, json_body) = export(&app, "/v1/exports/invoices?from=2027-01-01&to=2027-03-31&format=json").await;
+        let (_, json_body) = export(&app, "/v1/exports/invoices?from=2027-01-01&to=2027-12-31&format=json").await;
         let lines: Vec<Value> = String::from_utf8(json_body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), rows.len());
         assert!(lines.iter().any(|l| l["customer_name"] == "=HYPERLINK(\"http://evil\",\"x\")"));
         // Lines add up to each invoice's subtotal.
-        let (_, lines_body) = export(&app, "/v1/exports/invoice-lines?from=2027-01-01&to=2027-03-31").await;
+        let (_, lines_body) = export(&app, "/v1/exports/invoice-lines?from=2027-01-01&to=2027-12-31").await;
         let line_rows = csv_rows(&lines_body);
         for inv in &finalized {
             let sum: rust_decimal::Decimal = line_rows.iter().filter(|r| r["invoice_id"] == inv["id"].as_str().unwrap()).map(|r| r["amount"].parse::<rust_decimal::Decimal>().unwrap()).sum();
@@ -113,11 +113,11 @@ both! {
         }
         // Payments and credit notes.
         let api_payments = app.get("/v1/payments?limit=100").await.ok()["data"].as_array().unwrap().len();
-        let (_, pay_body) = export(&app, "/v1/exports/payments?from=2027-01-01&to=2027-03-31").await;
+        let (_, pay_body) = export(&app, "/v1/exports/payments?from=2027-01-01&to=2027-12-31").await;
         let pays = csv_rows(&pay_body);
         assert_eq!(pays.len(), api_payments);
         assert!(pays.iter().any(|p| p["status"] == "failed" && p["decline_code"] == "insufficient_funds"));
-        let (_, notes_body) = export(&app, "/v1/exports/credit-notes?from=2027-01-01&to=2027-03-31").await;
+        let (_, notes_body) = export(&app, "/v1/exports/credit-notes?from=2027-01-01&to=2027-12-31").await;
         let notes = csv_rows(&notes_body);
         assert_eq!(notes.len(), 1);
         assert_eq!((notes[0]["amount"].as_str(), notes[0]["reason"].as_str()), ("5.00", "duplicate"));
@@ -128,7 +128,7 @@ both! {
         // The CLI writes the same bytes.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("inv.csv");
-        let out = recur_cli(&app, &[], &["export", "invoices", "--from", "2027-01-01", "--to", "2027-03-31", "--tenant", &app.tenant_id, "-o", file.to_str().unwrap()]);
+        let out = recur_cli(&app, &[], &["export", "invoices", "--from", "2027-01-01", "--to", "2027-12-31", "--tenant", &app.tenant_id, "-o", file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(std::fs::read(&file).unwrap(), body);
     }
@@ -179,7 +179,7 @@ fn major(minor: i64, currency: &str) -> rust_decimal::Decimal {
 
 both! {
     async fn the_journal_balances(app: TestApp) {
-        quarter(&app).await;
+        year(&app).await;
         // An invoice sent for payment, one voided, one written off.
         let price = app.monthly_price(4_200).await;
         for _ in 0..3 {
@@ -192,7 +192,7 @@ both! {
         app.post(&format!("/v1/invoices/{}/void", sent[0]["id"].as_str().unwrap()), json!({})).await.ok();
         let lost = sent[1];
         app.post(&format!("/v1/invoices/{}/mark_uncollectible", lost["id"].as_str().unwrap()), json!({})).await.ok();
-        let (status, body) = export(&app, "/v1/exports/journal?from=2027-01-01&to=2027-03-31").await;
+        let (status, body) = export(&app, "/v1/exports/journal?from=2027-01-01&to=2027-12-31").await;
         assert_eq!(status, StatusCode::OK);
         let rows = csv_rows(&body);
         // Every entry balances.
@@ -226,12 +226,13 @@ both! {
             let revenue = -balance(&rows, "4000").get(cur).copied().unwrap_or_default();
             assert_eq!(deferred + revenue, billed[cur], "revenue in {cur}");
             assert!(revenue > rust_decimal::Decimal::ZERO, "{cur}: nothing recognised");
-            // The clock stands at March 15th: March's service is half recognised, half deferred.
+            // The clock stands at December 15th: December's service is half recognised, half
+            // deferred.
             if cur == "EUR" {
                 assert!(deferred > rust_decimal::Decimal::ZERO, "{cur}: {revenue} recognised, {deferred} deferred");
             }
         }
-        // Recognition splits cleanly: January plus February–March is the quarter.
+        // Recognition splits cleanly: January plus February–December is the year.
         let recognised = |from: &'static str, to: &'static str| {
             let app = &app;
             async move {
@@ -239,12 +240,12 @@ both! {
                 -balance(&csv_rows(&body), "4000").values().copied().sum::<rust_decimal::Decimal>()
             }
         };
-        assert_eq!(recognised("2027-01-01", "2027-01-31").await + recognised("2027-02-01", "2027-03-31").await, recognised("2027-01-01", "2027-03-31").await);
+        assert_eq!(recognised("2027-01-01", "2027-01-31").await + recognised("2027-02-01", "2027-12-31").await, recognised("2027-01-01", "2027-12-31").await);
         // The tenant's own chart of accounts.
         let bad = app.put("/v1/settings/invoice", json!({"accounts": {"revenue": "4000 revenue"}})).await;
         assert_eq!((bad.status.as_u16(), bad.body["error"]["param"].as_str()), (400, Some("accounts")));
         app.put("/v1/settings/invoice", json!({"accounts": {"receivables": "AR-100"}})).await.ok();
-        let (_, body) = export(&app, "/v1/exports/journal?from=2027-01-01&to=2027-03-31").await;
+        let (_, body) = export(&app, "/v1/exports/journal?from=2027-01-01&to=2027-12-31").await;
         let custom = csv_rows(&body);
         assert_eq!(balance(&custom, "AR-100"), receivables);
         assert!(custom.iter().any(|r| r["account"] == "2400") && !custom.iter().any(|r| r["account"] == "1200"));
