@@ -10,13 +10,34 @@ use crate::store::alerts::{self as store, Alert, Raise};
 use crate::store::{Db, Page};
 use chrono::{Duration, Utc};
 
+/// Raises the tenant-wide alert `kind` when `holds` carries its message, resolves it
+/// otherwise; 1 when this call raised it.
+async fn condition(
+    tx: &mut crate::store::Tx,
+    tenant: &Tenant,
+    kind: EventType,
+    holds: Option<String>,
+    now: chrono::DateTime<Utc>,
+) -> Result<usize, ServiceError> {
+    match holds {
+        Some(message) => {
+            let raised =
+                store::raise(tx, &tenant.id, kind, "", &message, Raise::Condition, now).await?;
+            Ok(usize::from(raised))
+        }
+        None => {
+            store::resolve(tx, &tenant.id, kind, "", now).await?;
+            Ok(0)
+        }
+    }
+}
+
 /// Checks the tenant's conditions, raising what crossed its threshold and resolving what
 /// cleared; returns how many alerts it raised.
 pub async fn evaluate(db: &Db, config: &Config, tenant: &Tenant) -> Result<usize, ServiceError> {
     let a = &config.alerts;
     let now = tenant.now(truncate_to_seconds(Utc::now()));
     let system_now = truncate_to_seconds(Utc::now());
-    let mut raised = 0;
     let mut tx = db.begin().await?;
     let window = Duration::minutes(a.payment_failure_window_mins);
     let (failed, finished) =
@@ -26,66 +47,27 @@ pub async fn evaluate(db: &Db, config: &Config, tenant: &Tenant) -> Result<usize
     } else {
         0.0
     };
-    if finished >= a.payment_failure_min_attempts && rate >= a.payment_failure_rate {
-        let message = format!(
-            "{failed} of {finished} payment attempts in the last {} minutes failed ({:.0} %; threshold {:.0} %)",
-            a.payment_failure_window_mins,
-            rate * 100.0,
-            a.payment_failure_rate * 100.0
-        );
-        let kind = EventType::AlertPaymentFailureRate;
-        raised += usize::from(
-            store::raise(
-                &mut tx,
-                &tenant.id,
-                kind,
-                "",
-                &message,
-                Raise::Condition,
-                now,
+    let failing = (finished >= a.payment_failure_min_attempts && rate >= a.payment_failure_rate)
+        .then(|| {
+            format!(
+                "{failed} of {finished} payment attempts in the last {} minutes failed ({:.0} %; threshold {:.0} %)",
+                a.payment_failure_window_mins,
+                rate * 100.0,
+                a.payment_failure_rate * 100.0
             )
-            .await?,
-        );
-    } else {
-        store::resolve(
-            &mut tx,
-            &tenant.id,
-            EventType::AlertPaymentFailureRate,
-            "",
-            now,
-        )
-        .await?;
-    }
+        });
+    let kind = EventType::AlertPaymentFailureRate;
+    let mut raised = condition(&mut tx, tenant, kind, failing, now).await?;
     let stale = system_now - Duration::minutes(a.unsettled_after_mins);
     let unsettled = store::unsettled_before(&mut tx, &tenant.id, stale).await?;
-    if unsettled > 0 {
-        let message = format!(
+    let stuck = (unsettled > 0).then(|| {
+        format!(
             "{unsettled} payment attempts are still pending or unknown after {} minutes",
             a.unsettled_after_mins
-        );
-        let kind = EventType::AlertUnsettledAttempts;
-        raised += usize::from(
-            store::raise(
-                &mut tx,
-                &tenant.id,
-                kind,
-                "",
-                &message,
-                Raise::Condition,
-                now,
-            )
-            .await?,
-        );
-    } else {
-        store::resolve(
-            &mut tx,
-            &tenant.id,
-            EventType::AlertUnsettledAttempts,
-            "",
-            now,
         )
-        .await?;
-    }
+    });
+    let kind = EventType::AlertUnsettledAttempts;
+    raised += condition(&mut tx, tenant, kind, stuck, now).await?;
     tx.commit().await?;
     Ok(raised)
 }

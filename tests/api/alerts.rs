@@ -86,5 +86,12 @@ both! {
         assert_eq!(evaluate(&app).await, 1);
         assert_eq!(evaluate(&app).await, 0);
         assert_eq!(app.count_events("alert.unsettled_attempts").await, 1);
+        // A pass longer than the scheduler's interval: a one-off alert each time.
+        let t = tenant(&app).await;
+        let (took, every) = (std::time::Duration::from_secs(75), std::time::Duration::from_secs(60));
+        recur::services::alerts::overrun(&app.db, &t, took, every).await.unwrap();
+        let a = &app.get("/v1/alerts").await.ok()["data"][0];
+        assert_eq!((a["kind"].as_str(), a["status"].as_str()), (Some("billing_overrun"), Some("fired")));
+        assert!(a["message"].as_str().unwrap().contains("75.0 s, longer than the scheduler's interval of 60 s"), "{a}");
     }
 }

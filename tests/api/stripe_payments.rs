@@ -301,6 +301,20 @@ both_stripe!(
             .await
             .ok();
         assert_eq!(events["data"].as_array().unwrap().len(), 2, "{events}");
+        // Each discrepancy raised its alert, once.
+        assert_eq!(
+            app.count_events("alert.reconciliation_discrepancy").await,
+            2
+        );
+        let alerts = app.get("/v1/alerts").await.ok();
+        assert!(
+            alerts["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["kind"] == "reconciliation_discrepancy" && a["status"] == "fired"),
+            "{alerts}"
+        );
 
         // A second run finds the repairs done and the same two things to review.
         let out = recur_cli(
