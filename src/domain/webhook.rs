@@ -51,6 +51,15 @@ pub fn parse_url(s: &str) -> Result<url::Url, UrlError> {
     Ok(u)
 }
 
+/// The address a URL names literally (`http://10.0.0.1/`, `http://[::1]/`), if it does.
+pub fn literal_ip(u: &url::Url) -> Option<IpAddr> {
+    match u.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Whether a webhook may be sent to `ip`: only to globally routable unicast addresses.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
@@ -115,11 +124,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn host_ip(s: &str) -> IpAddr {
-        match parse_url(s).unwrap().host().unwrap() {
-            url::Host::Ipv4(v4) => IpAddr::V4(v4),
-            url::Host::Ipv6(v6) => IpAddr::V6(v6),
-            url::Host::Domain(d) => panic!("{s} parsed as the name {d}"),
-        }
+        literal_ip(&parse_url(s).unwrap()).unwrap_or_else(|| panic!("{s} parsed as a name"))
     }
 
     #[test]

@@ -116,17 +116,21 @@ pub async fn write(
         let mut tx = db.read().await?;
         let batch =
             credit_notes::issued_between(&mut tx, tenant, span, cursor.as_ref(), BATCH).await?;
-        let mut providers = BTreeMap::new();
-        for n in &batch {
-            if let Some(pay) = &n.payment
-                && let Some(found) = payments::find_payment(&mut tx, tenant, pay).await?
-            {
-                providers.insert(n.id.clone(), found.payment.provider.as_str());
-            }
-        }
+        let paid_with: Vec<PaymentId> = batch.iter().filter_map(|n| n.payment.clone()).collect();
+        let providers: BTreeMap<PaymentId, &str> =
+            payments::attempts_by_ids(&mut tx, tenant, &paid_with)
+                .await?
+                .into_iter()
+                .map(|a| (a.payment.id, a.payment.provider.as_str()))
+                .collect();
         tx.commit().await?;
         for n in &batch {
-            let provider = providers.get(&n.id).copied().unwrap_or("out_of_band");
+            let provider = n
+                .payment
+                .as_ref()
+                .and_then(|p| providers.get(p))
+                .copied()
+                .unwrap_or("out_of_band");
             put(enc, &journal::credited(n, provider, a))?;
         }
         if !flush(enc, out).await? {

@@ -35,17 +35,16 @@ async fn check_reachable(url: &url::Url, allow_private: bool) -> Result<(), Serv
         return Ok(());
     }
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<IpAddr> = match url.host() {
-        Some(url::Host::Ipv4(v4)) => vec![IpAddr::V4(v4)],
-        Some(url::Host::Ipv6(v6)) => vec![IpAddr::V6(v6)],
-        Some(url::Host::Domain(name)) => tokio::net::lookup_host((name, port))
+    let addrs: Vec<IpAddr> = match (webhook::literal_ip(url), url.host_str()) {
+        (Some(ip), _) => vec![ip],
+        (None, Some(name)) => tokio::net::lookup_host((name, port))
             .await
             .map_err(|_| {
                 ServiceError::invalid("url", format!("the host `{name}` does not resolve"))
             })?
             .map(|a| a.ip())
             .collect(),
-        None => return Err(bad_url(UrlError::Shape)),
+        (None, None) => return Err(bad_url(UrlError::Shape)),
     };
     match addrs.iter().find(|ip| !webhook::is_public(**ip)) {
         Some(ip) => Err(bad_url(UrlError::Internal(*ip))),
@@ -232,12 +231,9 @@ async fn send(
     };
     // Literal addresses skip the resolver: check them here.
     if !allow_private
-        && let Ok(u) = webhook::parse_url(&d.url)
-        && let Some(ip) = match u.host() {
-            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-            _ => None,
-        }
+        && let Some(ip) = webhook::parse_url(&d.url)
+            .ok()
+            .and_then(|u| webhook::literal_ip(&u))
         && !webhook::is_public(ip)
     {
         return (None, None, Some(UrlError::Internal(ip).to_string()));

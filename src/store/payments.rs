@@ -124,6 +124,24 @@ pub async fn statuses_of(
     })
 }
 
+/// The attempts among `ids`, by id (the journal looks up where each refund's money went).
+pub async fn attempts_by_ids(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[PaymentId],
+) -> Result<Vec<Attempt>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(select_payment!("WHERE tenant_id = "));
+        q.push_bind(tenant.as_str()).push(" AND id IN ");
+        super::push_id_list(&mut q, ids.iter().map(PaymentId::as_str));
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter().map(attempt_from).collect()
+    })
+}
+
 /// A batch of the tenant's payment attempts made in `[from, to)` after the `(created_at, id)`
 /// cursor, in that order (exports).
 pub async fn made_between(

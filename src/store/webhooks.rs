@@ -434,27 +434,37 @@ pub async fn list_deliveries(
             .collect::<Result<Vec<_>, StoreError>>()?;
         page.split(all)
     });
-    for d in &mut found {
-        d.attempts = on_tx!(tx, |c| {
-            let rows = sqlx::query(
-                "SELECT attempted_at, status_code, error, duration_ms FROM webhook_attempts
-                 WHERE tenant_id = $1 AND delivery_id = $2 ORDER BY attempt",
-            )
-            .bind(tenant.as_str())
-            .bind(d.id.as_str())
-            .fetch_all(&mut *c)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(Attempt {
+    if found.is_empty() {
+        return Ok((found, more));
+    }
+    // The page's attempts in one query.
+    let attempts = on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT delivery_id, attempted_at, status_code, error, duration_ms FROM webhook_attempts
+             WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.as_str()).push(" AND delivery_id IN ");
+        super::push_id_list(&mut q, found.iter().map(|d| d.id.as_str()));
+        q.push(" ORDER BY delivery_id, attempt");
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.text("delivery_id")?,
+                    Attempt {
                         attempted_at: r.time("attempted_at")?,
                         status_code: r.opt_int("status_code")?,
                         error: r.opt_text("error")?,
                         duration_ms: r.int("duration_ms")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?
-        });
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+    });
+    for (delivery, attempt) in attempts {
+        if let Some(d) = found.iter_mut().find(|d| d.id.as_str() == delivery) {
+            d.attempts.push(attempt);
+        }
     }
     Ok((found, more))
 }

@@ -202,6 +202,8 @@ both! {
         }
         assert!(entries.len() > 10, "{} entries", entries.len());
         assert!(entries.values().all(|d| d.is_zero()), "unbalanced: {entries:?}");
+        // The refund leaves the cash account of the provider that took the payment.
+        assert!(rows.iter().any(|r| r["source_type"] == "credit_note" && r["account"] == "1000-sandbox" && r["credit"] != "0.00"));
         for source in ["invoice", "payment", "credit_note", "void", "write_off", "revenue_recognition"] {
             assert!(rows.iter().any(|r| r["source_type"] == source), "no {source} entry");
         }
