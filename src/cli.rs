@@ -103,6 +103,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A year of a software company's billing on a fresh database: customers, subscriptions,
+    /// usage and payments through the API and the scheduler, then PDFs, e-mails, webhooks,
+    /// exports and a summary (all under --dir).
+    Demo {
+        /// Months to simulate, 1 to 120.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=120))]
+        months: u32,
+        /// Where the demo writes its database, documents, e-mails, webhooks and exports; the
+        /// next run removes it and starts clean.
+        #[arg(long, default_value = "var/demo", value_name = "DIR")]
+        dir: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
@@ -227,10 +242,15 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .and_then(|t| crate::domain::tenant::check_instant(t.with_timezone(&Utc)))
 }
 
-/// Errors in configuration or arguments: exit code 2, like clap's own.
+/// Errors in configuration or arguments, and refusals a user can act on: exit code 2, like
+/// clap's own.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct UsageError(#[from] crate::config::ConfigError);
+pub enum UsageError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Refused(String),
+}
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let bind = match &cli.command {
@@ -242,6 +262,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Reconcile { .. }
         | Command::Export { .. }
         | Command::Report { .. }
+        | Command::Demo { .. }
         | Command::Bench { .. } => None,
     };
     let config = Config::load(
@@ -253,7 +274,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
     )
     .map_err(UsageError::from)?;
-    crate::telemetry::init(config.log_format);
+    if let Command::Demo { months, dir, json } = cli.command {
+        // Warnings only: the progress bar and the summary are the demo's output.
+        start_logging(&config, "warn");
+        let opts = crate::demo::Options {
+            months,
+            dir,
+            database_url: cli.database_url,
+            json,
+        };
+        return crate::demo::run(config, opts).await;
+    }
+    start_logging(&config, "info");
     if let Command::Bench { command } = cli.command {
         return match command {
             BenchCommand::Cycle {
@@ -278,7 +310,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let db = open(&config).await?;
     let result = match cli.command {
-        Command::Bench { .. } => Ok(()),
+        Command::Bench { .. } | Command::Demo { .. } => Ok(()),
         Command::Serve { .. } => serve(db.clone(), config).await,
         Command::Worker => worker(db.clone(), config).await,
         Command::RunCycle { tenant, at } => {
@@ -346,10 +378,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .filter(|t| tenant.as_ref().is_none_or(|id| &t.id == id))
                 .collect();
             if let (Some(id), true) = (&tenant, chosen.is_empty()) {
-                return Err(UsageError(crate::config::ConfigError::Invalid(format!(
-                    "no tenant {id}"
-                )))
-                .into());
+                return Err(
+                    UsageError::Config(crate::config::ConfigError::Invalid(format!(
+                        "no tenant {id}"
+                    )))
+                    .into(),
+                );
             }
             for t in &chosen {
                 let w = crate::api::reports::summary_window(
@@ -358,7 +392,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(&timezone),
                     t.now(Utc::now()),
                 )
-                .map_err(|e| UsageError(crate::config::ConfigError::Invalid(e.to_string())))?;
+                .map_err(|e| {
+                    UsageError::Config(crate::config::ConfigError::Invalid(e.to_string()))
+                })?;
                 let report = crate::services::reports::summary(&db, t, &w).await?;
                 if json {
                     println!("{}", serde_json::to_string(&report)?);
@@ -384,7 +420,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(&timezone),
                 Some(&format),
             )
-            .map_err(|e| UsageError(crate::config::ConfigError::Invalid(e.to_string())))?;
+            .map_err(|e| UsageError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
             export(&db, req, tenant, output).await
         }
         Command::Migrate => {
@@ -447,6 +483,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     db.close().await;
     result
+}
+
+/// Logging at `level` unless `RUST_LOG` says otherwise, then the configuration's warnings.
+fn start_logging(config: &Config, level: &str) {
+    crate::telemetry::init(config.log_format, level);
+    for var in &config.ignored_env {
+        tracing::warn!("ignoring {var}: it names no configuration key (see config/default.toml)");
+    }
 }
 
 /// Streams an export to a file or standard output; a failed export removes its partial file.
@@ -573,12 +617,87 @@ async fn reconcile(
 
 /// Connects and applies pending migrations, so every command works on a fresh database.
 async fn open(config: &Config) -> anyhow::Result<Db> {
-    let url = config.database_url.expose();
-    let db = Db::connect(url, config.database.max_connections)
-        .await
-        .with_context(|| format!("cannot open database {}", redact_url(url)))?;
-    db.migrate().await.context("cannot migrate the database")?;
+    open_database(
+        config.database_url.expose(),
+        config.database.max_connections,
+    )
+    .await
+}
+
+/// [`open`] for a URL: what a newcomer gets wrong first (PostgreSQL down, a wrong password,
+/// `./var` unwritable or a file, a file that is not a database) is one line saying what to do,
+/// with exit code 2.
+pub(crate) async fn open_database(url: &str, max_connections: u32) -> anyhow::Result<Db> {
+    let db = match Db::connect(url, max_connections).await {
+        Ok(db) => db,
+        Err(e) => return Err(open_failed(url, e)),
+    };
+    if let Err(e) = db.migrate().await {
+        db.close().await;
+        return Err(open_failed(url, e));
+    }
     Ok(db)
+}
+
+fn open_failed(url: &str, e: crate::store::StoreError) -> anyhow::Error {
+    use crate::store::StoreError;
+    let shown = redact_url(url);
+    let postgres = !url.starts_with("sqlite:");
+    let sql = match &e {
+        StoreError::Db(sql) => Some(sql),
+        StoreError::Migrate(sqlx::migrate::MigrateError::Execute(sql)) => Some(sql),
+        _ => None,
+    };
+    let advice = match (&e, sql) {
+        (StoreError::Directory(dir, io), _) if io.kind() == std::io::ErrorKind::AlreadyExists => {
+            Some(format!(
+                "{dir} is a file, where the database's directory should be: move it aside, or point --database-url elsewhere"
+            ))
+        }
+        (StoreError::Directory(dir, io), _) => Some(format!(
+            "cannot create the database directory {dir} ({}): make it a writable directory, or point --database-url elsewhere",
+            io.kind()
+        )),
+        (_, Some(sqlx::Error::Io(io))) if postgres => Some(format!(
+            "cannot reach PostgreSQL at {shown} ({}): start it (pg_ctlcluster … start, systemctl start postgresql), or fix --database-url",
+            io.kind()
+        )),
+        (_, Some(sqlx::Error::PoolTimedOut)) if postgres => Some(format!(
+            "PostgreSQL at {shown} did not answer within 10 s: check the host and port in --database-url"
+        )),
+        (_, Some(sqlx::Error::Database(d))) if postgres => Some(format!(
+            "PostgreSQL at {shown} refused the connection ({}): check the user, password and database name in --database-url",
+            d.message()
+        )),
+        (_, Some(sqlx::Error::Database(d))) if d.code().as_deref() == Some("26") => Some(format!(
+            "{shown} is not a SQLite database (damaged, or another kind of file): move it aside, or point --database-url elsewhere"
+        )),
+        (_, Some(sqlx::Error::Database(d))) if d.code().as_deref() == Some("14") => Some(format!(
+            "cannot open {shown} (a directory, or not writable?): point --database-url at a file recur may write"
+        )),
+        _ => None,
+    };
+    match advice {
+        Some(a) => UsageError::Refused(a).into(),
+        None => anyhow::Error::new(e).context(format!("cannot open the database {shown}")),
+    }
+}
+
+/// `bind` cannot be listened on: in use, or not ours to take.
+fn listen_failed(bind: std::net::SocketAddr, e: &std::io::Error) -> anyhow::Error {
+    let advice = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "{bind} is in use by another program: stop it, or pass --bind 127.0.0.1:PORT with a free port"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "not allowed to listen on {bind}: use a port above 1023 (--bind 127.0.0.1:8080)"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "{bind} is not an address of this machine: pass --bind 127.0.0.1:PORT or 0.0.0.0:PORT"
+        ),
+        _ => return anyhow::anyhow!("cannot listen on {bind}: {e}"),
+    };
+    UsageError::Refused(advice).into()
 }
 
 async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
@@ -592,7 +711,7 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     });
     let listener = tokio::net::TcpListener::bind(bind)
         .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
+        .map_err(|e| listen_failed(bind, &e))?;
     tracing::info!(%bind, "recur listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_scheduler = stop_rx.clone();

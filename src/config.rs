@@ -56,6 +56,10 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub documents: DocumentsConfig,
     pub email: EmailConfig,
+    /// `RECUR_*` environment variables that name no key: left out, and warned about once
+    /// logging is up (a shell often carries unrelated `RECUR_…` variables).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// Customer e-mail: written as `.eml` files (the default, no mail server needed) or sent over
@@ -222,8 +226,10 @@ pub struct Overrides {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {0} does not exist")]
+    #[error("config file {0} does not exist; pass the path of a TOML file")]
     MissingFile(String),
+    #[error("config file {0} is a directory; pass the path of a TOML file in it")]
+    Directory(String),
     #[error("invalid configuration: {0}")]
     Invalid(String),
     #[error("invalid configuration: `{key}` {message}")]
@@ -234,17 +240,30 @@ impl Config {
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULTS));
         if let Some(path) = file {
+            if path.is_dir() {
+                return Err(ConfigError::Directory(path.display().to_string()));
+            }
             if !path.is_file() {
                 return Err(ConfigError::MissingFile(path.display().to_string()));
             }
             figment = figment.merge(Toml::file(path));
         }
-        let config: Config = figment
-            .merge(Env::prefixed("RECUR_").split("__"))
+        let known = known_keys();
+        let ignored_env: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| env_key(k).is_some_and(|key| !known.contains(&key)))
+            .collect();
+        let mut config: Config = figment
+            .merge(
+                Env::prefixed("RECUR_")
+                    .split("__")
+                    .filter(move |k| known.contains(&k.as_str().to_ascii_lowercase())),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(&e)))?;
         config.check()?;
+        config.ignored_env = ignored_env;
         Ok(config)
     }
 
@@ -326,19 +345,72 @@ impl Config {
     }
 }
 
+/// Keys that may be set though the defaults leave them unset.
+const UNSET_KEYS: &[&str] = &[
+    "stripe.secret_key",
+    "email.smtp.username",
+    "email.smtp.password",
+];
+
+/// Every configuration key as a dotted path (`email.smtp.port`): the defaults' leaves and
+/// [`UNSET_KEYS`].
+fn known_keys() -> std::collections::BTreeSet<String> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut std::collections::BTreeSet<String>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) => walk(&key, t, out),
+                _ => {
+                    out.insert(key);
+                }
+            }
+        }
+    }
+    let mut out: std::collections::BTreeSet<String> =
+        UNSET_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    if let Ok(defaults) = DEFAULTS.parse::<toml::Table>() {
+        walk("", &defaults, &mut out);
+    }
+    out
+}
+
+/// `RECUR_EMAIL__SMTP__PORT` → `email.smtp.port`; None for other variables.
+fn env_key(var: &str) -> Option<String> {
+    var.strip_prefix("RECUR_")
+        .map(|rest| rest.to_ascii_lowercase().replace("__", "."))
+}
+
 /// Figment's error with the key path and the layer it came from, on one line, with any value
 /// of `database_url` left out (it may hold a password).
 fn describe(e: &figment::Error) -> String {
     let key = e.path.join(".");
-    let origin = e
-        .metadata
-        .as_ref()
-        .map(|m| m.name.to_string())
-        .unwrap_or_else(|| "defaults".into());
+    let origin = e.metadata.as_ref().map_or_else(
+        || "defaults".to_owned(),
+        |m| match &m.source {
+            Some(figment::Source::File(path)) => path.display().to_string(),
+            _ => m.name.to_string(),
+        },
+    );
     let kind = if key == "database_url" {
         "invalid value".to_owned()
     } else {
-        e.kind.to_string()
+        // TOML syntax errors span several lines (the line, a caret, the message): one is
+        // enough to find the mistake.
+        let text = e.kind.to_string();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        match lines.as_slice() {
+            [] => text,
+            [one] => (*one).to_owned(),
+            [first, .., last] => format!("{first} {last}"),
+        }
     };
     if key.is_empty() {
         format!("{kind} (from {origin})")
@@ -379,6 +451,48 @@ mod tests {
         };
         let err = Config::load(None, &bad_bind).unwrap_err().to_string();
         assert!(err.contains("bind"), "{err}");
+    }
+
+    #[test]
+    fn environment_keys_map_to_the_defaults() {
+        let known = known_keys();
+        for key in [
+            "database_url",
+            "email.smtp.port",
+            "stripe.secret_key",
+            "dunning.retry_days",
+        ] {
+            assert!(known.contains(key), "{key}");
+        }
+        assert_eq!(
+            env_key("RECUR_EMAIL__SMTP__PORT").as_deref(),
+            Some("email.smtp.port")
+        );
+        assert_eq!(env_key("PATH"), None);
+        assert!(!known.contains(&env_key("RECUR_HOME").unwrap()));
+    }
+
+    #[test]
+    fn a_directory_is_not_a_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(Some(dir.path()), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_toml_error_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:1\"\n[database\nmax_connections = 3\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&file), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("bad.toml"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod crash;
+pub mod demo;
 pub mod documents;
 pub mod domain;
 pub mod exports;

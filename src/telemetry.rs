@@ -5,9 +5,11 @@
 use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
-pub fn init(format: LogFormat) {
+/// `level`: what is logged when `RUST_LOG` is unset (`info`, or `warn` for commands whose
+/// output is their own, like the demo's progress bar).
+pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,tower_http=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -123,6 +123,15 @@ impl Db {
             Ok(Db::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?;
+            // One direct connection first: a server that is down or refuses fails now, with
+            // its own error, instead of after the pool's acquire timeout.
+            let probe = tokio::time::timeout(
+                Duration::from_secs(10),
+                <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts),
+            )
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+            sqlx::Connection::close(probe).await?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(30))

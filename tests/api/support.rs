@@ -117,6 +117,46 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// A new empty database: a SQLite file in a temporary directory (kept alive by the returned
+/// handle), or a new schema on the test PostgreSQL. None when PostgreSQL is unreachable
+/// outside CI; under `CI=true` that fails the test.
+pub async fn fresh_database(backend: Backend) -> Option<(String, Option<tempfile::TempDir>)> {
+    Some(match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            (
+                format!("sqlite://{}/recur.db", dir.path().display()),
+                Some(dir),
+            )
+        }
+        Backend::Postgres => {
+            let schema = format!("t_{}", uuid_like());
+            let admin = postgres_admin_url();
+            match sqlx::PgPool::connect(&admin).await {
+                Ok(pool) => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                        .execute(&pool)
+                        .await
+                        .expect("create schema");
+                    pool.close().await;
+                }
+                Err(e) => {
+                    if std::env::var("CI").is_ok_and(|v| v == "true") {
+                        panic!("PostgreSQL at {admin} is unreachable under CI=true: {e}");
+                    }
+                    eprintln!("skipping PostgreSQL test: {e}");
+                    return None;
+                }
+            }
+            let sep = if admin.contains('?') { '&' } else { '?' };
+            (
+                format!("{admin}{sep}options=-c%20search_path%3D{schema}"),
+                None,
+            )
+        }
+    })
+}
+
 impl TestApp {
     /// Starts a server, or returns None when PostgreSQL is unreachable outside CI. Under
     /// `CI=true` an unreachable PostgreSQL fails the test: CI must never pass by skipping.
@@ -146,40 +186,7 @@ impl TestApp {
         mode: Mode,
         configure: impl FnOnce(&mut Config),
     ) -> Option<TestApp> {
-        let (url, dir) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                (
-                    format!("sqlite://{}/recur.db", dir.path().display()),
-                    Some(dir),
-                )
-            }
-            Backend::Postgres => {
-                let schema = format!("t_{}", uuid_like());
-                let admin = postgres_admin_url();
-                match sqlx::PgPool::connect(&admin).await {
-                    Ok(pool) => {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                            .execute(&pool)
-                            .await
-                            .expect("create schema");
-                        pool.close().await;
-                    }
-                    Err(e) => {
-                        if std::env::var("CI").is_ok_and(|v| v == "true") {
-                            panic!("PostgreSQL at {admin} is unreachable under CI=true: {e}");
-                        }
-                        eprintln!("skipping PostgreSQL test: {e}");
-                        return None;
-                    }
-                }
-                let sep = if admin.contains('?') { '&' } else { '?' };
-                (
-                    format!("{admin}{sep}options=-c%20search_path%3D{schema}"),
-                    None,
-                )
-            }
-        };
+        let (url, dir) = fresh_database(backend).await?;
         let mut config = Config::load(
             None,
             &Overrides {
