@@ -628,59 +628,91 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 /// `./var` unwritable or a file, a file that is not a database) is one line saying what to do,
 /// with exit code 2.
 pub(crate) async fn open_database(url: &str, max_connections: u32) -> anyhow::Result<Db> {
-    let db = match Db::connect(url, max_connections).await {
-        Ok(db) => db,
-        Err(e) => return Err(open_failed(url, e)),
-    };
+    let db = connect_database(url, max_connections).await?;
     if let Err(e) = db.migrate().await {
         db.close().await;
-        return Err(open_failed(url, e));
+        let shown = redact_url(url);
+        return Err(match sqlite_code(&e) {
+            Some(NOT_A_DATABASE) => not_a_database(&shown),
+            _ => anyhow::Error::new(e).context(format!("cannot migrate the database {shown}")),
+        });
     }
     Ok(db)
 }
 
-fn open_failed(url: &str, e: crate::store::StoreError) -> anyhow::Error {
+/// Connects without migrating, with [`open_database`]'s messages.
+pub(crate) async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<Db> {
     use crate::store::StoreError;
+    let e = match Db::connect(url, max_connections).await {
+        Ok(db) => return Ok(db),
+        Err(e) => e,
+    };
     let shown = redact_url(url);
     let postgres = !url.starts_with("sqlite:");
-    let sql = match &e {
-        StoreError::Db(sql) => Some(sql),
-        StoreError::Migrate(sqlx::migrate::MigrateError::Execute(sql)) => Some(sql),
+    let sqlstate = match &e {
+        StoreError::Db(sqlx::Error::Database(d)) => d.code().map(|c| c.into_owned()),
         _ => None,
     };
-    let advice = match (&e, sql) {
-        (StoreError::Directory(dir, io), _) if io.kind() == std::io::ErrorKind::AlreadyExists => {
-            Some(format!(
+    let advice = match &e {
+        StoreError::Directory(dir, io) if io.kind() == std::io::ErrorKind::AlreadyExists => {
+            format!(
                 "{dir} is a file, where the database's directory should be: move it aside, or point --database-url elsewhere"
-            ))
+            )
         }
-        (StoreError::Directory(dir, io), _) => Some(format!(
+        StoreError::Directory(dir, io) => format!(
             "cannot create the database directory {dir} ({}): make it a writable directory, or point --database-url elsewhere",
             io.kind()
-        )),
-        (_, Some(sqlx::Error::Io(io))) if postgres => Some(format!(
+        ),
+        StoreError::Db(sqlx::Error::Io(io)) if postgres => format!(
             "cannot reach PostgreSQL at {shown} ({}): start it (pg_ctlcluster … start, systemctl start postgresql), or fix --database-url",
             io.kind()
-        )),
-        (_, Some(sqlx::Error::PoolTimedOut)) if postgres => Some(format!(
-            "PostgreSQL at {shown} did not answer within 10 s: check the host and port in --database-url"
-        )),
-        (_, Some(sqlx::Error::Database(d))) if postgres => Some(format!(
-            "PostgreSQL at {shown} refused the connection ({}): check the user, password and database name in --database-url",
-            d.message()
-        )),
-        (_, Some(sqlx::Error::Database(d))) if d.code().as_deref() == Some("26") => Some(format!(
-            "{shown} is not a SQLite database (damaged, or another kind of file): move it aside, or point --database-url elsewhere"
-        )),
-        (_, Some(sqlx::Error::Database(d))) if d.code().as_deref() == Some("14") => Some(format!(
+        ),
+        StoreError::ConnectTimeout => format!(
+            "the database at {shown} did not answer within 10 s: check the host and port in --database-url, and that the server is up"
+        ),
+        // Invalid authorization (28xxx) or no such database (3D000).
+        StoreError::Db(sqlx::Error::Database(d))
+            if postgres
+                && sqlstate
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("28") || c == "3D000") =>
+        {
+            format!(
+                "PostgreSQL at {shown} refused the connection ({}): check the user, password and database name in --database-url",
+                d.message()
+            )
+        }
+        _ if sqlite_code(&e) == Some(NOT_A_DATABASE) => return Err(not_a_database(&shown)),
+        _ if sqlite_code(&e) == Some(CANNOT_OPEN) => format!(
             "cannot open {shown} (a directory, or not writable?): point --database-url at a file recur may write"
-        )),
-        _ => None,
+        ),
+        _ => {
+            return Err(anyhow::Error::new(e).context(format!("cannot open the database {shown}")));
+        }
     };
-    match advice {
-        Some(a) => UsageError::Refused(a).into(),
-        None => anyhow::Error::new(e).context(format!("cannot open the database {shown}")),
-    }
+    Err(UsageError::Refused(advice).into())
+}
+
+/// SQLite's primary result codes (the low byte of the extended code sqlx reports).
+const CANNOT_OPEN: i32 = 14;
+const NOT_A_DATABASE: i32 = 26;
+
+fn sqlite_code(e: &crate::store::StoreError) -> Option<i32> {
+    use crate::store::StoreError;
+    let db = match e {
+        StoreError::Db(sqlx::Error::Database(d))
+        | StoreError::Migrate(sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))) => d,
+        _ => return None,
+    };
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    db.code()?.parse::<i32>().ok().map(|c| c & 0xff)
+}
+
+fn not_a_database(shown: &str) -> anyhow::Error {
+    UsageError::Refused(format!(
+        "{shown} is not a SQLite database (damaged, or another kind of file): move it aside, or point --database-url elsewhere"
+    ))
+    .into()
 }
 
 /// `bind` cannot be listened on: in use, or not ours to take.

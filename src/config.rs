@@ -379,9 +379,12 @@ fn known_keys() -> std::collections::BTreeSet<String> {
 }
 
 /// `RECUR_EMAIL__SMTP__PORT` → `email.smtp.port`; None for other variables.
+/// The prefix matches in any case, as figment's does.
 fn env_key(var: &str) -> Option<String> {
-    var.strip_prefix("RECUR_")
-        .map(|rest| rest.to_ascii_lowercase().replace("__", "."))
+    let (prefix, rest) = var.split_at_checked(6)?;
+    prefix
+        .eq_ignore_ascii_case("RECUR_")
+        .then(|| rest.to_ascii_lowercase().replace("__", "."))
 }
 
 /// Figment's error with the key path and the layer it came from, on one line, with any value
@@ -398,19 +401,19 @@ fn describe(e: &figment::Error) -> String {
     let kind = if key == "database_url" {
         "invalid value".to_owned()
     } else {
-        // TOML syntax errors span several lines (the line, a caret, the message): one is
-        // enough to find the mistake.
+        // TOML syntax errors span several lines: where, the offending line with a caret
+        // under it, then what is wrong. Where and what, on one line, find the mistake.
         let text = e.kind.to_string();
-        let lines: Vec<&str> = text
-            .lines()
+        let quoted = |l: &str| {
+            l.starts_with('|')
+                || l.split_once(" |")
+                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+        };
+        text.lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        match lines.as_slice() {
-            [] => text,
-            [one] => (*one).to_owned(),
-            [first, .., last] => format!("{first} {last}"),
-        }
+            .filter(|l| !l.is_empty() && !quoted(l))
+            .collect::<Vec<_>>()
+            .join(": ")
     };
     if key.is_empty() {
         format!("{kind} (from {origin})")
@@ -469,6 +472,7 @@ mod tests {
             Some("email.smtp.port")
         );
         assert_eq!(env_key("PATH"), None);
+        assert_eq!(env_key("recur_bind").as_deref(), Some("bind"));
         assert!(!known.contains(&env_key("RECUR_HOME").unwrap()));
     }
 
@@ -492,7 +496,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("bad.toml") && err.contains("line 2"), "{err}");
+        assert!(!err.contains('^'), "{err}");
     }
 
     #[test]

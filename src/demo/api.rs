@@ -39,25 +39,9 @@ impl Api {
         self.call(Method::PUT, path, Some(body)).await
     }
 
-    pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(Method::PATCH, path, Some(body)).await
-    }
-
     /// A response body as bytes (exports).
     pub async fn bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        let status = resp.status();
-        let body = resp.bytes().await?.to_vec();
-        if !status.is_success() {
-            bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body));
-        }
-        Ok(body)
+        self.send(Method::GET, path, None).await
     }
 
     /// Every object of a list endpoint, page by page (`limit=100`, `starting_after`).
@@ -81,6 +65,18 @@ impl Api {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let bytes = self.send(method.clone(), path, body).await?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{method} {path}: the answer is not JSON"))
+    }
+
+    /// One request; the body of a 2xx answer, an error naming the request otherwise.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Vec<u8>> {
         let mut req = self
             .client
             .request(method.clone(), format!("{}{path}", self.base))
@@ -96,14 +92,14 @@ impl Api {
             .await
             .with_context(|| format!("{method} {path}"))?;
         let status = resp.status();
-        let value: Value = resp
-            .json()
-            .await
-            .with_context(|| format!("{method} {path}: the answer is not JSON"))?;
+        let body = resp.bytes().await?.to_vec();
         if !status.is_success() {
-            bail!("{method} {path}: {status} {value}");
+            bail!(
+                "{method} {path}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
         }
-        Ok(value)
+        Ok(body)
     }
 }
 

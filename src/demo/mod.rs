@@ -22,8 +22,6 @@ use chrono::{Datelike, TimeZone, Utc};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use summary::Summary;
-
 /// A file in every directory the demo made: what lets a second run remove it.
 const MARKER: &str = ".recur-demo";
 
@@ -38,11 +36,25 @@ pub struct Options {
 
 pub async fn run(mut config: Config, opts: Options) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Another database is checked before anything is written, the directory included.
+    if let Some(url) = &opts.database_url {
+        let db = crate::cli::connect_database(url, 1).await?;
+        let empty = db.is_empty().await;
+        db.close().await;
+        if !empty? {
+            return Err(UsageError::Refused(format!(
+                "{} already holds tables; the demo needs an empty database so that its figures are its own and nothing else is touched (leave out --database-url to use {})",
+                redact_url(url),
+                opts.dir.display()
+            ))
+            .into());
+        }
+    }
     let dir = prepare(&opts.dir)?;
     let url = opts
         .database_url
         .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.join("recur.db").display()));
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join(DATABASE).display()));
     config.database_url = Secret::new(url.clone());
     config.documents.dir = dir.join("documents");
     config.email.dir = dir.join("mail");
@@ -50,19 +62,6 @@ pub async fn run(mut config: Config, opts: Options) -> anyhow::Result<()> {
     config.webhooks.allow_private_urls = true;
     config.webhooks.poll_interval_ms = 100;
     let db = crate::cli::open_database(&url, config.database.max_connections).await?;
-    let mut tx = db.read().await?;
-    let existing = crate::store::tenants::list_tenants(&mut tx).await?;
-    tx.commit().await?;
-    if !existing.is_empty() {
-        db.close().await;
-        return Err(UsageError::Refused(format!(
-            "{} already holds {} tenant(s); the demo needs an empty database so that its figures are its own (leave out --database-url to use {})",
-            redact_url(&url),
-            existing.len(),
-            dir.display()
-        ))
-        .into());
-    }
     let outcome = simulate(&db, Arc::new(config), &dir, &opts, started).await;
     db.close().await;
     let summary = outcome?;
@@ -71,26 +70,61 @@ pub async fn run(mut config: Config, opts: Options) -> anyhow::Result<()> {
     } else {
         print!("{}", summary.text(opts.database_url.is_some()));
     }
+    if !summary.problems.is_empty() {
+        anyhow::bail!("the demo ran, but {}", summary.problems.join("; "));
+    }
     Ok(())
 }
 
-/// Makes `dir` empty and ours: a previous demo's directory is removed, anything else refused.
+/// The demo's SQLite file in its directory.
+const DATABASE: &str = "recur.db";
+
+/// What the demo writes in its directory; a re-run removes these and nothing else.
+const OURS: &[&str] = &[
+    MARKER,
+    DATABASE,
+    "recur.db-wal",
+    "recur.db-shm",
+    "documents",
+    "mail",
+    "exports",
+    "webhooks.jsonl",
+    "recur.toml",
+];
+
+/// Makes `dir` ready: created if missing; if it holds a previous demo (its marker and only
+/// what the demo writes), those entries are removed; anything else there is refused, and the
+/// directory itself is never removed.
 fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
+    let refuse = |why: &str| {
+        anyhow::Error::new(UsageError::Refused(format!(
+            "{} {why}; remove it or pass --dir to another place",
+            dir.display()
+        )))
+    };
     if dir.exists() {
-        let refuse = |why: &str| {
-            anyhow::Error::new(UsageError::Refused(format!(
-                "{} {why}; remove it or pass --dir to another place",
-                dir.display()
-            )))
-        };
         if !dir.is_dir() {
             return Err(refuse("is a file, not a directory"));
         }
-        if dir.join(MARKER).is_file() {
-            std::fs::remove_dir_all(dir)
-                .with_context(|| format!("cannot remove the previous demo in {}", dir.display()))?;
-        } else if std::fs::read_dir(dir)?.next().is_some() {
+        let entries: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        let ours = |name: &std::ffi::OsString| OURS.iter().any(|o| name == *o);
+        if !entries.is_empty() && !dir.join(MARKER).is_file() {
             return Err(refuse("holds files the demo did not write"));
+        }
+        if !entries.iter().all(ours) {
+            return Err(refuse("holds files besides a previous demo's"));
+        }
+        for name in &entries {
+            let path = dir.join(name);
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot remove {}", path.display()))?;
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| {
@@ -101,9 +135,11 @@ fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
     })?;
     std::fs::write(
         dir.join(MARKER),
-        "made by `recur demo`; the next run removes this directory\n",
-    )?;
-    Ok(dir.canonicalize()?)
+        "made by `recur demo`; the next run replaces what the demo wrote here\n",
+    )
+    .with_context(|| format!("cannot write in {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))
 }
 
 async fn simulate(
@@ -112,7 +148,7 @@ async fn simulate(
     dir: &Path,
     opts: &Options,
     started: std::time::Instant,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<summary::Summary> {
     let today = Utc::now().date_naive();
     let start = Utc
         .with_ymd_and_hms(today.year(), today.month(), 1, 0, 0, 0)
@@ -160,7 +196,10 @@ async fn simulate(
         let next = script::months_after(start, month + 1);
         script::post_usage(&api, &world, month * 2).await?;
         invoices += advance(db, &config, &payments, &tenant.id, mid).await?;
-        progress.step(&format!("{}: {invoices} invoices so far", mid.date_naive()));
+        progress.step(&format!(
+            "{}: the scheduler has billed {invoices} invoices",
+            mid.date_naive()
+        ));
         script::mid_month(&api, &mut world, month).await?;
         script::post_usage(&api, &world, month * 2 + 1).await?;
         invoices += advance(db, &config, &payments, &tenant.id, next).await?;
@@ -169,6 +208,18 @@ async fn simulate(
             next.date_naive()
         ));
     }
+    // The scheduler gives documents a time budget per pass; what a slow machine left over is
+    // rendered and mailed now, without one.
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let rendered =
+        crate::services::documents::render_pending(db, &config.documents.dir, &tenant, far).await?;
+    if rendered.failed > 0 {
+        anyhow::bail!(
+            "{} document(s) could not be rendered; see the logs",
+            rendered.failed
+        );
+    }
+    crate::services::email::deliver_due(db, &config, &tenant.id, Utc::now(), None).await?;
     progress.say("delivering the last webhooks");
     let _ = stop_tx.send(true);
     relay.await??;

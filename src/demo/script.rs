@@ -161,7 +161,8 @@ pub struct World {
     prices: HashMap<(Plan, &'static str), String>,
     tax_rates: HashMap<&'static str, String>,
     coupon: String,
-    /// The webhook endpoint's signing secret (`whsec_…`).
+    /// The webhook endpoint and its signing secret (`whsec_…`).
+    pub webhook_endpoint: String,
     pub webhook_secret: String,
 }
 
@@ -226,6 +227,7 @@ pub async fn setup(api: &Api, webhook_url: &str) -> anyhow::Result<World> {
         prices,
         tax_rates,
         coupon,
+        webhook_endpoint: id(&endpoint),
         webhook_secret,
     };
     for person in PEOPLE {
@@ -373,7 +375,7 @@ pub async fn mid_month(api: &Api, world: &mut World, month: u32) -> anyhow::Resu
             }
             (0, Story::NewCard, Some(_)) => {
                 let customer = &world.customers[i].id;
-                api.patch(
+                api.post(
                     &format!("/v1/customers/{customer}"),
                     json!({"payment_method": {"provider": "sandbox", "token": "tok_visa"}}),
                 )

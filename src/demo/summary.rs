@@ -61,6 +61,9 @@ pub struct Summary {
     pub exports: Vec<PathBuf>,
     /// `recur serve --config` this file serves the demo's data.
     pub config_file: PathBuf,
+    /// What did not come out as it should (documents unrendered, webhooks undelivered,
+    /// deliveries the receiver refused); empty on a good run.
+    pub problems: Vec<String>,
 }
 
 pub struct Inputs<'a> {
@@ -85,6 +88,7 @@ pub async fn collect(i: Inputs<'_>) -> anyhow::Result<Summary> {
     let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
     let mut currencies: BTreeMap<String, Totals> = BTreeMap::new();
     let mut pdfs = 0;
+    let mut unrendered = 0;
     let mut examples: Vec<Example> = Vec::new();
     // Oldest first, so the examples are early invoices.
     for inv in invoices.iter().rev() {
@@ -101,6 +105,7 @@ pub async fn collect(i: Inputs<'_>) -> anyhow::Result<Summary> {
         t.paid += inv["amount_paid"].as_i64().unwrap_or(0);
         t.due += inv["amount_due"].as_i64().unwrap_or(0);
         let Some(sha) = inv["pdf_sha256"].as_str() else {
+            unrendered += 1;
             continue;
         };
         pdfs += 1;
@@ -128,22 +133,46 @@ pub async fn collect(i: Inputs<'_>) -> anyhow::Result<Summary> {
     }
     let notes = i.api.list_all("/v1/credit_notes").await?;
     for note in &notes {
-        if let (Some(sha), Some(id)) = (note["pdf_sha256"].as_str(), note["id"].as_str()) {
-            pdfs += 1;
-            if examples.len() < 7 {
-                examples.push(Example {
-                    path: crate::services::documents::stored_path(docs, &i.tenant.id, id, sha),
-                    number: note["number"].as_str().unwrap_or_default().to_owned(),
-                    customer: i
-                        .world
-                        .customer(note["customer"].as_str().unwrap_or_default())
-                        .map_or("", |c| c.name())
-                        .to_owned(),
-                    locale: "en".to_owned(),
-                    status: "credit note".to_owned(),
-                });
-            }
+        let (Some(sha), Some(id)) = (note["pdf_sha256"].as_str(), note["id"].as_str()) else {
+            unrendered += 1;
+            continue;
+        };
+        pdfs += 1;
+        let customer = i
+            .world
+            .customer(note["customer"].as_str().unwrap_or_default());
+        if examples.len() < 7 {
+            examples.push(Example {
+                path: crate::services::documents::stored_path(docs, &i.tenant.id, id, sha),
+                number: note["number"].as_str().unwrap_or_default().to_owned(),
+                customer: customer.map_or("", |c| c.name()).to_owned(),
+                locale: customer.map_or("en", |c| c.locale()).to_owned(),
+                status: "credit note".to_owned(),
+            });
         }
+    }
+    let undelivered = i
+        .api
+        .list_all(&format!(
+            "/v1/webhook_endpoints/{}/deliveries",
+            i.world.webhook_endpoint
+        ))
+        .await?
+        .iter()
+        .filter(|d| d["status"] != "succeeded")
+        .count();
+    let mut problems = Vec::new();
+    if unrendered > 0 {
+        problems.push(format!("{unrendered} document(s) have no PDF yet"));
+    }
+    if undelivered > 0 {
+        problems.push(format!("{undelivered} webhook(s) were not delivered"));
+    }
+    if i.receiver.refused > 0 {
+        problems.push(format!(
+            "the receiver refused {} delivery(ies) with a bad signature",
+            i.receiver.refused
+        ));
     }
     let mut subscriptions: BTreeMap<String, u64> = BTreeMap::new();
     for s in i.api.list_all("/v1/subscriptions").await? {
@@ -214,6 +243,7 @@ pub async fn collect(i: Inputs<'_>) -> anyhow::Result<Summary> {
         webhooks_file: i.webhooks_file.to_owned(),
         exports,
         config_file,
+        problems,
     })
 }
 
@@ -314,6 +344,9 @@ impl Summary {
             self.webhooks_received,
             shown(&self.webhooks_file)
         );
+        for p in &self.problems {
+            let _ = writeln!(out, "Problem: {p}");
+        }
         let _ = writeln!(out, "Exports:");
         for p in &self.exports {
             let _ = writeln!(out, "  {}", shown(p));
@@ -323,10 +356,14 @@ impl Summary {
         } else {
             "recur"
         };
+        // A flag, which wins over RECUR_DATABASE_URL in the reader's environment.
         let db = if own_database {
-            " --database-url URL"
+            " --database-url URL".to_owned()
         } else {
-            ""
+            format!(
+                " --database-url sqlite://{}",
+                shown(&self.dir.join(super::DATABASE))
+            )
         };
         let _ = writeln!(
             out,

@@ -67,6 +67,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("could not create the database directory {0}: {1}")]
     Directory(String, std::io::Error),
+    #[error("the database server did not answer within 10 s")]
+    ConnectTimeout,
 }
 
 impl StoreError {
@@ -130,8 +132,8 @@ impl Db {
                 <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts),
             )
             .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)??;
-            sqlx::Connection::close(probe).await?;
+            .map_err(|_| StoreError::ConnectTimeout)??;
+            let _ = sqlx::Connection::close(probe).await;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(30))
@@ -165,6 +167,26 @@ impl Db {
             Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
+    }
+
+    /// Whether the database (the schema in use, on PostgreSQL) has no table at all: not even
+    /// recur's own, nor another application's.
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        let tables: i64 = match self {
+            Db::Sqlite(p) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+                    .fetch_one(p)
+                    .await?
+            }
+            Db::Postgres(p) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+                )
+                .fetch_one(p)
+                .await?
+            }
+        };
+        Ok(tables == 0)
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -329,18 +351,29 @@ fn migrator(files: &'static [MigrationFile]) -> Migrator {
     )
 }
 
-/// A database URL with any password replaced, for error messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let creds = &url[scheme_end + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+/// A database URL with any password replaced, for error messages and logs: the one in the
+/// user part and a `password=` query parameter (which PostgreSQL URLs also accept).
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return raw.to_owned();
+    };
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return raw.to_owned();
     }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    if url.query_pairs().any(|(k, _)| k == "password") {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".into() } else { v };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 #[cfg(test)]
@@ -406,6 +439,11 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(redact_url("sqlite://var/recur.db"), "sqlite://var/recur.db");
+        let query = redact_url("postgres://u@h/db?sslmode=require&password=hunter2");
+        assert!(
+            !query.contains("hunter2") && query.contains("sslmode=require"),
+            "{query}"
+        );
     }
 }
 

@@ -34,8 +34,13 @@ fn run_demo(dir: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 async fn the_demo_matches_its_database(backend: Backend) {
-    let Some((url, _keep)) = fresh_database(backend).await else {
-        return;
+    // PostgreSQL: an empty schema named with --database-url; SQLite: the demo's own file.
+    let (url, _keep) = match backend {
+        Backend::Sqlite => (String::new(), None),
+        Backend::Postgres => match fresh_database(backend).await {
+            Some(db) => db,
+            None => return,
+        },
     };
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("demo");
@@ -50,6 +55,7 @@ async fn the_demo_matches_its_database(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     let s: Value = serde_json::from_slice(&out.stdout).expect("the summary as JSON");
+    assert_eq!(s["problems"], serde_json::json!([]));
     let db_url = match backend {
         Backend::Sqlite => format!(
             "sqlite://{}/recur.db",
@@ -191,9 +197,11 @@ async fn the_demo_matches_its_database(backend: Backend) {
     // A second run refuses to mix with a database that holds data; on its own directory it
     // starts clean.
     if backend == Backend::Postgres {
-        let again = run_demo(&tmp.path().join("other"), &extra);
+        let other = tmp.path().join("other");
+        let again = run_demo(&other, &extra);
         assert_eq!(again.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&again.stderr).contains("needs an empty database"));
+        assert!(!other.exists(), "refused before writing anything");
     } else {
         let again = run_demo(&dir, &[]);
         assert!(
@@ -218,6 +226,32 @@ async fn demo_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_postgres() {
     the_demo_matches_its_database(Backend::Postgres).await;
+}
+
+#[test]
+fn a_rerun_removes_only_what_the_demo_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    std::fs::create_dir_all(dir.join("exports")).unwrap();
+    std::fs::write(dir.join(".recur-demo"), "").unwrap();
+    std::fs::write(dir.join("exports/invoices.csv"), "old").unwrap();
+    std::fs::write(dir.join("my-notes.txt"), "mine").unwrap();
+    let out = run_demo(&dir, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("besides a previous demo's"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("my-notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("exports/invoices.csv")).unwrap(),
+        "old"
+    );
 }
 
 #[test]
