@@ -7,7 +7,6 @@ use crate::domain::tenant::Mode;
 use crate::scheduler;
 use crate::services::tenants::create_tenant;
 use crate::store::{Db, redact_url};
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -745,6 +744,7 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| listen_failed(bind, &e))?;
     tracing::info!(%bind, "recur listening");
+    let limits = crate::api::server::Limits::from_config(&config.server);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_scheduler = stop_rx.clone();
     let relay = relay(&db, &config, stop_rx.clone());
@@ -757,9 +757,7 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
             let _ = stop_scheduler.wait_for(|s| *s).await;
         },
     ));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    crate::api::server::serve(listener, app, limits, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     if let Ok(Err(e)) = jobs.await {
         tracing::error!(error = %e, "scheduler stopped with an error");
@@ -768,7 +766,6 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
         tracing::error!(error = %e, "webhook relay stopped with an error");
     }
     scheduler::release(&db).await?;
-    served.context("server failed")?;
     tracing::info!("recur stopped");
     Ok(())
 }

@@ -180,6 +180,10 @@ pub struct DatabaseConfig {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub request_timeout_secs: u64,
+    /// A request's headers must arrive within this; idle keep-alive connections close too.
+    pub header_timeout_secs: u64,
+    /// Connections open at once (keep it below the process's open-file limit).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,6 +292,18 @@ impl Config {
             return Err(ConfigError::BadValue {
                 key: "server.request_timeout_secs",
                 message: "must be between 1 and 3600".into(),
+            });
+        }
+        if !(1..=300).contains(&self.server.header_timeout_secs) {
+            return Err(ConfigError::BadValue {
+                key: "server.header_timeout_secs",
+                message: "must be between 1 and 300".into(),
+            });
+        }
+        if !(1..=100_000).contains(&self.server.max_connections) {
+            return Err(ConfigError::BadValue {
+                key: "server.max_connections",
+                message: "must be between 1 and 100000".into(),
             });
         }
         if let Err(e) = cron::Schedule::from_str(&self.scheduler.cron) {

@@ -44,6 +44,8 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("request body is larger than the {0} byte limit")]
     PayloadTooLarge(usize),
+    #[error("the body must be JSON, sent with `Content-Type: application/json` (got `{0}`)")]
+    UnsupportedMediaType(String),
     #[error("the test clock is only available to test-mode tenants")]
     NotTestMode,
     #[error("{0}")]
@@ -102,6 +104,11 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None)
             }
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                None,
+            ),
             ApiError::NotTestMode => (StatusCode::UNPROCESSABLE_ENTITY, "not_test_mode", None),
             ApiError::Webhook(crate::payments::WebhookError::Unsupported) => {
                 (StatusCode::NOT_FOUND, "route_not_found", None)

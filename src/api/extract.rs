@@ -29,23 +29,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 }
 
 /// A JSON body. Errors name the offending field by its path (`items[0].quantity`), and an
-/// empty body reads as `{}` so action routes (`/cancel`) need no body.
+/// empty body reads as `{}` so action routes (`/cancel`) need no body. A body sent with a
+/// `Content-Type` other than JSON is refused (415; none at all reads as JSON), and so are a key
+/// given twice in one object and text with control characters other than tab, CR and LF
+/// (PostgreSQL cannot store NUL; the others have no place in billing text).
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("?").to_owned());
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::PayloadTooLarge(super::BODY_LIMIT))?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
+            if let Some(ct) = content_type
+                && !is_json(&ct)
+            {
+                return Err(ApiError::UnsupportedMediaType(ct));
+            }
             &bytes
         };
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))?;
+        let value = checked_json(bytes)?;
         if !value.is_object() {
             return Err(ApiError::InvalidJson(
                 "the body must be a JSON object".into(),
@@ -54,6 +65,99 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         serde_path_to_error::deserialize(value)
             .map(Body)
             .map_err(json_error)
+    }
+}
+
+/// `application/json`, or a `+json` type, with any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses JSON, refusing duplicate keys and control characters with the path where they are.
+fn checked_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let Checked(value) = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    de.end()
+        .map_err(|e| ApiError::InvalidJson(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// A JSON value read with two checks `serde_json::Value` does not make.
+struct Checked(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Checked, E> {
+        Ok(Checked(v.into()))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Checked, E> {
+        Ok(Checked(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Checked, E> {
+        Ok(Checked(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Checked, E> {
+        Ok(Checked(v.into()))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Checked, E> {
+        if let Some(c) = v
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(E::custom(format!(
+                "text may not contain control characters (found U+{:04X})",
+                u32::from(c)
+            )));
+        }
+        Ok(Checked(v.into()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked(serde_json::Value::Null))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Checked(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Checked(out.into()))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            let Checked(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Checked(out.into()))
     }
 }
 
@@ -85,6 +189,12 @@ pub fn field_error(path: &str, message: &str) -> ApiError {
         ApiError::UnknownParam { param: join(field) }
     } else if let Some(field) = backticked(message, "missing field `") {
         ApiError::MissingParam { param: join(field) }
+    } else if let Some(field) = backticked(message, "duplicate key `") {
+        let param = join(field);
+        ApiError::InvalidParam {
+            message: format!("`{param}` is given more than once"),
+            param,
+        }
     } else {
         ApiError::InvalidParam {
             param: path.to_owned(),

@@ -59,7 +59,11 @@ pub async fn idempotency(
     let key = raw_key
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= MAX_KEY_LEN
+                && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
         .ok_or_else(|| {
             ApiError::invalid(
                 "Idempotency-Key",

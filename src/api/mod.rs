@@ -13,6 +13,7 @@ mod idempotency;
 mod invoices;
 mod openapi;
 pub mod reports;
+pub mod server;
 mod subscriptions;
 mod usage;
 mod webhook_endpoints;
@@ -98,7 +99,55 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(envelope))
         .with_state(state)
+}
+
+/// Errors that axum and tower answer themselves (405 with its `Allow`, 408, a path that does
+/// not decode, …) leave in the same `{"error": {code, message, param}}` envelope as ours.
+/// Hosted invoice pages keep their plain pages.
+async fn envelope(req: Request, next: Next) -> Response {
+    let hosted = req.uri().path().starts_with("/i/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if hosted || json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // A short plain-text reason (axum's "Invalid URL: …") is worth passing on.
+    let detail = axum::body::to_bytes(body, 512)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .filter(|t| !t.trim().is_empty());
+    let code = match status {
+        axum::http::StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        axum::http::StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        axum::http::StatusCode::NOT_FOUND => "route_not_found",
+        axum::http::StatusCode::BAD_REQUEST => "invalid_request",
+        s if s.is_server_error() => "internal_error",
+        _ => "http_error",
+    };
+    let message = detail.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned()
+    });
+    let body = serde_json::json!({"error": {"code": code, "message": message, "param": null}});
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 /// The span of a request names its route pattern (`/i/{token}`), never the path itself: the
@@ -245,7 +294,8 @@ pub fn page(limit: Option<u32>, starting_after: Option<String>) -> Result<Page, 
         ));
     }
     if let Some(cursor) = &starting_after
-        && (cursor.len() > 100
+        && (cursor.is_empty()
+            || cursor.len() > 100
             || !cursor
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_'))

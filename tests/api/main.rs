@@ -17,6 +17,7 @@ mod documents;
 mod emails;
 mod exports;
 mod first_contact;
+mod hostile;
 mod idempotency;
 mod outbound_webhooks;
 mod payments;

@@ -218,7 +218,14 @@ impl TestApp {
             config: config.clone(),
             payments: payments.clone(),
         });
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        // The listener `recur serve` runs, with its header timeout and connection cap.
+        let limits = recur::api::server::Limits::from_config(&config.server);
+        tokio::spawn(recur::api::server::serve(
+            listener,
+            app,
+            limits,
+            std::future::pending(),
+        ));
         Some(TestApp {
             base: format!("http://{addr}"),
             url,

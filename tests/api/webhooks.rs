@@ -160,6 +160,26 @@ both_stripe!(
         assert_eq!(r.status.as_u16(), 400);
         let r = deliver(&app, &body, Some("t=abc,v1=zz".into())).await;
         assert_eq!(r.status.as_u16(), 400);
+        // Signed, but with an id no database would store (PostgreSQL refuses NUL): a 400,
+        // never a 500 that asks Stripe to redeliver.
+        for (id, kind) in [
+            ("evt_\u{0}nul", "payment_intent.succeeded"),
+            ("evt_nul_type", "payment_intent.\u{0}"),
+        ] {
+            let nul = event(id, kind, succeeded(&fake, pi));
+            let r = deliver(
+                &app,
+                &nul,
+                Some(sign(WEBHOOK_SECRET, now(), nul.as_bytes())),
+            )
+            .await;
+            assert_eq!(
+                (r.status.as_u16(), r.error_code()),
+                (400, "invalid_json"),
+                "{}",
+                r.body
+            );
+        }
         assert_eq!(
             app.row_counts().await,
             before,

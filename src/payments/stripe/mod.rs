@@ -571,6 +571,14 @@ impl PaymentProvider for Stripe {
 fn parse_event(body: &[u8]) -> Result<ProviderEvent, WebhookError> {
     let bad = |e: serde_json::Error| WebhookError::BadPayload(e.to_string());
     let event: wire::Event = serde_json::from_slice(body).map_err(bad)?;
+    // Stored as they come: an id or type no database would keep (PostgreSQL refuses NUL) is a
+    // bad payload, answered 400, never a 500 that asks for redelivery.
+    let printable = |s: &str| !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control);
+    if !printable(&event.id) || !printable(&event.kind) {
+        return Err(WebhookError::BadPayload(
+            "the event's id and type must be 1 to 255 printable characters".into(),
+        ));
+    }
     let change = match event.kind.as_str() {
         "payment_intent.succeeded" => {
             let pi: wire::PaymentIntent = serde_json::from_value(event.data.object).map_err(bad)?;
