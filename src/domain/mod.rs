@@ -2,6 +2,7 @@
 //! reverse.
 
 pub mod balance;
+pub mod card;
 pub mod contact;
 pub mod credit_note;
 pub mod currency;
