@@ -31,9 +31,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 /// A JSON body. Errors name the offending field by its path (`items[0].quantity`), and an
 /// empty body reads as `{}` so action routes (`/cancel`) need no body. A body sent with a
 /// `Content-Type` other than JSON is refused (415; none at all reads as JSON), and so are a key
-/// given twice in one object, text with control characters other than tab, CR and LF
-/// (PostgreSQL cannot store NUL; the others have no place in billing text) and text holding a
-/// payment card number.
+/// given twice in one object and text with control characters other than tab, CR and LF
+/// (PostgreSQL cannot store NUL; the others have no place in billing text).
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -58,7 +57,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             &bytes
         };
         let value = checked_json(bytes)?;
-        refuse_card_numbers(&value, "")?;
         if !value.is_object() {
             return Err(ApiError::InvalidJson(
                 "the body must be a JSON object".into(),
@@ -80,39 +78,6 @@ fn is_json(content_type: &str) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Fields whose digits are not card numbers: bank details, phone numbers, the logo's base64.
-const NOT_CARDS: &[&str] = &["iban", "account_number", "bic", "phone", "logo"];
-
-/// Card data never enters recur: a text anywhere in the body (but [`NOT_CARDS`]) that holds a
-/// card number is a 400 naming its field.
-fn refuse_card_numbers(v: &serde_json::Value, path: &str) -> Result<(), ApiError> {
-    use serde_json::Value;
-    match v {
-        Value::String(s) if crate::domain::card::holds_card_number(s) => Err(ApiError::invalid(
-            path,
-            format!(
-                "`{path}` holds what looks like a payment card number; card data never enters recur: collect cards with your payment provider and send its token"
-            ),
-        )),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, x)| refuse_card_numbers(x, &format!("{path}[{i}]"))),
-        Value::Object(fields) => fields
-            .iter()
-            .filter(|(k, _)| !NOT_CARDS.contains(&k.as_str()))
-            .try_for_each(|(k, x)| {
-                let inner = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                refuse_card_numbers(x, &inner)
-            }),
-        _ => Ok(()),
-    }
 }
 
 /// Parses JSON, refusing duplicate keys and control characters with the path where they are.

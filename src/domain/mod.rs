@@ -2,7 +2,6 @@
 //! reverse.
 
 pub mod balance;
-pub mod card;
 pub mod contact;
 pub mod credit_note;
 pub mod currency;
