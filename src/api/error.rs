@@ -138,10 +138,13 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
-        let body =
-            json!({ "error": { "code": code, "message": self.to_string(), "param": param } });
-        (status, axum::Json(body)).into_response()
+        (status, axum::Json(envelope(code, &self.to_string(), param))).into_response()
     }
+}
+
+/// The error object every failure leaves in: `{"error": {code, message, param}}`.
+pub fn envelope(code: &str, message: &str, param: Option<&str>) -> serde_json::Value {
+    json!({ "error": { "code": code, "message": message, "param": param } })
 }
 
 impl From<ServiceError> for ApiError {

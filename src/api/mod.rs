@@ -141,7 +141,7 @@ async fn envelope(req: Request, next: Next) -> Response {
             .unwrap_or("request failed")
             .to_owned()
     });
-    let body = serde_json::json!({"error": {"code": code, "message": message, "param": null}});
+    let body = error::envelope(code, &message, None);
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     parts.headers.insert(
         axum::http::header::CONTENT_TYPE,
