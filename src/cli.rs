@@ -185,6 +185,11 @@ enum TenantCommand {
         #[arg(long)]
         settings: Option<std::path::PathBuf>,
     },
+    /// Make, list and revoke a tenant's API keys (`POST /v1/api_keys` and friends).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Print a tenant's invoice settings as JSON, or replace them with `--set FILE`.
     Settings {
         #[arg(long, value_parser = parse_tenant)]
@@ -192,6 +197,38 @@ enum TenantCommand {
         /// A JSON file shaped like `PUT /v1/settings/invoice` (`-` reads standard input).
         #[arg(long)]
         set: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Make a key and print its secret (shown once).
+    Create {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        /// What the key is for, shown in lists.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// A restricted key (`rk_…`) that may only GET.
+        #[arg(long)]
+        read_only: bool,
+        /// Print the key as JSON, its `secret` included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tenant's keys: id, scope, prefix and last 4, created, last used (no secrets).
+    List {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key at once (the last full-access key cannot be: make another first).
+    Revoke {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        /// The key's id (`key_…`, from `list`).
+        key: String,
     },
 }
 
@@ -430,6 +467,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant {
+            command: TenantCommand::Key { command },
+        } => api_key_command(&db, command).await,
+        Command::Tenant {
             command: TenantCommand::Settings { tenant, set },
         } => {
             let settings = match set {
@@ -547,6 +587,91 @@ async fn export(
     Ok(())
 }
 
+/// The tenant with this id, or a usage error.
+async fn load_tenant(db: &Db, id: &TenantId) -> anyhow::Result<crate::domain::tenant::Tenant> {
+    let mut tx = db.read().await?;
+    let found = crate::store::tenants::find_tenant(&mut tx, id.as_str()).await?;
+    tx.commit().await?;
+    found.ok_or_else(|| UsageError::Refused(format!("no such tenant: {id}")).into())
+}
+
+async fn api_key_command(db: &Db, command: KeyCommand) -> anyhow::Result<()> {
+    use crate::domain::api_key::Scope;
+    use crate::services::api_keys;
+    let refused = |e: crate::services::ServiceError| UsageError::Refused(e.to_string());
+    let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
+    match command {
+        KeyCommand::Create {
+            tenant,
+            name,
+            read_only,
+            json,
+        } => {
+            let t = load_tenant(db, &tenant).await?;
+            let scope = if read_only {
+                Scope::ReadOnly
+            } else {
+                Scope::Full
+            };
+            let key = api_keys::create_key(db, &t, &name, scope, now)
+                .await
+                .map_err(refused)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&key)?);
+            } else {
+                println!(
+                    "id:      {}\nscope:   {}\napi_key: {}\n(the API key is shown only once: store it now)",
+                    key.id,
+                    key.scope.as_str(),
+                    key.secret.as_deref().unwrap_or_default()
+                );
+            }
+        }
+        KeyCommand::List { tenant, json } => {
+            let t = load_tenant(db, &tenant).await?;
+            let keys = api_keys::list_keys(db, &t).await.map_err(refused)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                println!(
+                    "{:<21} {:<10} {:<16} {:<20} {:<20} {:<20} state",
+                    "id", "scope", "key", "name", "created", "last used"
+                );
+                for k in keys {
+                    let state = match (k.revoked_at, k.expires_at) {
+                        (Some(t), _) => format!("revoked {}", t.format("%Y-%m-%d %H:%M")),
+                        (None, Some(t)) if t <= now => {
+                            format!("expired {}", t.format("%Y-%m-%d %H:%M"))
+                        }
+                        (None, Some(t)) => format!("expires {}", t.format("%Y-%m-%d %H:%M")),
+                        (None, None) => "active".into(),
+                    };
+                    println!(
+                        "{:<21} {:<10} {:<16} {:<20} {:<20} {:<20} {state}",
+                        k.id,
+                        k.scope.as_str(),
+                        format!("{}…{}", k.prefix, k.last4),
+                        k.name.chars().take(20).collect::<String>(),
+                        k.created.format("%Y-%m-%d %H:%M"),
+                        k.last_used.map_or_else(
+                            || "never".into(),
+                            |t| t.format("%Y-%m-%d %H:%M").to_string()
+                        ),
+                    );
+                }
+            }
+        }
+        KeyCommand::Revoke { tenant, key } => {
+            let t = load_tenant(db, &tenant).await?;
+            let revoked = api_keys::revoke_key(db, &t, &key, now)
+                .await
+                .map_err(refused)?;
+            println!("revoked {}", revoked.id);
+        }
+    }
+    Ok(())
+}
+
 /// Reconciles against Stripe. The sandbox keeps its ledger in the process that charged, so a
 /// separate `recur reconcile` process has nothing to compare it with; in-process callers (tests)
 /// use `payments::reconcile` with it directly.
@@ -563,14 +688,7 @@ async fn reconcile(
             "--from must not be after --to".into(),
         ))));
     }
-    let mut tx = db.read().await?;
-    let found = crate::store::tenants::find_tenant(&mut tx, tenant.as_str()).await?;
-    tx.commit().await?;
-    let Some(t) = found else {
-        return Err(anyhow::Error::new(UsageError::from(ConfigError::Invalid(
-            format!("no such tenant: {tenant}"),
-        ))));
-    };
+    let t = load_tenant(db, tenant).await?;
     let payments = crate::payments::Payments::from_config(config)?;
     let report = crate::payments::reconcile::reconcile(
         db,

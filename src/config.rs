@@ -184,6 +184,10 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// Connections open at once (keep it below the process's open-file limit).
     pub max_connections: usize,
+    /// Requests per second each API key may make on average (0: no limit)…
+    pub rate_limit_per_second: u32,
+    /// …and in one burst.
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -306,6 +310,15 @@ impl Config {
                 message: "must be between 1 and 100000".into(),
             });
         }
+        if self.server.rate_limit_per_second > 100_000
+            || self.server.rate_limit_burst > 1_000_000
+            || (self.server.rate_limit_per_second > 0 && self.server.rate_limit_burst == 0)
+        {
+            return Err(ConfigError::BadValue {
+                key: "server.rate_limit_per_second",
+                message: "rate_limit_per_second must be 0 (no limit) to 100000, and rate_limit_burst 1 to 1000000 when there is a limit".into(),
+            });
+        }
         if let Err(e) = cron::Schedule::from_str(&self.scheduler.cron) {
             return Err(ConfigError::BadValue {
                 key: "scheduler.cron",
@@ -333,6 +346,14 @@ impl Config {
             return Err(ConfigError::BadValue {
                 key: "stripe.api_base",
                 message: "must be an http(s) URL".into(),
+            });
+        }
+        if let Some(key) = &self.stripe.secret_key
+            && crate::payments::stripe::key_mode(key.expose()).is_none()
+        {
+            return Err(ConfigError::BadValue {
+                key: "stripe.secret_key",
+                message: "must be a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…); its prefix decides which tenants may charge through it".into(),
             });
         }
         if !(1..=600_000).contains(&self.stripe.timeout_ms)

@@ -170,7 +170,7 @@ fn run_cycle(
     .env("RECUR_DATABASE_URL", url)
     .env("RECUR_DOCUMENTS__DIR", docs)
     .env("RECUR_STRIPE__API_BASE", fake.uri())
-    .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::SECRET_KEY)
+    .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::LIVE_SECRET_KEY)
     .env("RECUR_STRIPE__TIMEOUT_MS", "3000")
     .env("RECUR_SCHEDULER__BATCH_SIZE", "5")
     // What a killed run left pending is resolved by the next run at once.
@@ -401,7 +401,7 @@ async fn refund_crashes_refund_once(postgres: bool) {
         let env = |cmd: &mut std::process::Command| {
             cmd.env("RECUR_DATABASE_URL", &url)
                 .env("RECUR_STRIPE__API_BASE", fake.uri())
-                .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::SECRET_KEY)
+                .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::LIVE_SECRET_KEY)
                 .env("RECUR_DUNNING__STALE_PENDING_SECS", "0")
                 .env("RUST_LOG", "error")
                 .stdout(std::process::Stdio::null())
@@ -490,7 +490,7 @@ async fn webhook_crashes_apply_once(postgres: bool) {
         let env = |cmd: &mut std::process::Command| {
             cmd.env("RECUR_DATABASE_URL", &url)
                 .env("RECUR_STRIPE__API_BASE", fake.uri())
-                .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::SECRET_KEY)
+                .env("RECUR_STRIPE__SECRET_KEY", fake_stripe::LIVE_SECRET_KEY)
                 .env("RECUR_STRIPE__WEBHOOK_SECRETS", format!("[\"{SECRET}\"]"))
                 .env("RUST_LOG", "error")
                 .stdout(std::process::Stdio::null())

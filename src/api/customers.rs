@@ -27,6 +27,34 @@ pub fn routes() -> Router<AppState> {
             "/customers/{id}/balance_transactions",
             get(list_balance_transactions).post(create_balance_transaction),
         )
+        .route("/customers/{id}/erase", axum::routing::post(erase_customer))
+        .route("/customers/{id}/data_export", get(export_customer))
+}
+
+#[utoipa::path(post, path = "/v1/customers/{id}/erase", responses((status = 200, description = "what the erasure did: subscriptions canceled, events scrubbed, e-mails skipped and removed (see docs/PRIVACY.md)"), (status = 404, description = "unknown id")))]
+pub async fn erase_customer(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Body(_): Body<super::invoices::NoFields>,
+) -> Result<Json<crate::services::privacy::Erasure>, ApiError> {
+    let id = path_id("customer", &id, CustomerId::parse)?;
+    Ok(Json(
+        crate::services::privacy::erase_customer(&s.db, &s.config, &ctx.tenant, &id, ctx.now)
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/customers/{id}/data_export", responses((status = 200, description = "everything recur holds about the customer as one JSON document: the customer, subscriptions, invoices, payments, credit notes, balance transactions and the events that name it"), (status = 404, description = "unknown id")))]
+pub async fn export_customer(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Json<crate::services::privacy::DataExport>, ApiError> {
+    let id = path_id("customer", &id, CustomerId::parse)?;
+    Ok(Json(
+        crate::services::privacy::export_customer(&s.db, &ctx.tenant, &id, ctx.now).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -297,6 +325,23 @@ impl TryFrom<UpdateCustomer> for CustomerPatch {
     }
 }
 
+/// A payment method the tenant's mode cannot charge through (a sandbox token for a live
+/// tenant, a Stripe method for a test tenant on a live key, or the reverse) is refused before
+/// it is stored.
+fn check_mode(s: &AppState, ctx: &Ctx, method: Option<&PaymentMethod>) -> Result<(), ApiError> {
+    match method {
+        Some(m) => s
+            .payments
+            .check_mode(ctx.tenant.mode, m.provider)
+            .map_err(|message| ApiError::Unprocessable {
+                code: "livemode_mismatch",
+                message,
+                param: Some("payment_method".into()),
+            }),
+        None => Ok(()),
+    }
+}
+
 #[utoipa::path(post, path = "/v1/customers", request_body = CreateCustomer, responses((status = 200, description = "the customer")))]
 pub async fn create_customer(
     State(s): State<AppState>,
@@ -304,6 +349,7 @@ pub async fn create_customer(
     Body(body): Body<CreateCustomer>,
 ) -> Result<Json<Customer>, ApiError> {
     let new = NewCustomer::try_from(body)?;
+    check_mode(&s, &ctx, new.payment_method.as_ref())?;
     Ok(Json(
         service::create_customer(&s.db, &ctx.tenant, new, ctx.now).await?,
     ))
@@ -318,6 +364,11 @@ pub async fn update_customer(
 ) -> Result<Json<Customer>, ApiError> {
     let id = path_id("customer", &id, CustomerId::parse)?;
     let patch = CustomerPatch::try_from(body)?;
+    check_mode(
+        &s,
+        &ctx,
+        patch.payment_method.as_ref().and_then(Option::as_ref),
+    )?;
     let new_method = matches!(patch.payment_method, Some(Some(_)));
     let customer = service::update_customer(&s.db, &ctx.tenant, &id, patch, ctx.now).await?;
     if new_method {

@@ -18,6 +18,10 @@ pub enum ApiError {
     UnknownParam { param: String },
     #[error("invalid or missing API key; send `Authorization: Bearer <api key>`")]
     Unauthorized,
+    #[error("this API key is read-only: it may only GET")]
+    ReadOnlyKey,
+    #[error("too many requests with this API key; retry after {0} s")]
+    RateLimited(u64),
     #[error("no such {kind}: '{id}'")]
     NotFound {
         kind: &'static str,
@@ -81,6 +85,8 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "parameter_unknown", Some(param))
             }
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::ReadOnlyKey => (StatusCode::FORBIDDEN, "permission_denied", None),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
             // An unknown id in the path is 404; one named in the body is a bad request about
             // that field (Stripe does the same), so clients can tell "no such route object" from
             // "your reference is wrong".
@@ -138,7 +144,14 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
-        (status, axum::Json(envelope(code, &self.to_string(), param))).into_response()
+        let mut response =
+            (status, axum::Json(envelope(code, &self.to_string(), param))).into_response();
+        if let ApiError::RateLimited(secs) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -31,8 +31,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 /// A JSON body. Errors name the offending field by its path (`items[0].quantity`), and an
 /// empty body reads as `{}` so action routes (`/cancel`) need no body. A body sent with a
 /// `Content-Type` other than JSON is refused (415; none at all reads as JSON), and so are a key
-/// given twice in one object and text with control characters other than tab, CR and LF
-/// (PostgreSQL cannot store NUL; the others have no place in billing text).
+/// given twice in one object, text with control characters other than tab, CR and LF
+/// (PostgreSQL cannot store NUL; the others have no place in billing text), and a free-text
+/// field holding a payment card number.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -57,6 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             &bytes
         };
         let value = checked_json(bytes)?;
+        refuse_card_numbers(&value, "")?;
         if !value.is_object() {
             return Err(ApiError::InvalidJson(
                 "the body must be a JSON object".into(),
@@ -78,6 +80,60 @@ fn is_json(content_type: &str) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The free-text fields of request bodies, wherever they are nested: where a person types, and
+/// so where a card number could be pasted by mistake. Tokens, ids and bank details are not
+/// among them (a sandbox token or an external id may well pass the Luhn check).
+const FREE_TEXT: &[&str] = &[
+    "name",
+    "legal_name",
+    "display_name",
+    "description",
+    "memo",
+    "product",
+    "footer",
+    "payment_terms",
+    "line1",
+    "line2",
+    "city",
+    "state",
+    "postal_code",
+];
+
+/// Card data never enters recur: a free-text field ([`FREE_TEXT`]) holding a card number is a
+/// 400 naming it.
+fn refuse_card_numbers(v: &serde_json::Value, path: &str) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let field = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| refuse_card_numbers(x, &format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().try_for_each(|(k, x)| match x {
+            Value::String(text)
+                if FREE_TEXT.contains(&k.as_str())
+                    && crate::domain::card::holds_card_number(text) =>
+            {
+                let name = field(k);
+                Err(ApiError::invalid(
+                    &name,
+                    format!(
+                        "`{name}` holds what looks like a payment card number; card data never enters recur: collect cards with your payment provider and send its token"
+                    ),
+                ))
+            }
+            other => refuse_card_numbers(other, &field(k)),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Parses JSON, refusing duplicate keys and control characters with the path where they are.

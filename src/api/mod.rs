@@ -1,6 +1,7 @@
 //! The HTTP API: `router(state)` builds every route, so tests can drive it with or without a
 //! socket. Handlers stay thin: extract, parse into domain input, call a service, respond.
 
+mod api_keys;
 mod catalogue;
 mod credit_notes;
 mod customers;
@@ -12,6 +13,7 @@ pub mod extract;
 mod idempotency;
 mod invoices;
 mod openapi;
+pub mod rate_limit;
 pub mod reports;
 pub mod server;
 mod subscriptions;
@@ -20,7 +22,7 @@ mod webhook_endpoints;
 mod webhooks;
 
 use crate::config::Config;
-use crate::services::tenants::authenticate;
+use crate::services::api_keys::authenticate;
 use crate::store::{Db, Page};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -59,7 +61,23 @@ pub struct AppState {
     pub payments: Arc<crate::payments::Payments>,
 }
 
+/// What the authentication layer needs: the state, and the per-key rate limits it keeps
+/// between requests.
+#[derive(Clone)]
+struct Gate {
+    state: AppState,
+    limits: Option<Arc<rate_limit::RateLimits>>,
+}
+
 pub fn router(state: AppState) -> Router {
+    let gate = Gate {
+        state: state.clone(),
+        limits: rate_limit::RateLimits::new(
+            state.config.server.rate_limit_per_second,
+            state.config.server.rate_limit_burst,
+        )
+        .map(Arc::new),
+    };
     let v1 = Router::new()
         .merge(customers::routes())
         .merge(catalogue::routes())
@@ -76,10 +94,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::idempotency,
         ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            authenticate_request,
-        ))
+        // API keys are made outside the idempotency layer: their answer holds a secret, which
+        // recur must not keep to replay.
+        .merge(api_keys::routes())
+        .layer(middleware::from_fn_with_state(gate, authenticate_request))
         .layer(middleware::from_fn(run_to_completion));
     Router::new()
         .route("/healthz", get(healthz))
@@ -213,10 +231,10 @@ async fn run_to_completion(req: Request, next: Next) -> Response {
     }
 }
 
-/// Resolves the bearer key to its tenant and the tenant's clock; nothing under `/v1` runs
-/// without it.
+/// Resolves the bearer key to its tenant and the tenant's clock, holds the key to its rate and
+/// a read-only key to `GET`; nothing under `/v1` runs without it.
 async fn authenticate_request(
-    State(state): State<AppState>,
+    State(Gate { state, limits }): State<Gate>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -228,12 +246,23 @@ async fn authenticate_request(
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 200)
         .ok_or(ApiError::Unauthorized)?;
-    let tenant = authenticate(&state.db, key)
+    let system_now = crate::domain::tenant::truncate_to_seconds(Utc::now());
+    let (tenant, api_key) = authenticate(&state.db, key, system_now)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    let now = tenant.now(crate::domain::tenant::truncate_to_seconds(Utc::now()));
-    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key));
-    let api_key = format!("key_{}", &hex::encode(digest)[..16]);
+    if let Some(limits) = &limits {
+        limits.check(&api_key.id).map_err(ApiError::RateLimited)?;
+    }
+    if api_key.scope == crate::domain::api_key::Scope::ReadOnly
+        && !matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        )
+    {
+        return Err(ApiError::ReadOnlyKey);
+    }
+    let now = tenant.now(system_now);
+    let api_key = api_key.id;
     let request_id = req
         .extensions()
         .get::<RequestId>()

@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::customers::create_customer, super::customers::get_customer, super::customers::update_customer, super::customers::list_customers,
         super::customers::create_balance_transaction, super::customers::list_balance_transactions,
+        super::customers::erase_customer, super::customers::export_customer,
         super::catalogue::create_price, super::catalogue::get_price, super::catalogue::list_prices,
         super::catalogue::create_tax_rate, super::catalogue::get_tax_rate, super::catalogue::list_tax_rates,
         super::catalogue::create_coupon, super::catalogue::get_coupon, super::catalogue::list_coupons,
@@ -24,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         super::credit_notes::create_credit_note, super::credit_notes::get_credit_note, super::credit_notes::list_credit_notes,
         super::credit_notes::get_dunning, super::credit_notes::put_dunning, super::credit_notes::delete_dunning,
         super::documents::get_settings, super::documents::put_settings, super::documents::invoice_pdf, super::documents::credit_note_pdf, super::documents::upcoming, super::documents::upcoming_pdf, super::exports::export, super::reports::get_summary, super::webhook_endpoints::create_endpoint, super::webhook_endpoints::list_endpoints, super::webhook_endpoints::get_endpoint, super::webhook_endpoints::delete_endpoint, super::webhook_endpoints::list_deliveries, super::webhook_endpoints::resend_delivery,
+        super::api_keys::create_key, super::api_keys::list_keys, super::api_keys::get_key, super::api_keys::revoke_key, super::api_keys::roll_key,
     ),
     modifiers(&BearerAuth),
     security(("api_key" = []))

@@ -205,8 +205,9 @@ async fn catalogue(
 }
 
 /// Creates a mixed catalogue and `n` subscriptions (each with its own customer) whose period
-/// `[start, due)` has ended, so all are due at `due`. Used by the benchmark and by the
-/// concurrency and crash tests.
+/// `[start, due)` has ended, so all are due at `due`; customers of a test-mode tenant pay
+/// with a sandbox card, a live tenant's have no payment method. Used by the benchmark and by
+/// the concurrency and crash tests.
 pub async fn seed_due_subscriptions(
     db: &Db,
     tenant: &Tenant,
@@ -253,13 +254,15 @@ async fn seed(
                 } else {
                     TaxExempt::None
                 },
-                payment_method: Some(PaymentMethod {
+                // Sandbox tokens charge for test-mode tenants only.
+                payment_method: (tenant.mode == Mode::Test).then(|| PaymentMethod {
                     provider: Provider::Sandbox,
                     token: "tok_visa".into(),
                     customer: None,
                 }),
                 created: start,
                 updated: start,
+                erased_at: None,
             };
             let mut items = vec![SubscriptionItem {
                 id: SubscriptionItemId::generate(),

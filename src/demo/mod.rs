@@ -61,6 +61,8 @@ pub async fn run(mut config: Config, opts: Options) -> anyhow::Result<()> {
     config.email.transport = EmailTransport::File;
     config.webhooks.allow_private_urls = true;
     config.webhooks.poll_interval_ms = 100;
+    // The demo drives its own tenant on loopback as fast as it can.
+    config.server.rate_limit_per_second = 0;
     let db = crate::cli::open_database(&url, config.database.max_connections).await?;
     let outcome = simulate(&db, Arc::new(config), &dir, &opts, started).await;
     db.close().await;

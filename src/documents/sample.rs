@@ -83,6 +83,7 @@ pub fn customer(locale: &str, exempt: TaxExempt) -> Customer {
         balance: 0,
         created: t,
         updated: t,
+        erased_at: None,
     }
 }
 

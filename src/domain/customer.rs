@@ -149,6 +149,10 @@ pub struct Customer {
     pub balance: i64,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// Set when the customer's personal data was erased (`POST /v1/customers/{id}/erase`);
+    /// such a customer cannot be changed or subscribed again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// The changes a PATCH may make; `None` leaves a field as it is, `Some(None)` clears it.

@@ -1,7 +1,9 @@
 //! The pure domain: no I/O, no async, no sqlx. Everything else depends on it, never the
 //! reverse.
 
+pub mod api_key;
 pub mod balance;
+pub mod card;
 pub mod contact;
 pub mod credit_note;
 pub mod currency;
@@ -17,6 +19,7 @@ pub mod payment;
 pub mod period;
 pub mod price;
 pub mod pricing;
+pub mod privacy;
 pub mod report;
 pub mod seller;
 pub mod subscription;

@@ -101,7 +101,7 @@ pub async fn collect(
             let result = if a.payment.amount > MAX_CHARGE {
                 too_large(a.payment.amount)
             } else {
-                match payments.provider_for(method_of(&a).as_ref()) {
+                match payments.charging_provider_for(tenant.mode, method_of(&a).as_ref()) {
                     Ok(provider) => {
                         use tracing::Instrument;
                         let span = tracing::info_span!(

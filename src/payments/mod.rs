@@ -13,6 +13,7 @@ use crate::domain::currency::Currency;
 use crate::domain::customer::{PaymentMethod, Provider};
 use crate::domain::ids::{InvoiceId, TenantId};
 use crate::domain::payment::{DeclineKind, DunningPlan};
+use crate::domain::tenant::Mode;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -341,6 +342,41 @@ impl Payments {
             Provider::Sandbox => Err(WebhookError::Unsupported),
             Provider::Stripe => self.stripe_webhooks.parse(signature, body, now),
         }
+    }
+
+    /// Whether a tenant in `mode` may charge through `provider`: a test-mode tenant only
+    /// through the sandbox or a Stripe test key, a live tenant only through a live Stripe key,
+    /// never through sandbox tokens. The reason when not.
+    pub fn check_mode(&self, mode: Mode, provider: Provider) -> Result<(), String> {
+        match (mode, provider) {
+            (Mode::Test, Provider::Sandbox) => Ok(()),
+            (Mode::Live, Provider::Sandbox) => Err(
+                "sandbox payment methods only charge for test-mode tenants; a live tenant charges through Stripe with a live key".into(),
+            ),
+            (_, Provider::Stripe) => match self.stripe.as_deref().map(stripe::Stripe::mode) {
+                Some(key) if key != mode => Err(format!(
+                    "a {}-mode tenant cannot charge through this installation's {} Stripe key (stripe.secret_key)",
+                    mode.as_str(),
+                    key.as_str()
+                )),
+                Some(_) | None => Ok(()),
+            },
+        }
+    }
+
+    /// The provider to charge a customer's payment method through for a tenant in `mode`, or
+    /// why there is none (a hard decline: nothing happens until the method changes).
+    pub fn charging_provider_for(
+        &self,
+        mode: Mode,
+        method: Option<&PaymentMethod>,
+    ) -> Result<&dyn PaymentProvider, ChargeResult> {
+        let provider = self.provider_for(method)?;
+        if let Some(m) = method {
+            self.check_mode(mode, m.provider)
+                .map_err(|reason| ChargeResult::hard("livemode_mismatch", &reason))?;
+        }
+        Ok(provider)
     }
 
     /// The provider for a customer's payment method, or why there is none (a hard decline:

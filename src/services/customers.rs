@@ -56,6 +56,7 @@ pub async fn create_customer(
         balance: 0,
         created: now,
         updated: now,
+        erased_at: None,
     };
     let mut tx = db.begin().await?;
     customers::insert_customer(&mut tx, &tenant.id, &customer)
@@ -85,6 +86,9 @@ pub async fn update_customer(
     let mut customer = customers::find_customer(&mut tx, &tenant.id, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("customer", id))?;
+    if customer.erased_at.is_some() {
+        return Err(super::privacy::erased(id));
+    }
     customer.apply(patch, now);
     customers::update_customer(&mut tx, &tenant.id, &customer)
         .await

@@ -3,6 +3,7 @@
 //! with its event (the outbox), and commits.
 
 pub mod alerts;
+pub mod api_keys;
 pub mod balances;
 pub mod catalogue;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod exports;
 pub mod invoices;
 pub mod journal;
 pub mod payments;
+pub mod privacy;
 pub mod reports;
 pub mod subscriptions;
 pub mod tenants;

@@ -155,6 +155,9 @@ pub async fn create_subscription(
     let customer = customers::find_customer(&mut tx, &tenant.id, &new.customer)
         .await?
         .ok_or_else(|| ServiceError::missing_in_body("customer", &new.customer, "customer"))?;
+    if customer.erased_at.is_some() {
+        return Err(super::privacy::erased(&customer.id));
+    }
     let mut found_rates =
         catalogue::tax_rates_by_ids(&mut tx, &tenant.id, &new.default_tax_rates).await?;
     let mut rates = Vec::with_capacity(new.default_tax_rates.len());

@@ -1,28 +1,16 @@
 //! Tenants and their API keys.
 
 use super::ServiceError;
+use crate::domain::api_key::{Scope, hash_key};
 use crate::domain::contact::check_text;
 use crate::domain::event::EventType;
 use crate::domain::ids::TenantId;
 use crate::domain::tenant::{Mode, Tenant, truncate_to_seconds};
 use crate::store::{Db, tenants};
 use chrono::{DateTime, Utc};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
-/// An API key as handed to the tenant once; only its SHA-256 is stored. The keys carry 192
-/// random bits, so a fast hash is enough (no password stretching needed).
+/// The tenant's first API key (full access), as handed over once.
 pub struct IssuedKey(pub String);
-
-pub fn hash_api_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-fn new_api_key(mode: Mode) -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("sk_{}_{}", mode.as_str(), hex::encode(bytes))
-}
 
 pub async fn create_tenant(
     db: &Db,
@@ -50,19 +38,22 @@ pub async fn create_tenant(
         dunning: None,
         created: now,
     };
-    let key = new_api_key(mode);
     let mut tx = db.begin().await?;
-    tenants::insert_tenant(&mut tx, &tenant, &hash_api_key(&key), &key[key.len() - 4..]).await?;
+    // The tenants row records the first key too (see migration 0012); its id is fixed by the
+    // secret, so the row is written first with it and the key row after.
+    let secret = super::api_keys::new_secret(Scope::Full, mode);
+    tenants::insert_tenant(
+        &mut tx,
+        &tenant,
+        &hash_key(&secret),
+        &secret[secret.len() - 4..],
+    )
+    .await?;
+    super::api_keys::insert_key_with_secret(&mut tx, &tenant, "default", Scope::Full, &secret, now)
+        .await?;
     tx.commit().await?;
     tracing::info!(tenant.id = %tenant.id, tenant.mode = mode.as_str(), "tenant created");
-    Ok((tenant, IssuedKey(key)))
-}
-
-pub async fn authenticate(db: &Db, api_key: &str) -> Result<Option<Tenant>, ServiceError> {
-    let mut tx = db.read().await?;
-    let tenant = tenants::find_tenant_by_key_hash(&mut tx, &hash_api_key(api_key)).await?;
-    tx.commit().await?;
-    Ok(tenant)
+    Ok((tenant, IssuedKey(secret)))
 }
 
 /// Sets the tenant's own dunning plan (`None`: follow the installation's config), with an

@@ -8,7 +8,7 @@ use crate::domain::ids::{CustomerId, TenantId};
 macro_rules! select_customer {
     ($filter:literal) => {
         concat!(
-            "SELECT id, external_id, name, email, currency, locale, address, tax_ids, tax_exempt, pm_provider, pm_token, pm_customer, created_at, updated_at FROM customers ",
+            "SELECT id, external_id, name, email, currency, locale, address, tax_ids, tax_exempt, pm_provider, pm_token, pm_customer, created_at, updated_at, erased_at FROM customers ",
             $filter
         )
     };
@@ -41,6 +41,7 @@ fn customer_from(r: &impl Rec) -> Result<Customer, StoreError> {
         balance: 0,
         created: r.time("created_at")?,
         updated: r.time("updated_at")?,
+        erased_at: r.opt_time("erased_at")?,
     })
 }
 

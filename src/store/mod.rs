@@ -7,6 +7,7 @@
 //! always `+00:00` and whole seconds, so string order is time order), ids generated in Rust.
 
 pub mod alerts;
+pub mod api_keys;
 pub mod balances;
 pub mod billing;
 pub mod bulk;
@@ -20,6 +21,7 @@ pub mod idempotency;
 pub mod invoices;
 pub mod leases;
 pub mod payments;
+pub mod privacy;
 pub mod provider_events;
 pub mod reports;
 pub mod rows;
@@ -274,6 +276,16 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "alerts",
         include_str!("../../migrations/sqlite/0011_alerts.sql"),
     ),
+    (
+        12,
+        "api_keys",
+        include_str!("../../migrations/sqlite/0012_api_keys.sql"),
+    ),
+    (
+        13,
+        "privacy",
+        include_str!("../../migrations/sqlite/0013_privacy.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -331,6 +343,16 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         11,
         "alerts",
         include_str!("../../migrations/postgres/0011_alerts.sql"),
+    ),
+    (
+        12,
+        "api_keys",
+        include_str!("../../migrations/postgres/0012_api_keys.sql"),
+    ),
+    (
+        13,
+        "privacy",
+        include_str!("../../migrations/postgres/0013_privacy.sql"),
     ),
 ];
 

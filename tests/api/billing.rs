@@ -602,10 +602,7 @@ both!(
                 "{bad}"
             );
         }
-        let tenant = recur::services::tenants::authenticate(&app.db, &app.key)
-            .await
-            .unwrap()
-            .unwrap();
+        let tenant = app.tenant().await;
         let clock = tenant.clock_time.unwrap();
         for _ in 0..3 {
             let again = recur::billing::run::run_due(&app.db, &tenant, clock, 500)

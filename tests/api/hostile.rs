@@ -40,7 +40,7 @@ async fn post_raw(
 both! {
     async fn bodies_are_json_objects_without_surprises(app: TestApp) {
         let before = app.row_counts().await;
-        let cases: [Case; 9] = [
+        let cases: [Case; 13] = [
             ("/v1/customers", Some("application/x-www-form-urlencoded"), "name=Ada", 415, "unsupported_media_type", None),
             ("/v1/customers", Some("text/plain"), r#"{"name": "Ada"}"#, 415, "unsupported_media_type", None),
             ("/v1/customers", Some("application/json"), r#"{"name": "Ada", "name": "Eve"}"#, 400, "parameter_invalid", Some("name")),
@@ -49,6 +49,10 @@ both! {
             ("/v1/customers", Some("application/json"), r#"{"name": "Ada", "address": {"line1": "x\u001b[31m"}}"#, 400, "parameter_invalid", Some("address.line1")),
             ("/v1/credit_notes", Some("application/json"), r#"{"invoice": "in_x", "amount": 1, "reason": "duplicate", "memo": "a\u0000b"}"#, 400, "parameter_invalid", Some("memo")),
             ("/v1/prices", Some("application/json"), r#"{"product": "P\u0007", "currency": "EUR", "unit_amount": 1}"#, 400, "parameter_invalid", Some("product")),
+            ("/v1/customers", Some("application/json"), r#"{"name": "Ada 4242 4242 4242 4242"}"#, 400, "parameter_invalid", Some("name")),
+            ("/v1/customers", Some("application/json"), r#"{"name": "Ada", "address": {"line2": "card 3782-822463-10005", "country": "DE"}}"#, 400, "parameter_invalid", Some("address.line2")),
+            ("/v1/prices", Some("application/json"), r#"{"product": "Pro 5555555555554444", "currency": "EUR", "unit_amount": 1}"#, 400, "parameter_invalid", Some("product")),
+            ("/v1/credit_notes", Some("application/json"), r#"{"invoice": "in_x", "amount": 1, "reason": "duplicate", "memo": "refund to 4000056655665556"}"#, 400, "parameter_invalid", Some("memo")),
             ("/v1/customers", Some("application/json"), r#"{"name": "Ada"} {"name": "Eve"}"#, 400, "invalid_json", None),
         ];
         for (path, ct, body, status, code, param) in cases {

@@ -292,10 +292,7 @@ mod an_attempt_cut_off_mid_charge_is_resolved_and_applied {
         let s = app.subscription(&id(&c), &price).await;
         let inv = id(&app.invoices_of(&id(&s)).await[0]);
         fake.set_faults(|_, _| Some(Fault::SlowAfterCharge));
-        let tenant = recur::services::tenants::authenticate(&app.db, &app.key)
-            .await
-            .unwrap()
-            .unwrap();
+        let tenant = app.tenant().await;
         let now = tenant.clock_time.unwrap();
         let (db, payments) = (app.db.clone(), app.payments.clone());
         let task = tokio::spawn(async move {

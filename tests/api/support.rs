@@ -200,6 +200,9 @@ impl TestApp {
         config.documents.dir = docs.path().to_owned();
         let mail = tempfile::tempdir().expect("mail dir");
         config.email.dir = mail.path().to_owned();
+        // Load tests drive one key far faster than any client; the rate-limit tests
+        // (`api_keys.rs`) turn the limit back on.
+        config.server.rate_limit_per_second = 0;
         configure(&mut config);
         let db = Db::connect(&url, 5).await.expect("connect");
         let url = url.clone();
@@ -242,6 +245,15 @@ impl TestApp {
     }
 
     /// Another tenant on the same server and database.
+    /// This app's tenant as stored now (its clock included).
+    pub async fn tenant(&self) -> recur::domain::tenant::Tenant {
+        recur::services::api_keys::authenticate(&self.db, &self.key, chrono::Utc::now())
+            .await
+            .expect("authenticate")
+            .expect("the app's key works")
+            .0
+    }
+
     pub async fn other_tenant_key(&self) -> String {
         create_tenant(&self.db, "other", Mode::Test, "INV", chrono::Utc::now())
             .await
@@ -339,8 +351,9 @@ impl TestApp {
 
     /// Row counts of every table: bad input must leave all of them unchanged.
     pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
-        const TABLES: [&str; 19] = [
+        const TABLES: [&str; 20] = [
             "tenants",
+            "api_keys",
             "customers",
             "prices",
             "tax_rates",

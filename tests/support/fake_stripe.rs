@@ -89,6 +89,8 @@ pub struct FakeStripe {
 }
 
 pub const SECRET_KEY: &str = "sk_test_fake";
+/// The key a live-mode tenant's installation charges with; the fake answers both.
+pub const LIVE_SECRET_KEY: &str = "sk_live_fake";
 
 impl FakeStripe {
     pub async fn start() -> FakeStripe {
@@ -213,7 +215,8 @@ fn authorized(req: &Request) -> Option<ResponseTemplate> {
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {SECRET_KEY}"));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|k| k == SECRET_KEY || k == LIVE_SECRET_KEY);
     (!ok).then(|| {
         reply(
             401,

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::config::{Secret, StripeConfig};
 use crate::domain::payment::DeclineKind;
+use crate::domain::tenant::Mode;
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
@@ -75,7 +76,28 @@ enum Reply {
     Indeterminate(String),
 }
 
+/// The mode a Stripe secret or restricted key belongs to, from its prefix (`sk_live_…`,
+/// `rk_test_…`); `None` for anything else.
+pub fn key_mode(key: &str) -> Option<Mode> {
+    let rest = key
+        .strip_prefix("sk_")
+        .or_else(|| key.strip_prefix("rk_"))?;
+    if rest.starts_with("live_") {
+        Some(Mode::Live)
+    } else if rest.starts_with("test_") {
+        Some(Mode::Test)
+    } else {
+        None
+    }
+}
+
 impl Stripe {
+    /// Whether the configured key is a live or a test key (the configuration refuses any
+    /// other; an unknown prefix counts as live, the stricter side).
+    pub fn mode(&self) -> Mode {
+        key_mode(self.key.expose()).unwrap_or(Mode::Live)
+    }
+
     /// The client, or `None` when no secret key is configured.
     pub fn from_config(c: &StripeConfig) -> Result<Option<Self>, reqwest::Error> {
         let Some(key) = c.secret_key.clone() else {

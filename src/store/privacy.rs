@@ -1,0 +1,144 @@
+//! Erasure of a customer's personal data: the rows that hold it or point at it.
+
+use super::{StoreError, Tx, on_tx};
+use crate::domain::ids::{CustomerId, TenantId};
+use chrono::{DateTime, Utc};
+
+/// Removes the customer's personal data from its row and marks it erased; `false` when there
+/// is no such customer or it was erased before.
+pub async fn erase_customer_row(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: &CustomerId,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx, |c| sqlx::query(
+        "UPDATE customers SET name = '[erased]', email = NULL, address = NULL, tax_ids = '[]',
+             external_id = NULL, locale = NULL, pm_provider = NULL, pm_token = NULL,
+             pm_customer = NULL, updated_at = $3, erased_at = $3
+         WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL"
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(n == 1)
+}
+
+/// When the customer was erased (`None`: not erased, or no such customer).
+pub async fn erased_at(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: &CustomerId,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let at: Option<Option<DateTime<Utc>>> = on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT erased_at FROM customers WHERE tenant_id = $1 AND id = $2"
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .fetch_optional(&mut *c)
+    .await?);
+    Ok(at.flatten())
+}
+
+/// Events whose payload contains `needle`, a page at a time in id order: `(id, data)`.
+pub async fn events_naming(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    needle: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(on_tx!(tx, |c| sqlx::query_as(
+        "SELECT id, data FROM events
+         WHERE tenant_id = $1 AND data LIKE '%' || $2 || '%' AND ($3 IS NULL OR id > $3)
+         ORDER BY id LIMIT $4"
+    )
+    .bind(tenant.as_str())
+    .bind(needle)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+pub async fn set_event_data(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: &str,
+    data: &str,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |c| sqlx::query(
+        "UPDATE events SET data = $3 WHERE tenant_id = $1 AND id = $2"
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(data)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(())
+}
+
+/// Forgets stored answers of idempotent requests that name `needle` (a retry with such a key
+/// runs anew); keys still in flight are left alone.
+pub async fn forget_responses_naming(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    needle: &str,
+) -> Result<u64, StoreError> {
+    Ok(on_tx!(tx, |c| sqlx::query(
+        "DELETE FROM idempotency_keys
+         WHERE tenant_id = $1 AND status_code IS NOT NULL AND response_body LIKE '%' || $2 || '%'"
+    )
+    .bind(tenant.as_str())
+    .bind(needle)
+    .execute(&mut *c)
+    .await?
+    .rows_affected()))
+}
+
+/// The ids of every e-mail about the customer's invoices, credit notes and subscriptions.
+pub async fn emails_of(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    customer: &CustomerId,
+) -> Result<Vec<String>, StoreError> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_scalar(
+        "SELECT id FROM emails WHERE tenant_id = $1 AND (
+             object_id IN (SELECT id FROM invoices WHERE tenant_id = $1 AND customer_id = $2)
+             OR object_id IN (SELECT id FROM credit_notes WHERE tenant_id = $1 AND customer_id = $2)
+             OR object_id IN (SELECT id FROM subscriptions WHERE tenant_id = $1 AND customer_id = $2))
+         ORDER BY id"
+    )
+    .bind(tenant.as_str())
+    .bind(customer.as_str())
+    .fetch_all(&mut *c)
+    .await?
+    }))
+}
+
+/// Pending e-mails about the customer are not sent: they become `skipped`.
+pub async fn skip_pending_emails(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    customer: &CustomerId,
+) -> Result<u64, StoreError> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query(
+        "UPDATE emails SET status = 'skipped', last_error = 'the customer was erased'
+         WHERE tenant_id = $1 AND status = 'pending' AND (
+             object_id IN (SELECT id FROM invoices WHERE tenant_id = $1 AND customer_id = $2)
+             OR object_id IN (SELECT id FROM credit_notes WHERE tenant_id = $1 AND customer_id = $2)
+             OR object_id IN (SELECT id FROM subscriptions WHERE tenant_id = $1 AND customer_id = $2))"
+    )
+    .bind(tenant.as_str())
+    .bind(customer.as_str())
+    .execute(&mut *c)
+    .await?
+    .rows_affected()
+    }))
+}

@@ -1,0 +1,235 @@
+//! A person's data: everything recur holds as one JSON document, and erasure.
+
+use crate::both;
+use crate::support::TestApp;
+use recur::store::Db;
+use reqwest::Method;
+use serde_json::json;
+
+const NAME: &str = "Ada Lovelace";
+const EMAIL: &str = "ada.lovelace@example.org";
+const STREET: &str = "12 Analytical Engine Row";
+const VAT: &str = "PL5260001246";
+
+/// Every stored text that could hold the person's data: customers, event payloads, stored
+/// idempotent answers.
+async fn stored_texts(app: &TestApp) -> Vec<String> {
+    let queries = [
+        "SELECT name || ' ' || COALESCE(email, '') || ' ' || COALESCE(address, '') || ' ' || tax_ids FROM customers",
+        "SELECT data FROM events",
+        "SELECT COALESCE(response_body, '') FROM idempotency_keys",
+    ];
+    let mut out = Vec::new();
+    for q in queries {
+        let rows: Vec<String> = match &app.db {
+            Db::Sqlite(p) => sqlx::query_scalar(q).fetch_all(p).await.expect("read"),
+            Db::Postgres(p) => sqlx::query_scalar(q).fetch_all(p).await.expect("read"),
+        };
+        out.extend(rows);
+    }
+    out
+}
+
+fn holds_person(texts: &[String]) -> Vec<&String> {
+    texts
+        .iter()
+        .filter(|t| [NAME, EMAIL, STREET, VAT].iter().any(|p| t.contains(p)))
+        .collect()
+}
+
+both!(
+    async fn a_customer_is_exported_then_erased_everywhere_but_issued_documents(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        let c = app
+            .send(
+                Method::POST,
+                "/v1/customers",
+                Some(&app.key),
+                Some("signup-ada"),
+                Some(
+                    &json!({"name": NAME, "email": EMAIL, "currency": "EUR",
+                    "address": {"line1": STREET, "city": "Kraków", "country": "PL"},
+                    "tax_ids": [{"type": "eu_vat", "value": VAT}],
+                    "payment_method": {"provider": "sandbox", "token": "tok_visa"}})
+                    .to_string(),
+                ),
+            )
+            .await
+            .ok();
+        let id = c["id"].as_str().unwrap().to_owned();
+        let price = app.monthly_price(2500).await;
+        let sub = app.subscription(&id, &price).await;
+        app.post(
+            &format!("/v1/customers/{id}/balance_transactions"),
+            json!({"amount": -300, "description": "goodwill"}),
+        )
+        .await
+        .ok();
+        app.advance("2027-02-01T00:00:00Z").await;
+
+        // Right of access: one document with everything.
+        let export = app
+            .get(&format!("/v1/customers/{id}/data_export"))
+            .await
+            .ok();
+        assert_eq!(export["object"], "customer_data_export");
+        assert_eq!(export["customer"]["email"], EMAIL);
+        assert_eq!(export["subscriptions"].as_array().unwrap().len(), 1);
+        let invoices = export["invoices"].as_array().unwrap();
+        assert_eq!(invoices.len(), 2, "{export}");
+        assert!(
+            !export["payments"].as_array().unwrap().is_empty(),
+            "{export}"
+        );
+        assert!(
+            !export["balance_transactions"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let history = export["events"].to_string();
+        assert!(
+            history.contains("customer.created") || history.contains(NAME),
+            "{history}"
+        );
+        assert!(
+            !holds_person(&stored_texts(&app).await).is_empty(),
+            "the person is stored before"
+        );
+
+        // Erasure.
+        let erased = app
+            .post(&format!("/v1/customers/{id}/erase"), json!({}))
+            .await
+            .ok();
+        assert_eq!(erased["object"], "customer_erasure");
+        assert_eq!(erased["subscriptions_canceled"], 1);
+        assert!(erased["events_scrubbed"].as_u64().unwrap() >= 1, "{erased}");
+        let left = stored_texts(&app).await;
+        assert_eq!(
+            holds_person(&left),
+            Vec::<&String>::new(),
+            "personal data left behind"
+        );
+
+        let customer = app.get(&format!("/v1/customers/{id}")).await.ok();
+        assert_eq!(customer["name"], "[erased]");
+        assert!(customer["email"].is_null() && customer["address"].is_null());
+        assert!(customer["erased_at"].is_string());
+        assert_eq!(
+            app.get(&format!(
+                "/v1/subscriptions/{}",
+                sub["id"].as_str().unwrap()
+            ))
+            .await
+            .ok()["status"],
+            "canceled"
+        );
+        // Issued invoices stay, with their numbers and amounts.
+        let kept = app
+            .get(&format!(
+                "/v1/invoices/{}",
+                invoices[0]["id"].as_str().unwrap()
+            ))
+            .await
+            .ok();
+        assert_eq!(kept["number"], invoices[0]["number"]);
+        assert_eq!(kept["total"], invoices[0]["total"]);
+
+        // Nothing more can be done with the customer; erasing again changes nothing.
+        let r = app
+            .patch(&format!("/v1/customers/{id}"), json!({"name": NAME}))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (422, "customer_erased")
+        );
+        let r = app
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": id, "items": [{"price": price}]}),
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (422, "customer_erased")
+        );
+        let again = app
+            .post(&format!("/v1/customers/{id}/erase"), json!({}))
+            .await
+            .ok();
+        assert_eq!(again["erased_at"], erased["erased_at"]);
+        assert_eq!(again["subscriptions_canceled"], 0);
+        assert_eq!(app.count_events("customer.erased").await, 1);
+        let event = app.get("/v1/events?type=customer.erased").await.ok();
+        assert_eq!(
+            event["data"][0]["data"]["object"]["id"],
+            id.as_str(),
+            "{event}"
+        );
+        // The key that signed the customer up no longer replays the person's data.
+        let replay = app
+            .send(
+                Method::POST,
+                "/v1/customers",
+                Some(&app.key),
+                Some("signup-ada"),
+                Some(&json!({"name": "Someone"}).to_string()),
+            )
+            .await;
+        assert!(!replay.body.to_string().contains(EMAIL));
+    }
+);
+
+both!(
+    async fn erasure_and_export_refuse_what_they_cannot_name(app: TestApp) {
+        let before = app.row_counts().await;
+        let unknown = "cus_0190a0b0c0d07000800000000000000a";
+        assert_eq!(
+            app.post(&format!("/v1/customers/{unknown}/erase"), json!({}))
+                .await
+                .status,
+            404
+        );
+        assert_eq!(
+            app.get(&format!("/v1/customers/{unknown}/data_export"))
+                .await
+                .status,
+            404
+        );
+        assert_eq!(
+            app.get("/v1/customers/nonsense/data_export").await.status,
+            404
+        );
+        let id = app.customer().await;
+        let r = app
+            .post(
+                &format!("/v1/customers/{id}/erase"),
+                json!({"confirm": true}),
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (400, "parameter_unknown")
+        );
+        let other = app.other_tenant_key().await;
+        let r = app
+            .send(
+                Method::POST,
+                &format!("/v1/customers/{id}/erase"),
+                Some(&other),
+                None,
+                Some("{}"),
+            )
+            .await;
+        assert_eq!(r.status, 404);
+        let after = app.row_counts().await;
+        let customers =
+            |rows: &[(&str, i64)]| rows.iter().find(|(t, _)| *t == "customers").unwrap().1;
+        assert_eq!(customers(&after), customers(&before) + 1);
+        assert_eq!(
+            app.get(&format!("/v1/customers/{id}")).await.ok()["name"],
+            "Ada"
+        );
+    }
+);
