@@ -122,6 +122,21 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Secrets at rest (provider keys, webhook signing secrets).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCommand {
+    /// Re-seal every stored secret under the current master key (`secrets.master_key`), opening
+    /// old ones with `secrets.previous_keys`; then the old keys can be dropped.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -293,6 +308,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { bind } => bind.clone(),
         Command::Migrate
         | Command::Tenant { .. }
+        | Command::Secrets { .. }
         | Command::Worker
         | Command::RunCycle { .. }
         | Command::Reconcile { .. }
@@ -469,6 +485,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant {
             command: TenantCommand::Key { command },
         } => api_key_command(&db, command).await,
+        Command::Secrets {
+            command: SecretsCommand::Rotate { json },
+        } => {
+            let rotated = crate::services::secrets::rotate(&db, &config)
+                .await
+                .map_err(|e| UsageError::Refused(format!("rotation stopped: {e}")))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rotated)?);
+            } else {
+                println!(
+                    "every secret is sealed under master key {}: {} provider accounts checked, {} re-sealed; {} webhook signing secrets checked, {} re-sealed",
+                    rotated.key_id,
+                    rotated.provider_accounts_checked,
+                    rotated.provider_accounts_resealed,
+                    rotated.webhook_secrets_checked,
+                    rotated.webhook_secrets_resealed
+                );
+            }
+            Ok(())
+        }
         Command::Tenant {
             command: TenantCommand::Settings { tenant, set },
         } => {

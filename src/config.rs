@@ -56,10 +56,37 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub documents: DocumentsConfig,
     pub email: EmailConfig,
+    pub secrets: SecretsConfig,
+    /// The vault for secrets at rest, loaded on first use (`Config::vault`).
+    #[serde(skip)]
+    vault: std::sync::OnceLock<std::sync::Arc<crate::vault::Vault>>,
     /// `RECUR_*` environment variables that name no key: left out, and warned about once
     /// logging is up (a shell often carries unrelated `RECUR_…` variables).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
+}
+
+/// The master key that seals provider and webhook secrets in the database (see `vault`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// 32 bytes in base64; best given as `RECUR_SECRETS__MASTER_KEY`. Unset, the key is read
+    /// from `master_key_file`, made there on first use.
+    pub master_key: Option<Secret>,
+    pub master_key_file: std::path::PathBuf,
+    /// Earlier master keys, still accepted for opening while `recur secrets rotate` re-seals.
+    pub previous_keys: Vec<Secret>,
+}
+
+impl Config {
+    /// The vault for secrets at rest (the master key is read, or its file made, on first use).
+    pub fn vault(&self) -> Result<std::sync::Arc<crate::vault::Vault>, crate::vault::VaultError> {
+        if let Some(v) = self.vault.get() {
+            return Ok(v.clone());
+        }
+        let loaded = std::sync::Arc::new(crate::vault::Vault::load(&self.secrets)?);
+        Ok(self.vault.get_or_init(|| loaded).clone())
+    }
 }
 
 /// Customer e-mail: written as `.eml` files (the default, no mail server needed) or sent over
@@ -356,6 +383,17 @@ impl Config {
                 message: "must be a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_test_…, rk_live_…); its prefix decides which tenants may charge through it".into(),
             });
         }
+        for key in self
+            .secrets
+            .master_key
+            .iter()
+            .chain(&self.secrets.previous_keys)
+        {
+            crate::vault::Vault::with_key(key).map_err(|e| ConfigError::BadValue {
+                key: "secrets.master_key",
+                message: e.to_string(),
+            })?;
+        }
         if !(1..=600_000).contains(&self.stripe.timeout_ms)
             || self.stripe.max_network_retries > 10
             || self.stripe.retry_base_ms > self.stripe.retry_max_ms
@@ -384,6 +422,7 @@ impl Config {
 
 /// Keys that may be set though the defaults leave them unset.
 const UNSET_KEYS: &[&str] = &[
+    "secrets.master_key",
     "stripe.secret_key",
     "email.smtp.username",
     "email.smtp.password",

@@ -18,3 +18,4 @@ pub mod scheduler;
 pub mod services;
 pub mod store;
 pub mod telemetry;
+pub mod vault;

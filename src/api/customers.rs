@@ -328,18 +328,23 @@ impl TryFrom<UpdateCustomer> for CustomerPatch {
 /// A payment method the tenant's mode cannot charge through (a sandbox token for a live
 /// tenant, a Stripe method for a test tenant on a live key, or the reverse) is refused before
 /// it is stored.
-fn check_mode(s: &AppState, ctx: &Ctx, method: Option<&PaymentMethod>) -> Result<(), ApiError> {
-    match method {
-        Some(m) => s
-            .payments
-            .check_mode(ctx.tenant.mode, m.provider)
-            .map_err(|message| ApiError::Unprocessable {
-                code: "livemode_mismatch",
-                message,
-                param: Some("payment_method".into()),
-            }),
-        None => Ok(()),
-    }
+async fn check_mode(
+    s: &AppState,
+    ctx: &Ctx,
+    method: Option<&PaymentMethod>,
+) -> Result<(), ApiError> {
+    let Some(m) = method else {
+        return Ok(());
+    };
+    s.payments
+        .for_tenant(&s.db, &ctx.tenant)
+        .await?
+        .check_mode(m.provider)
+        .map_err(|message| ApiError::Unprocessable {
+            code: "livemode_mismatch",
+            message,
+            param: Some("payment_method".into()),
+        })
 }
 
 #[utoipa::path(post, path = "/v1/customers", request_body = CreateCustomer, responses((status = 200, description = "the customer")))]
@@ -349,7 +354,7 @@ pub async fn create_customer(
     Body(body): Body<CreateCustomer>,
 ) -> Result<Json<Customer>, ApiError> {
     let new = NewCustomer::try_from(body)?;
-    check_mode(&s, &ctx, new.payment_method.as_ref())?;
+    check_mode(&s, &ctx, new.payment_method.as_ref()).await?;
     Ok(Json(
         service::create_customer(&s.db, &ctx.tenant, new, ctx.now).await?,
     ))
@@ -368,7 +373,8 @@ pub async fn update_customer(
         &s,
         &ctx,
         patch.payment_method.as_ref().and_then(Option::as_ref),
-    )?;
+    )
+    .await?;
     let new_method = matches!(patch.payment_method, Some(Some(_)));
     let customer = service::update_customer(&s.db, &ctx.tenant, &id, patch, ctx.now).await?;
     if new_method {

@@ -190,6 +190,7 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::Store(e) => e.into(),
             ServiceError::Document(e) => ApiError::Internal(anyhow::anyhow!(e)),
+            ServiceError::Vault(e) => ApiError::Internal(e.into()),
         }
     }
 }

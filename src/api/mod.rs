@@ -13,6 +13,7 @@ pub mod extract;
 mod idempotency;
 mod invoices;
 mod openapi;
+mod provider_accounts;
 pub mod rate_limit;
 pub mod reports;
 pub mod server;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .merge(exports::routes())
         .merge(reports::routes())
         .merge(webhook_endpoints::routes())
+        .merge(provider_accounts::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,
@@ -106,6 +108,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/{provider}",
             axum::routing::post(webhooks::inbound),
+        )
+        .route(
+            "/webhooks/{provider}/{webhook_id}",
+            axum::routing::post(webhooks::inbound_for_account),
         )
         .merge(documents::public_routes())
         .nest("/v1", v1)
@@ -261,6 +267,7 @@ async fn authenticate_request(
     {
         return Err(ApiError::ReadOnlyKey);
     }
+    crate::services::api_keys::record_use(&state.db, &tenant, &api_key, system_now);
     let now = tenant.now(system_now);
     let api_key = api_key.id;
     let request_id = req

@@ -57,6 +57,10 @@ pub async fn run(mut config: Config, opts: Options) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("sqlite://{}", dir.join(DATABASE).display()));
     config.database_url = Secret::new(url.clone());
     config.documents.dir = dir.join("documents");
+    // The demo's webhook secrets are sealed under a key of its own, beside its database.
+    if config.secrets.master_key.is_none() {
+        config.secrets.master_key_file = dir.join(MASTER_KEY);
+    }
     config.email.dir = dir.join("mail");
     config.email.transport = EmailTransport::File;
     config.webhooks.allow_private_urls = true;
@@ -92,7 +96,11 @@ const OURS: &[&str] = &[
     "exports",
     "webhooks.jsonl",
     "recur.toml",
+    MASTER_KEY,
 ];
+
+/// The master key that seals the demo's secrets (see `vault`).
+const MASTER_KEY: &str = "master.key";
 
 /// Makes `dir` ready: created if missing; if it holds a previous demo (its marker and only
 /// what the demo writes), those entries are removed; anything else there is refused, and the

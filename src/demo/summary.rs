@@ -258,9 +258,10 @@ fn write_config(dir: &Path, config: &Config) -> anyhow::Result<PathBuf> {
     }
     let _ = writeln!(
         text,
-        "\n[documents]\ndir = {}\n\n[email]\ndir = {}",
+        "\n[documents]\ndir = {}\n\n[email]\ndir = {}\n\n[secrets]\nmaster_key_file = {}",
         toml_string(&config.documents.dir.display().to_string()),
-        toml_string(&config.email.dir.display().to_string())
+        toml_string(&config.email.dir.display().to_string()),
+        toml_string(&config.secrets.master_key_file.display().to_string())
     );
     let path = dir.join("recur.toml");
     std::fs::write(&path, text)?;

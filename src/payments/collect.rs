@@ -90,6 +90,7 @@ pub async fn collect(
     if housekeeping {
         summary.add(resolve_unknown(db, tenant, payments, now).await?);
     }
+    let providers = payments.for_tenant(db, tenant).await?;
     loop {
         let attempts = claim_batch(db, tenant, now, scope).await?;
         if attempts.is_empty() {
@@ -101,7 +102,7 @@ pub async fn collect(
             let result = if a.payment.amount > MAX_CHARGE {
                 too_large(a.payment.amount)
             } else {
-                match payments.charging_provider_for(tenant.mode, method_of(&a).as_ref()) {
+                match providers.charging_provider_for(method_of(&a).as_ref()) {
                     Ok(provider) => {
                         use tracing::Instrument;
                         let span = tracing::info_span!(
@@ -193,12 +194,13 @@ async fn resolve_unknown(
     if unknown.is_empty() {
         return Ok(CollectSummary::default());
     }
+    let providers = payments.for_tenant(db, tenant).await?;
     let mut outcomes = Vec::with_capacity(unknown.len());
     for a in unknown {
         let result = if a.payment.amount > MAX_CHARGE {
             too_large(a.payment.amount)
         } else {
-            match payments.provider_for(method_of(&a).as_ref()) {
+            match providers.provider_for(method_of(&a).as_ref()) {
                 Ok(provider) => provider.retrieve(&request(tenant, &a)).await,
                 Err(declined) => declined,
             }

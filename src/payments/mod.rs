@@ -15,6 +15,7 @@ use crate::domain::ids::{InvoiceId, TenantId};
 use crate::domain::payment::{DeclineKind, DunningPlan};
 use crate::domain::tenant::Mode;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One charge as the provider sees it. The idempotency key is derived from (invoice, attempt
@@ -298,11 +299,16 @@ pub trait PaymentProvider: Send + Sync {
 /// The providers this installation can charge through, and the default dunning plan.
 pub struct Payments {
     pub sandbox: Arc<sandbox::Sandbox>,
+    /// The installation's Stripe key (`stripe.secret_key`): tenants without an account of
+    /// their own charge through it.
     pub stripe: Option<Arc<stripe::Stripe>>,
     pub stripe_webhooks: stripe::Webhooks,
     pub plan: DunningPlan,
     /// Pending attempts older than this (system time) are resolved like unknown ones.
     pub stale_pending: chrono::Duration,
+    config: Arc<crate::config::Config>,
+    /// Clients of tenants' own Stripe accounts, with the sealed key each was made from.
+    tenant_stripe: std::sync::Mutex<HashMap<TenantId, (String, Arc<stripe::Stripe>)>>,
 }
 
 impl Payments {
@@ -315,6 +321,8 @@ impl Payments {
             stale_pending: chrono::Duration::seconds(
                 i64::try_from(config.dunning.stale_pending_secs).unwrap_or(i64::MAX / 1000),
             ),
+            config: Arc::new(config.clone()),
+            tenant_stripe: std::sync::Mutex::default(),
         })
     }
 
@@ -323,14 +331,8 @@ impl Payments {
         tenant.dunning.as_ref().unwrap_or(&self.plan)
     }
 
-    pub fn provider(&self, provider: Provider) -> Option<&dyn PaymentProvider> {
-        match provider {
-            Provider::Sandbox => Some(self.sandbox.as_ref()),
-            Provider::Stripe => self.stripe.as_deref().map(|s| s as &dyn PaymentProvider),
-        }
-    }
-
-    /// Verifies an inbound webhook of `provider` on its raw body and maps it.
+    /// Verifies an inbound webhook to the installation's endpoint (`/webhooks/{provider}`,
+    /// `stripe.webhook_secrets`) on its raw body and maps it.
     pub fn parse_webhook(
         &self,
         provider: Provider,
@@ -344,10 +346,85 @@ impl Payments {
         }
     }
 
-    /// Whether a tenant in `mode` may charge through `provider`: a test-mode tenant only
-    /// through the sandbox or a Stripe test key, a live tenant only through a live Stripe key,
-    /// never through sandbox tokens. The reason when not.
-    pub fn check_mode(&self, mode: Mode, provider: Provider) -> Result<(), String> {
+    /// The providers `tenant` charges through: the sandbox, and Stripe with the tenant's own
+    /// account when it connected one, else the installation's key.
+    pub async fn for_tenant(
+        &self,
+        db: &crate::store::Db,
+        tenant: &crate::domain::tenant::Tenant,
+    ) -> Result<TenantProviders, crate::store::StoreError> {
+        let mut tx = db.read().await?;
+        let account =
+            crate::store::provider_accounts::find_account(&mut tx, &tenant.id, Provider::Stripe)
+                .await?;
+        tx.commit().await?;
+        let (stripe, own) = match account {
+            Some(a) => (Some(self.tenant_client(&a)?), true),
+            None => (self.stripe.clone(), false),
+        };
+        Ok(TenantProviders {
+            sandbox: self.sandbox.clone(),
+            stripe,
+            own_account: own,
+            mode: tenant.mode,
+        })
+    }
+
+    /// The client of a tenant's own Stripe account, made once per key.
+    fn tenant_client(
+        &self,
+        a: &crate::store::provider_accounts::StoredAccount,
+    ) -> Result<Arc<stripe::Stripe>, crate::store::StoreError> {
+        let cached = self
+            .tenant_stripe
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&a.tenant).cloned());
+        if let Some((sealed, client)) = cached
+            && sealed == a.secret_key
+        {
+            return Ok(client);
+        }
+        let context =
+            crate::store::provider_accounts::sealed_context(&a.tenant, a.provider, "secret_key");
+        let key = self
+            .config
+            .vault()
+            .and_then(|v| v.open(&context, &a.secret_key))
+            .map_err(|e| crate::store::rows::corrupt("provider_accounts.secret_key", e))?;
+        let client = Arc::new(
+            stripe::Stripe::with_key(&self.config.stripe, key)
+                .map_err(|e| crate::store::rows::corrupt("provider_accounts.secret_key", e))?,
+        );
+        if let Ok(mut m) = self.tenant_stripe.lock() {
+            m.insert(a.tenant.clone(), (a.secret_key.clone(), client.clone()));
+        }
+        Ok(client)
+    }
+}
+
+/// The providers one tenant charges through (`Payments::for_tenant`).
+pub struct TenantProviders {
+    sandbox: Arc<sandbox::Sandbox>,
+    stripe: Option<Arc<stripe::Stripe>>,
+    /// Whether `stripe` is the tenant's own account rather than the installation's key.
+    own_account: bool,
+    mode: Mode,
+}
+
+impl TenantProviders {
+    pub fn provider(&self, provider: Provider) -> Option<&dyn PaymentProvider> {
+        match provider {
+            Provider::Sandbox => Some(self.sandbox.as_ref()),
+            Provider::Stripe => self.stripe.as_deref().map(|s| s as &dyn PaymentProvider),
+        }
+    }
+
+    /// Whether the tenant may charge through `provider`: a test-mode tenant only through the
+    /// sandbox or a Stripe test key, a live tenant only through a live Stripe key, never
+    /// through sandbox tokens. The reason when not.
+    pub fn check_mode(&self, provider: Provider) -> Result<(), String> {
+        let mode = self.mode;
         match (mode, provider) {
             (Mode::Test, Provider::Sandbox) => Ok(()),
             (Mode::Live, Provider::Sandbox) => Err(
@@ -355,8 +432,9 @@ impl Payments {
             ),
             (_, Provider::Stripe) => match self.stripe.as_deref().map(stripe::Stripe::mode) {
                 Some(key) if key != mode => Err(format!(
-                    "a {}-mode tenant cannot charge through this installation's {} Stripe key (stripe.secret_key)",
+                    "a {}-mode tenant cannot charge through {} {} Stripe key",
                     mode.as_str(),
+                    if self.own_account { "its account's" } else { "this installation's (stripe.secret_key)" },
                     key.as_str()
                 )),
                 Some(_) | None => Ok(()),
@@ -364,23 +442,21 @@ impl Payments {
         }
     }
 
-    /// The provider to charge a customer's payment method through for a tenant in `mode`, or
-    /// why there is none (a hard decline: nothing happens until the method changes).
+    /// The provider to charge a customer's payment method through, or why there is none (a
+    /// hard decline: nothing happens until the method changes).
     pub fn charging_provider_for(
         &self,
-        mode: Mode,
         method: Option<&PaymentMethod>,
     ) -> Result<&dyn PaymentProvider, ChargeResult> {
         let provider = self.provider_for(method)?;
         if let Some(m) = method {
-            self.check_mode(mode, m.provider)
+            self.check_mode(m.provider)
                 .map_err(|reason| ChargeResult::hard("livemode_mismatch", &reason))?;
         }
         Ok(provider)
     }
 
-    /// The provider for a customer's payment method, or why there is none (a hard decline:
-    /// nothing happens until the method changes).
+    /// The provider for a customer's payment method, or why there is none.
     pub fn provider_for(
         &self,
         method: Option<&PaymentMethod>,
@@ -394,7 +470,7 @@ impl Payments {
         self.provider(method.provider).ok_or_else(|| {
             ChargeResult::hard(
                 "provider_not_configured",
-                "this installation has no Stripe secret key (stripe.secret_key)",
+                "no Stripe account: connect one (PUT /v1/settings/providers/stripe) or set stripe.secret_key",
             )
         })
     }

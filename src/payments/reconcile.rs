@@ -56,7 +56,8 @@ pub async fn reconcile(
     to: DateTime<Utc>,
     system_now: DateTime<Utc>,
 ) -> Result<Report, ServiceError> {
-    let Some(client) = payments.provider(provider) else {
+    let providers = payments.for_tenant(db, tenant).await?;
+    let Some(client) = providers.provider(provider) else {
         return Err(ServiceError::unprocessable(
             "provider_not_configured",
             Some("provider"),

@@ -232,7 +232,8 @@ async fn refund(
     p: &Payment,
     now: DateTime<Utc>,
 ) -> Result<CreditNote, StoreError> {
-    let Some(provider) = payments.provider(p.provider) else {
+    let providers = payments.for_tenant(db, tenant).await?;
+    let Some(provider) = providers.provider(p.provider) else {
         return Ok(note);
     };
     let req = RefundRequest {
@@ -376,6 +377,7 @@ pub async fn resolve_refunds(
     }
     tx.commit().await?;
     let n = (found.len() + awaiting.len()) as u64;
+    let providers = payments.for_tenant(db, tenant).await?;
     for (note, p) in found {
         refund(db, payments, tenant, note, &p, now).await?;
     }
@@ -387,7 +389,7 @@ pub async fn resolve_refunds(
         let mut tx = db.read().await?;
         let payment = attempts::find_payment(&mut tx, &tenant.id, &pay_id).await?;
         tx.commit().await?;
-        let Some(provider) = payment.and_then(|a| payments.provider(a.payment.provider)) else {
+        let Some(provider) = payment.and_then(|a| providers.provider(a.payment.provider)) else {
             continue;
         };
         let result = provider.refund_status(&refund_ref).await;

@@ -16,7 +16,7 @@ use super::{
 use crate::domain::credit_note::RefundStatus;
 use crate::domain::customer::Provider;
 use crate::domain::event::EventType;
-use crate::domain::ids::CreditNoteId;
+use crate::domain::ids::{CreditNoteId, TenantId};
 use crate::domain::payment::{AttemptStatus, Payment, Reported};
 use crate::domain::tenant::Tenant;
 use crate::store::events::insert_event;
@@ -54,7 +54,21 @@ pub async fn receive(
     provider: Provider,
     event: ProviderEvent,
     system_now: DateTime<Utc>,
+    only: Option<&TenantId>,
 ) -> Result<Outcome, StoreError> {
+    // An event that arrived at one tenant's endpoint but names another is not that tenant's
+    // to apply; it is not claimed either, so it cannot shadow the real delivery.
+    if let Some(only) = only {
+        let named = match &event.change {
+            EventChange::RefundUpdated { tenant, .. } => tenant.as_deref(),
+            EventChange::Succeeded(c) | EventChange::Refunded(c) => c.tenant.as_deref(),
+            EventChange::Failed { charge, .. } => charge.tenant.as_deref(),
+            EventChange::Ignored => None,
+        };
+        if named != Some(only.as_str()) {
+            return Ok(Outcome::Ignored);
+        }
+    }
     let mut tx = db.begin().await?;
     if !provider_events::claim(&mut tx, provider, &event.id, &event.kind, system_now).await? {
         // Dropping the transaction rolls it back.

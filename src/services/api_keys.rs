@@ -130,11 +130,11 @@ pub async fn get_key(db: &Db, tenant: &Tenant, id: &str) -> Result<ApiKey, Servi
     key.ok_or_else(|| ServiceError::not_found("api key", id))
 }
 
-/// Whether another usable full-access key than `id` remains, so the tenant is never locked out
-/// of its own account by a revoke or a roll without overlap.
+/// Whether another full-access key than `id` remains usable for good (one still in a roll's
+/// overlap will stop), so the tenant is never locked out of its own account.
 fn another_full_key(keys: &[ApiKey], id: &str, now: DateTime<Utc>) -> bool {
     keys.iter()
-        .any(|k| k.id != id && k.scope == Scope::Full && k.usable_at(now))
+        .any(|k| k.id != id && k.scope == Scope::Full && k.usable_at(now) && k.expires_at.is_none())
 }
 
 /// Revokes a key at once. The tenant's last usable full-access key cannot be revoked (roll it
@@ -212,7 +212,7 @@ pub async fn roll_key(
 }
 
 /// The tenant and the key a bearer secret belongs to, when the key is usable at `now` (system
-/// time). A use is recorded at most once a minute, off the request's path.
+/// time).
 pub async fn authenticate(
     db: &Db,
     secret: &str,
@@ -225,24 +225,41 @@ pub async fn authenticate(
     };
     let tenant = tenants::find_tenant(&mut tx, tenant_id.as_str()).await?;
     tx.commit().await?;
-    let Some(tenant) = tenant.filter(|_| key.usable_at(now)) else {
-        return Ok(None);
-    };
-    if key
-        .last_used
-        .is_none_or(|t| t < now - chrono::Duration::minutes(1))
-    {
-        let (db, tenant_id, id) = (db.clone(), tenant.id.clone(), key.id.clone());
-        tokio::spawn(async move {
-            let touched = async {
-                let mut tx = db.begin().await?;
-                store::touch_key(&mut tx, &tenant_id, &id, truncate_to_seconds(now)).await?;
-                tx.commit().await
-            };
-            if let Err(e) = touched.await {
-                tracing::warn!(api_key.id = %id, error = %e, "recording an API key's use failed");
-            }
-        });
+    Ok(tenant
+        .filter(|_| key.usable_at(now))
+        .map(|tenant| (tenant, key)))
+}
+
+/// When this process last recorded each key's use.
+static TOUCHED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Records an accepted request's use of `key` as its `last_used`, at most once a minute per key
+/// and process (claimed in memory first, so a burst writes once), off the request's path.
+pub fn record_use(db: &Db, tenant: &Tenant, key: &ApiKey, now: DateTime<Utc>) {
+    let minute_ago = now - chrono::Duration::minutes(1);
+    if key.last_used.is_some_and(|t| t >= minute_ago) {
+        return;
     }
-    Ok(Some((tenant, key)))
+    {
+        let Ok(mut touched) = TOUCHED.lock() else {
+            return;
+        };
+        if touched.get(&key.id).is_some_and(|t| *t >= minute_ago) {
+            return;
+        }
+        touched.insert(key.id.clone(), now);
+    }
+    let (db, tenant_id, id) = (db.clone(), tenant.id.clone(), key.id.clone());
+    tokio::spawn(async move {
+        let touched = async {
+            let mut tx = db.begin().await?;
+            store::touch_key(&mut tx, &tenant_id, &id, truncate_to_seconds(now)).await?;
+            tx.commit().await
+        };
+        if let Err(e) = touched.await {
+            tracing::warn!(api_key.id = %id, error = %e, "recording an API key's use failed");
+        }
+    });
 }

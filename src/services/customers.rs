@@ -90,9 +90,12 @@ pub async fn update_customer(
         return Err(super::privacy::erased(id));
     }
     customer.apply(patch, now);
-    customers::update_customer(&mut tx, &tenant.id, &customer)
+    if !customers::update_customer(&mut tx, &tenant.id, &customer)
         .await
-        .map_err(on_conflict)?;
+        .map_err(on_conflict)?
+    {
+        return Err(super::privacy::erased(id));
+    }
     with_balances(&mut tx, tenant, std::slice::from_mut(&mut customer)).await?;
     events::insert_event(
         &mut tx,

@@ -15,7 +15,9 @@ pub mod invoices;
 pub mod journal;
 pub mod payments;
 pub mod privacy;
+pub mod provider_accounts;
 pub mod reports;
+pub mod secrets;
 pub mod subscriptions;
 pub mod tenants;
 pub mod usage;
@@ -56,6 +58,9 @@ pub enum ServiceError {
     /// A document could not be rendered or stored (template, font, disk).
     #[error("document: {0}")]
     Document(String),
+    /// A secret could not be sealed or opened (the master key is missing or wrong).
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
 }
 
 impl ServiceError {

@@ -37,16 +37,19 @@ pub struct Erasure {
     pub email_files_removed: usize,
 }
 
-/// Erases a customer's personal data: its subscriptions are canceled at once (no final
-/// invoice, no proration), the personal fields of every event that names it are nulled (and
-/// so of every webhook delivered from now on, which reads the event), pending e-mails about it
-/// are skipped and the `.eml` copies of its e-mails removed, stored answers of idempotent
-/// requests that name it are forgotten, and its row keeps only its id, currency, balance and
-/// dates. Finalized invoices and credit notes stay as issued (their stored PDFs), as tax law
-/// requires. Recorded as `customer.erased` with the id and time only.
+/// Erases a customer's personal data. First, in one transaction, its row is emptied and
+/// marked `erased_at` (from then on nothing can change or subscribe it, so nothing new about
+/// it is written), settled attempts lose the payment method, credit-note memos and balance
+/// descriptions become `[erased]`, its invoices' hosted pages are unpublished (the stored PDFs
+/// stay, as issued, as tax law requires), pending e-mails about it are skipped, and
+/// `customer.erased` is recorded with the id and time only. Then its subscriptions are
+/// canceled at once (no final invoice, no proration), the personal fields of every event and
+/// stored idempotent answer that name it are nulled (webhook deliveries read the event, so
+/// later ones carry the nulls; a retried request is still answered, not run again), and the
+/// `.eml` copies of its e-mails are removed.
 ///
 /// Every step can run again: a run cut short is finished by the next call; an erased
-/// customer is answered with what is still left to remove (nothing, normally).
+/// customer keeps its first `erased_at`.
 pub async fn erase_customer(
     db: &Db,
     config: &crate::config::Config,
@@ -54,8 +57,26 @@ pub async fn erase_customer(
     id: &CustomerId,
     now: DateTime<Utc>,
 ) -> Result<Erasure, ServiceError> {
-    let customer = super::customers::get_customer(db, tenant, id).await?;
-    let mut canceled = 0;
+    super::customers::get_customer(db, tenant, id).await?;
+    let mut tx = db.begin().await?;
+    if store::erase_customer_row(&mut tx, &tenant.id, id, now).await? {
+        events::insert_event(
+            &mut tx,
+            &tenant.id,
+            EventType::CustomerErased,
+            id.as_str(),
+            &serde_json::json!({ "id": id, "object": "customer", "erased_at": now }),
+            now,
+        )
+        .await?;
+    }
+    store::erase_customer_traces(&mut tx, &tenant.id, id).await?;
+    let skipped = store::skip_pending_emails(&mut tx, &tenant.id, id).await?;
+    let erased_at = store::erased_at(&mut tx, &tenant.id, id)
+        .await?
+        .unwrap_or(now);
+    tx.commit().await?;
+
     let subs = all(|page| async move {
         let filter = crate::store::subscriptions::SubscriptionFilter {
             customer: Some(id.clone()),
@@ -64,6 +85,7 @@ pub async fn erase_customer(
         super::subscriptions::list_subscriptions(db, tenant, &filter, &page).await
     })
     .await?;
+    let mut canceled = 0;
     for sub in subs
         .iter()
         .filter(|s| s.status != SubscriptionStatus::Canceled)
@@ -76,26 +98,15 @@ pub async fn erase_customer(
         canceled += 1;
     }
     let scrubbed = scrub_events(db, tenant, id).await?;
-
     let mut tx = db.begin().await?;
-    let first = store::erase_customer_row(&mut tx, &tenant.id, id, now).await?;
-    store::forget_responses_naming(&mut tx, &tenant.id, id.as_str()).await?;
-    let skipped = store::skip_pending_emails(&mut tx, &tenant.id, id).await?;
+    for (key, body) in store::responses_naming(&mut tx, &tenant.id, id.as_str()).await? {
+        if let Ok(mut value) = serde_json::from_str::<Value>(&body)
+            && crate::domain::privacy::scrub(&mut value)
+        {
+            store::set_response(&mut tx, &tenant.id, &key, &value.to_string()).await?;
+        }
+    }
     let emails = store::emails_of(&mut tx, &tenant.id, id).await?;
-    let erased_at = if first {
-        events::insert_event(
-            &mut tx,
-            &tenant.id,
-            EventType::CustomerErased,
-            id.as_str(),
-            &serde_json::json!({ "id": id, "object": "customer", "erased_at": now }),
-            now,
-        )
-        .await?;
-        now
-    } else {
-        customer.erased_at.unwrap_or(now)
-    };
     tx.commit().await?;
 
     let dir = config.email.dir.join(tenant.id.as_str());

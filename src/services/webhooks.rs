@@ -53,7 +53,13 @@ async fn check_reachable(url: &url::Url, allow_private: bool) -> Result<(), Serv
     }
 }
 
-/// Registers an endpoint; the returned object carries its signing secret, shown this once.
+/// Where an endpoint's signing secret is stored, which its sealed value is bound to.
+pub fn secret_context(tenant: &TenantId, endpoint: &WebhookEndpointId) -> String {
+    format!("webhook_endpoints.secret:{tenant}:{endpoint}")
+}
+
+/// Registers an endpoint; the returned object carries its signing secret, shown this once (it
+/// is stored sealed, see `vault`).
 pub async fn create(
     db: &Db,
     config: &Config,
@@ -90,8 +96,11 @@ pub async fn create(
         created: now,
         secret: None,
     };
+    let sealed = config
+        .vault()?
+        .seal(&secret_context(tenant, &endpoint.id), &secret)?;
     let mut tx = db.begin().await?;
-    store::insert_endpoint(&mut tx, tenant, &endpoint, &secret).await?;
+    store::insert_endpoint(&mut tx, tenant, &endpoint, &sealed).await?;
     tx.commit().await?;
     endpoint.secret = Some(secret);
     Ok(endpoint)
@@ -223,6 +232,7 @@ fn body(d: &Due) -> Result<String, ServiceError> {
 async fn send(
     client: &reqwest::Client,
     d: &Due,
+    secret: &str,
     allow_private: bool,
 ) -> (Option<u16>, Option<Duration>, Option<String>) {
     let payload = match body(d) {
@@ -239,7 +249,7 @@ async fn send(
         return (None, None, Some(UrlError::Internal(ip).to_string()));
     }
     let ts = Utc::now().timestamp();
-    let signature = match standardwebhooks::Webhook::new(&d.secret)
+    let signature = match standardwebhooks::Webhook::new(secret)
         .and_then(|w| w.sign(d.event.as_str(), ts, payload.as_bytes()))
     {
         Ok(s) => s,
@@ -314,7 +324,13 @@ pub async fn deliver_due(
         }
         let attempt = d.attempts + 1;
         let started = std::time::Instant::now();
-        let (code, retry_after, error) = send(client, &d, allow_private).await;
+        let opened = config
+            .vault()
+            .and_then(|v| v.open(&secret_context(&d.tenant, &d.endpoint), &d.secret));
+        let (code, retry_after, error) = match opened {
+            Ok(secret) => send(client, &d, secret.expose(), allow_private).await,
+            Err(e) => (None, None, Some(format!("signing secret: {e}"))),
+        };
         let at = clock();
         let ok = code.is_some_and(|c| (200..300).contains(&c));
         let gone = code == Some(410);

@@ -80,18 +80,19 @@ pub async fn insert_customer(
     Ok(())
 }
 
+/// Writes the customer back; `false` when it was erased meanwhile (nothing written).
 pub async fn update_customer(
     tx: &mut Tx,
     tenant: &TenantId,
     cu: &Customer,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let address = cu.address.as_ref().map(to_json).transpose()?;
     let tax_ids = to_json(&cu.tax_ids)?;
-    on_tx!(tx, |c| {
+    let n = on_tx!(tx, |c| {
         sqlx::query(
         "UPDATE customers SET external_id = $3, name = $4, email = $5, currency = $6, locale = $7, address = $8, tax_ids = $9,
              tax_exempt = $10, pm_provider = $11, pm_token = $12, updated_at = $13, pm_customer = $14
-         WHERE tenant_id = $1 AND id = $2"
+         WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL"
     )
     .bind(tenant.as_str())
     .bind(cu.id.as_str())
@@ -112,7 +113,7 @@ pub async fn update_customer(
     .map(|r| r.rows_affected())
     .map_err(StoreError::from_write)
     })?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// The tenant's customers with these ids (one query; unknown ids are left out).

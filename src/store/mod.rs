@@ -22,6 +22,7 @@ pub mod invoices;
 pub mod leases;
 pub mod payments;
 pub mod privacy;
+pub mod provider_accounts;
 pub mod provider_events;
 pub mod reports;
 pub mod rows;
@@ -286,6 +287,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "privacy",
         include_str!("../../migrations/sqlite/0013_privacy.sql"),
     ),
+    (
+        14,
+        "provider_accounts",
+        include_str!("../../migrations/sqlite/0014_provider_accounts.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -353,6 +359,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         13,
         "privacy",
         include_str!("../../migrations/postgres/0013_privacy.sql"),
+    ),
+    (
+        14,
+        "provider_accounts",
+        include_str!("../../migrations/postgres/0014_provider_accounts.sql"),
     ),
 ];
 

@@ -82,22 +82,70 @@ pub async fn set_event_data(
     Ok(())
 }
 
-/// Forgets stored answers of idempotent requests that name `needle` (a retry with such a key
-/// runs anew); keys still in flight are left alone.
-pub async fn forget_responses_naming(
+/// Stored answers of idempotent requests that contain `needle`: `(key, response_body)`.
+pub async fn responses_naming(
     tx: &mut Tx,
     tenant: &TenantId,
     needle: &str,
-) -> Result<u64, StoreError> {
-    Ok(on_tx!(tx, |c| sqlx::query(
-        "DELETE FROM idempotency_keys
-         WHERE tenant_id = $1 AND status_code IS NOT NULL AND response_body LIKE '%' || $2 || '%'"
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(on_tx!(tx, |c| sqlx::query_as(
+        "SELECT key, response_body FROM idempotency_keys
+         WHERE tenant_id = $1 AND response_body LIKE '%' || $2 || '%'"
     )
     .bind(tenant.as_str())
     .bind(needle)
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+/// Replaces a stored answer by its scrubbed copy; the key, its fingerprint and status stay, so
+/// a retry is still answered without running again.
+pub async fn set_response(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    key: &str,
+    body: &str,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |c| sqlx::query(
+        "UPDATE idempotency_keys SET response_body = $3 WHERE tenant_id = $1 AND key = $2"
+    )
+    .bind(tenant.as_str())
+    .bind(key)
+    .bind(body)
     .execute(&mut *c)
     .await?
-    .rows_affected()))
+    .rows_affected());
+    Ok(())
+}
+
+/// What else holds the customer's data outside its row: the payment method and provider
+/// customer on settled attempts (pending ones still need theirs to be resolved), free text on
+/// credit notes and balance transactions, and the hosted pages of its invoices (the stored
+/// PDFs stay, as issued, but are no longer published).
+pub async fn erase_customer_traces(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    customer: &CustomerId,
+) -> Result<(), StoreError> {
+    let statements = [
+        "UPDATE payment_attempts SET payment_method = NULL, provider_customer = NULL
+         WHERE tenant_id = $1 AND status NOT IN ('pending', 'unknown')
+           AND invoice_id IN (SELECT id FROM invoices WHERE tenant_id = $1 AND customer_id = $2)",
+        "UPDATE credit_notes SET memo = '[erased]'
+         WHERE tenant_id = $1 AND customer_id = $2 AND memo IS NOT NULL",
+        "UPDATE customer_balance_transactions SET description = '[erased]'
+         WHERE tenant_id = $1 AND customer_id = $2 AND description IS NOT NULL",
+        "UPDATE invoices SET hosted_token = NULL WHERE tenant_id = $1 AND customer_id = $2",
+    ];
+    for sql in statements {
+        on_tx!(tx, |c| sqlx::query(sql)
+            .bind(tenant.as_str())
+            .bind(customer.as_str())
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+    }
+    Ok(())
 }
 
 /// The ids of every e-mail about the customer's invoices, credit notes and subscriptions.

@@ -198,6 +198,7 @@ pub struct Due {
     pub id: WebhookDeliveryId,
     pub endpoint: WebhookEndpointId,
     pub url: String,
+    /// The signing secret as stored: sealed (open it with the vault).
     pub secret: String,
     pub event: EventId,
     pub event_type: String,
@@ -489,5 +490,56 @@ pub async fn resend(
     .execute(&mut *c)
     .await?
     .rows_affected());
+    Ok(n == 1)
+}
+
+/// Endpoint signing secrets as stored, a page at a time in (tenant, id) order after `after`:
+/// for `recur secrets rotate`.
+pub async fn endpoint_secrets(
+    tx: &mut Tx,
+    after: Option<(&TenantId, &WebhookEndpointId)>,
+    limit: i64,
+) -> Result<Vec<(TenantId, WebhookEndpointId, String)>, StoreError> {
+    let rows: Vec<(String, String, String)> = on_tx!(tx, |c| sqlx::query_as(
+        "SELECT tenant_id, id, secret FROM webhook_endpoints
+         WHERE $1 IS NULL OR tenant_id > $1 OR (tenant_id = $1 AND id > $2)
+         ORDER BY tenant_id, id LIMIT $3"
+    )
+    .bind(after.map(|(t, _)| t.as_str()))
+    .bind(after.map(|(_, e)| e.as_str()))
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await?);
+    rows.into_iter()
+        .map(|(t, e, s)| {
+            Ok((
+                TenantId::parse(&t).map_err(|e| super::rows::corrupt("tenant_id", e))?,
+                WebhookEndpointId::parse(&e).map_err(|e| super::rows::corrupt("id", e))?,
+                s,
+            ))
+        })
+        .collect()
+}
+
+/// Replaces an endpoint's stored secret (re-sealed) if it is still `before`.
+pub async fn reseal_endpoint_secret(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    id: &WebhookEndpointId,
+    before: &str,
+    sealed: &str,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx, |c| {
+        sqlx::query(
+        "UPDATE webhook_endpoints SET secret = $4 WHERE tenant_id = $1 AND id = $2 AND secret = $3"
+    )
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(before)
+    .bind(sealed)
+    .execute(&mut *c)
+    .await?
+    .rows_affected()
+    });
     Ok(n == 1)
 }

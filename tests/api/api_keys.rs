@@ -204,10 +204,30 @@ both!(
             r.body
         );
         assert_eq!(app.get("/v1/customers").await.status, 200);
+        // A key in a roll's overlap will stop: it does not count as the one that remains.
+        let successor = app
+            .post(
+                &format!("/v1/api_keys/{default_id}/roll"),
+                json!({"expires_in": 3600}),
+            )
+            .await
+            .ok();
+        let r = app
+            .post(
+                &format!("/v1/api_keys/{}/revoke", successor["id"].as_str().unwrap()),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (409, "last_full_api_key"),
+            "{:?}",
+            r.body
+        );
 
         // Events carry the listing, never a secret.
-        assert!(app.count_events("api_key.created").await >= 4);
-        assert_eq!(app.count_events("api_key.rolled").await, 2);
+        assert!(app.count_events("api_key.created").await >= 5);
+        assert_eq!(app.count_events("api_key.rolled").await, 3);
         assert_eq!(app.count_events("api_key.revoked").await, 3);
         let events = app
             .get("/v1/events?type=api_key.created&limit=100")

@@ -26,6 +26,7 @@ mod payments;
 mod plan_changes;
 mod poison;
 mod privacy;
+mod provider_accounts;
 mod readme;
 mod reliability;
 mod reports;

@@ -18,6 +18,7 @@ async fn stored_texts(app: &TestApp) -> Vec<String> {
         "SELECT name || ' ' || COALESCE(email, '') || ' ' || COALESCE(address, '') || ' ' || tax_ids FROM customers",
         "SELECT data FROM events",
         "SELECT COALESCE(response_body, '') FROM idempotency_keys",
+        "SELECT COALESCE(payment_method, '') FROM payment_attempts",
     ];
     let mut out = Vec::new();
     for q in queries {
@@ -33,7 +34,11 @@ async fn stored_texts(app: &TestApp) -> Vec<String> {
 fn holds_person(texts: &[String]) -> Vec<&String> {
     texts
         .iter()
-        .filter(|t| [NAME, EMAIL, STREET, VAT].iter().any(|p| t.contains(p)))
+        .filter(|t| {
+            [NAME, EMAIL, STREET, VAT, "tok_visa"]
+                .iter()
+                .any(|p| t.contains(p))
+        })
         .collect()
 }
 
@@ -96,6 +101,17 @@ both!(
             !holds_person(&stored_texts(&app).await).is_empty(),
             "the person is stored before"
         );
+        // The first invoice's PDF and its public page, as the customer received them.
+        let first = invoices.last().unwrap()["id"].as_str().unwrap().to_owned();
+        let (status, _, pdf) = app
+            .raw(&format!("/v1/invoices/{first}/pdf"), Some(&app.key))
+            .await;
+        assert_eq!(status, 200);
+        let hosted = app.get(&format!("/v1/invoices/{first}")).await.ok()["hosted_invoice_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(app.raw(&hosted, None).await.0, 200);
 
         // Erasure.
         let erased = app
@@ -125,7 +141,13 @@ both!(
             .ok()["status"],
             "canceled"
         );
-        // Issued invoices stay, with their numbers and amounts.
+        // Issued invoices stay, with their numbers, amounts and PDFs as issued, but their
+        // public pages are gone.
+        let (status, _, kept_pdf) = app
+            .raw(&format!("/v1/invoices/{first}/pdf"), Some(&app.key))
+            .await;
+        assert_eq!((status.as_u16(), kept_pdf == pdf), (200, true));
+        assert_eq!(app.raw(&hosted, None).await.0, 404);
         let kept = app
             .get(&format!(
                 "/v1/invoices/{}",

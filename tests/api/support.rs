@@ -200,6 +200,8 @@ impl TestApp {
         config.documents.dir = docs.path().to_owned();
         let mail = tempfile::tempdir().expect("mail dir");
         config.email.dir = mail.path().to_owned();
+        // Each app seals its secrets under a master key of its own, made on first use.
+        config.secrets.master_key_file = docs.path().join("master.key");
         // Load tests drive one key far faster than any client; the rate-limit tests
         // (`api_keys.rs`) turn the limit back on.
         config.server.rate_limit_per_second = 0;
@@ -351,9 +353,10 @@ impl TestApp {
 
     /// Row counts of every table: bad input must leave all of them unchanged.
     pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
-        const TABLES: [&str; 20] = [
+        const TABLES: [&str; 21] = [
             "tenants",
             "api_keys",
+            "provider_accounts",
             "customers",
             "prices",
             "tax_rates",
@@ -489,6 +492,10 @@ pub fn recur_cli(app: &TestApp, env: &[(&str, String)], args: &[&str]) -> std::p
         .env("RECUR_DATABASE_URL", &app.url)
         .env("RECUR_DOCUMENTS__DIR", app.docs.path())
         .env("RECUR_EMAIL__DIR", app.mail.path())
+        .env(
+            "RECUR_SECRETS__MASTER_KEY_FILE",
+            app.docs.path().join("master.key"),
+        )
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("run recur")

@@ -129,6 +129,11 @@ impl FakeStripe {
             .respond_with(RetrieveRefund(r))
             .mount(&server)
             .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/account"))
+            .respond_with(Account)
+            .mount(&server)
+            .await;
         FakeStripe {
             server,
             state,
@@ -645,6 +650,16 @@ impl Respond for CreateRefund {
             s.saved.insert(k, (fingerprint, status, body.clone()));
         }
         reply(status, &body)
+    }
+}
+
+/// `GET /v1/account`: the account of the key (`acct_fake`), or 401 for an unknown key.
+struct Account;
+
+impl Respond for Account {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        authorized(req)
+            .unwrap_or_else(|| reply(200, &json!({"id": "acct_fake", "object": "account"})))
     }
 }
 

@@ -41,6 +41,14 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
+    /// Verification with these secrets (one account's endpoint).
+    pub fn new(secrets: Vec<Secret>, tolerance_secs: i64) -> Self {
+        Webhooks {
+            secrets,
+            tolerance_secs,
+        }
+    }
+
     pub fn from_config(c: &StripeConfig) -> Self {
         Webhooks {
             secrets: c.webhook_secrets.clone(),
@@ -100,15 +108,20 @@ impl Stripe {
 
     /// The client, or `None` when no secret key is configured.
     pub fn from_config(c: &StripeConfig) -> Result<Option<Self>, reqwest::Error> {
-        let Some(key) = c.secret_key.clone() else {
-            return Ok(None);
-        };
+        c.secret_key
+            .clone()
+            .map(|key| Stripe::with_key(c, key))
+            .transpose()
+    }
+
+    /// A client for `key` (a tenant's own account) with the configured timeouts and retries.
+    pub fn with_key(c: &StripeConfig, key: Secret) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(c.timeout_ms))
             .connect_timeout(Duration::from_millis(c.timeout_ms.min(10_000)))
             .user_agent(concat!("recur/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Some(Stripe {
+        Ok(Stripe {
             http,
             base: c.api_base.trim_end_matches('/').to_owned(),
             key,
@@ -116,7 +129,26 @@ impl Stripe {
             retries: c.max_network_retries,
             retry_base: Duration::from_millis(c.retry_base_ms),
             retry_max: Duration::from_millis(c.retry_max_ms),
-        }))
+        })
+    }
+
+    /// Checks the key with Stripe (`GET /v1/account`): the account's id, `None` when a
+    /// restricted key may not read it; the reason when Stripe refuses the key or cannot be
+    /// reached (`Err((unreachable, message))`).
+    pub async fn account_id(&self) -> Result<Option<String>, (bool, String)> {
+        match self.send(Method::GET, "/v1/account", &[], None).await {
+            Reply::Answer { status, body } if status.is_success() => {
+                Ok(body["id"].as_str().map(str::to_owned))
+            }
+            Reply::Answer { status, .. } if status == StatusCode::FORBIDDEN => Ok(None),
+            Reply::Answer { status, body } => Err((
+                status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+                error_of(&body)
+                    .message
+                    .unwrap_or_else(|| format!("Stripe answered {status}")),
+            )),
+            Reply::Indeterminate(message) => Err((true, message)),
+        }
     }
 
     /// `min(base * 2^(n-1), max)` scaled by jitter in [0.5, 1]; a `Retry-After` hint replaces
