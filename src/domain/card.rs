@@ -4,14 +4,20 @@
 
 /// Whether `text` holds something that reads as a payment card number: 13 to 19 digits
 /// written together, or in groups of 4 to 6 split by single spaces or dashes (4-4-4-4,
-/// 4-6-5), passing the Luhn check. A short group written after a card ("… 4242 12/30",
-/// "… 4242 123") does not hide it, short numbers side by side ("rooms 109 110 111") never
-/// join into one, and a longer run of groups (an IBAN) is not searched for a card inside it.
+/// 4-6-5), passing the Luhn check, standing as a word of its own (digits inside an id such as
+/// `req_01a23c4664717257827e` are not a card). A short group written after a card
+/// ("… 4242 12/30", "… 4242 123") does not hide it, short numbers side by side ("rooms 109
+/// 110 111") never join into one, and a longer run of groups (an IBAN) is not searched for a
+/// card inside it.
 pub fn holds_card_number(text: &str) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
     let mut digits: Vec<u8> = Vec::with_capacity(32);
-    // Where the current group starts in `digits`, and its length.
+    // Where the current group starts in `digits`.
     let mut group_start = 0;
     let mut separated = false;
+    // Whether the character before the run is not part of a word.
+    let mut bounded = true;
+    let mut previous = ' ';
     // Whether the run ending here, or the run without its last group when that group is too
     // short to be part of a card, is a card.
     let ends_a_card = |digits: &[u8], group_start: usize| {
@@ -21,13 +27,17 @@ pub fn holds_card_number(text: &str) -> bool {
     for c in text.chars() {
         match c {
             '0'..='9' => {
+                if digits.is_empty() {
+                    bounded = !word(previous);
+                    group_start = 0;
+                }
                 digits.push(c as u8 - b'0');
                 separated = false;
             }
             ' ' | '-' if !digits.is_empty() && !separated => {
                 let group = digits.len() - group_start;
                 if !(4..=6).contains(&group) {
-                    if ends_a_card(&digits, group_start) {
+                    if bounded && ends_a_card(&digits, group_start) {
                         return true;
                     }
                     digits.clear();
@@ -36,16 +46,18 @@ pub fn holds_card_number(text: &str) -> bool {
                 separated = true;
             }
             _ => {
-                if !digits.is_empty() && ends_a_card(&digits, group_start) {
+                // A run followed by a separator ends at the separator.
+                let ends_here = separated || !word(c);
+                if bounded && ends_here && !digits.is_empty() && ends_a_card(&digits, group_start) {
                     return true;
                 }
                 digits.clear();
-                group_start = 0;
                 separated = false;
             }
         }
+        previous = c;
     }
-    !digits.is_empty() && ends_a_card(&digits, group_start)
+    bounded && !digits.is_empty() && ends_a_card(&digits, group_start)
 }
 
 fn is_card(digits: &[u8]) -> bool {
@@ -105,6 +117,8 @@ mod tests {
             "Order 12345",
             "Rooms 109 110 111 112 113",
             "call 12 34 56 78 90 12 34",
+            "req_01a23c4664717257827eb0c10c4dc217",
+            "SKU4242424242424242",
         ] {
             assert!(!holds_card_number(text), "{text}");
         }
