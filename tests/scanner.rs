@@ -96,7 +96,10 @@ async fn start(url: &str, dir: &std::path::Path, stripe: &str) -> Server {
     // Owned at once, so the process is killed and waited for on every path.
     let server = Server { child, base, log };
     for _ in 0..200 {
-        if reqwest::get(format!("{}/healthz", server.base)).await.is_ok() {
+        if reqwest::get(format!("{}/healthz", server.base))
+            .await
+            .is_ok()
+        {
             return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

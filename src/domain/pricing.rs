@@ -780,6 +780,22 @@ mod tests {
     }
 
     proptest! {
+        /// Fuzz: any decimal text a client sends as a price parses or is refused, and rounding
+        /// any decimal to minor units answers (an amount or an error), never a panic.
+        #[test]
+        fn any_decimal_text_parses_or_is_refused_and_rounds_without_panic(text in "[-+0-9.eE_ ]{0,40}|.{0,40}") {
+            if let Ok(d) = text.parse::<Decimal>() {
+                let _ = round_minor(d);
+            }
+        }
+
+        #[test]
+        fn any_currency_code_is_known_or_refused(code in ".{0,8}") {
+            let _ = crate::domain::currency::Currency::parse(&code);
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]

@@ -531,6 +531,31 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Fuzz: any text in any cell reads back from the CSV as one record with every field
+        /// in place, the text intact (a formula start prefixed with `'`), never a formula.
+        #[test]
+        fn any_text_round_trips_through_the_csv(cells in prop::collection::vec(any::<String>(), 1..6)) {
+            let columns = Kind::Payments.columns().len();
+            let mut e = Encoder::new(Kind::Payments, Format::Csv).unwrap();
+            let mut row: Vec<Cell> = cells.iter().cloned().map(Cell::Text).collect();
+            row.resize(columns, Cell::Empty);
+            e.row(&row).unwrap();
+            let out = e.take().unwrap();
+            let mut reader = csv::ReaderBuilder::new().from_reader(out.as_slice());
+            let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            prop_assert_eq!(records.len(), 1);
+            prop_assert_eq!(records[0].len(), columns);
+            for (i, text) in cells.iter().enumerate() {
+                let field = &records[0][i];
+                let expected = neutralise(text).into_owned();
+                prop_assert_eq!(field, expected.as_str());
+                prop_assert!(!field.starts_with(['=', '+', '-', '@', '\t', '\r']));
+            }
+        }
+    }
 
     #[test]
     fn formulas_are_neutralised_and_numbers_kept() {

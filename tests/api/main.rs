@@ -18,6 +18,7 @@ mod documents;
 mod emails;
 mod exports;
 mod first_contact;
+mod fuzz;
 mod hostile;
 mod idempotency;
 mod livemode;

@@ -82,6 +82,31 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Fuzz: any header and any body are answered (never a panic), and only the exact
+        /// body under a fresh signature passes.
+        #[test]
+        fn any_header_and_body_are_answered_and_only_a_true_signature_passes(
+            header in ".{0,300}",
+            bytes in prop::collection::vec(any::<u8>(), 0..300),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let secrets = [secret("whsec_fuzz")];
+            let now = Utc::now();
+            let forged = verify(&secrets, Some(&header), &bytes, now, 300);
+            prop_assert!(forged.is_err() || header.contains("v1="));
+            let signed = sign("whsec_fuzz", now.timestamp(), &bytes);
+            prop_assert!(verify(&secrets, Some(&signed), &bytes, now, 300).is_ok());
+            if !bytes.is_empty() {
+                let mut changed = bytes.clone();
+                let i = flip.index(changed.len());
+                changed[i] ^= 0x01;
+                prop_assert!(verify(&secrets, Some(&signed), &changed, now, 300).is_err());
+            }
+        }
+    }
 
     fn secret(s: &str) -> Secret {
         serde_json::from_value(serde_json::json!(s)).unwrap()
