@@ -887,6 +887,8 @@ fn listen_failed(bind: std::net::SocketAddr, e: &std::io::Error) -> anyhow::Erro
 
 async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     let bind = config.bind;
+    // Certificate problems are found before anything listens.
+    let tls = crate::api::server::tls_acceptor(&config.server).map_err(UsageError::Refused)?;
     let config = Arc::new(config);
     let payments = Arc::new(crate::payments::Payments::from_config(&config)?);
     let app = router(AppState {
@@ -897,7 +899,7 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| listen_failed(bind, &e))?;
-    tracing::info!(%bind, "recur listening");
+    tracing::info!(%bind, tls = tls.is_some(), "recur listening");
     let limits = crate::api::server::Limits::from_config(&config.server);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_scheduler = stop_rx.clone();
@@ -911,7 +913,7 @@ async fn serve(db: Db, config: Config) -> anyhow::Result<()> {
             let _ = stop_scheduler.wait_for(|s| *s).await;
         },
     ));
-    crate::api::server::serve(listener, app, limits, shutdown_signal()).await;
+    crate::api::server::serve(listener, app, limits, tls, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     if let Ok(Err(e)) = jobs.await {
         tracing::error!(error = %e, "scheduler stopped with an error");

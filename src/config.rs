@@ -211,6 +211,10 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// Connections open at once (keep it below the process's open-file limit).
     pub max_connections: usize,
+    /// Terminate TLS in `recur serve` with this certificate chain and private key (PEM), both
+    /// or neither; without them it speaks plain HTTP (run it behind a reverse proxy).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
     /// Requests per second each API key may make on average (0: no limit)…
     pub rate_limit_per_second: u32,
     /// …and in one burst.
@@ -337,6 +341,12 @@ impl Config {
                 message: "must be between 1 and 100000".into(),
             });
         }
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            return Err(ConfigError::BadValue {
+                key: "server.tls_cert_file",
+                message: "tls_cert_file and tls_key_file are given together (or neither)".into(),
+            });
+        }
         if self.server.rate_limit_per_second > 100_000
             || self.server.rate_limit_burst > 1_000_000
             || (self.server.rate_limit_per_second > 0 && self.server.rate_limit_burst == 0)
@@ -423,6 +433,8 @@ impl Config {
 /// Keys that may be set though the defaults leave them unset.
 const UNSET_KEYS: &[&str] = &[
     "secrets.master_key",
+    "server.tls_cert_file",
+    "server.tls_key_file",
     "stripe.secret_key",
     "email.smtp.username",
     "email.smtp.password",

@@ -288,7 +288,12 @@ pub async fn list_prices(
     Query(q): Query<ListParams>,
 ) -> Result<Json<List<Price>>, ApiError> {
     Ok(list(
-        service::list_prices(&s.db, &ctx.tenant, &page(q.limit, q.starting_after)?).await?,
+        service::list_prices(
+            &s.db,
+            &ctx.tenant,
+            &page(&s, &ctx, "price", q.limit, q.starting_after).await?,
+        )
+        .await?,
     ))
 }
 
@@ -351,7 +356,12 @@ pub async fn list_tax_rates(
     Query(q): Query<ListParams>,
 ) -> Result<Json<List<TaxRate>>, ApiError> {
     Ok(list(
-        service::list_tax_rates(&s.db, &ctx.tenant, &page(q.limit, q.starting_after)?).await?,
+        service::list_tax_rates(
+            &s.db,
+            &ctx.tenant,
+            &page(&s, &ctx, "txr", q.limit, q.starting_after).await?,
+        )
+        .await?,
     ))
 }
 
@@ -482,6 +492,11 @@ pub async fn list_coupons(
     Query(q): Query<ListParams>,
 ) -> Result<Json<List<Coupon>>, ApiError> {
     Ok(list(
-        service::list_coupons(&s.db, &ctx.tenant, &page(q.limit, q.starting_after)?).await?,
+        service::list_coupons(
+            &s.db,
+            &ctx.tenant,
+            &page(&s, &ctx, "coupon", q.limit, q.starting_after).await?,
+        )
+        .await?,
     ))
 }

@@ -152,7 +152,7 @@ pub async fn list_credit_notes(
         .invoice
         .map(|i| body_id("invoice", &i, InvoiceId::parse))
         .transpose()?;
-    let page = page(q.limit, q.starting_after)?;
+    let page = page(&s, &ctx, "cn", q.limit, q.starting_after).await?;
     Ok(list(
         service::list_credit_notes(&s.db, &ctx.tenant, invoice.as_ref(), &page).await?,
     ))

@@ -6,7 +6,7 @@ use super::{AppState, list, page, path_id};
 use crate::domain::balance::BalanceTransaction;
 use crate::domain::contact::{Address, Country, Email, Locale, TaxId, check_text};
 use crate::domain::currency::Currency;
-use crate::domain::customer::{Customer, CustomerPatch, PaymentMethod, TaxExempt};
+use crate::domain::customer::{Customer, CustomerPatch, PaymentMethod, Provider, TaxExempt};
 use crate::domain::ids::CustomerId;
 use crate::services::customers::{self as service, BalanceAdjustment, NewCustomer};
 use axum::extract::{Path, State};
@@ -110,7 +110,7 @@ pub async fn list_balance_transactions(
     Query(q): Query<ListParams>,
 ) -> Result<Json<super::List<BalanceTransaction>>, ApiError> {
     let id = path_id("customer", &id, CustomerId::parse)?;
-    let page = page(q.limit, q.starting_after)?;
+    let page = page(&s, &ctx, "cbtxn", q.limit, q.starting_after).await?;
     Ok(list(
         service::list_balance_transactions(&s.db, &ctx.tenant, &id, &page).await?,
     ))
@@ -325,26 +325,72 @@ impl TryFrom<UpdateCustomer> for CustomerPatch {
     }
 }
 
-/// A payment method the tenant's mode cannot charge through (a sandbox token for a live
-/// tenant, a Stripe method for a test tenant on a live key, or the reverse) is refused before
-/// it is stored.
+/// A payment method is checked before it is stored: one the tenant's mode cannot charge
+/// through (a sandbox token for a live tenant, a Stripe method for a test tenant on a live
+/// key, or the reverse) is refused, and a Stripe method must exist in the tenant's Stripe
+/// account (its own, or the installation's), with its customer, and not belong to another
+/// customer.
 async fn check_mode(
     s: &AppState,
     ctx: &Ctx,
     method: Option<&PaymentMethod>,
 ) -> Result<(), ApiError> {
+    use crate::payments::stripe::MethodRefused;
     let Some(m) = method else {
         return Ok(());
     };
-    s.payments
-        .for_tenant(&s.db, &ctx.tenant)
-        .await?
+    let providers = s.payments.for_tenant(&s.db, &ctx.tenant).await?;
+    providers
         .check_mode(m.provider)
         .map_err(|message| ApiError::Unprocessable {
             code: "livemode_mismatch",
             message,
             param: Some("payment_method".into()),
-        })
+        })?;
+    let (Some(stripe), Some(customer)) = (
+        providers
+            .stripe()
+            .filter(|_| m.provider == Provider::Stripe),
+        m.customer.as_deref(),
+    ) else {
+        return Ok(());
+    };
+    let refused = |code: &'static str, param: &str, message: String| ApiError::Unprocessable {
+        code,
+        message,
+        param: Some(param.into()),
+    };
+    match stripe.check_method(&m.token, customer).await {
+        Ok(()) => Ok(()),
+        Err(MethodRefused::UnknownMethod) => Err(refused(
+            "payment_method_unknown",
+            "payment_method.token",
+            format!(
+                "no payment method {} in the tenant's Stripe account",
+                m.token
+            ),
+        )),
+        Err(MethodRefused::UnknownCustomer) => Err(refused(
+            "payment_method_unknown",
+            "payment_method.customer",
+            format!("no customer {customer} in the tenant's Stripe account"),
+        )),
+        Err(MethodRefused::OtherCustomer) => Err(refused(
+            "payment_method_customer_mismatch",
+            "payment_method.customer",
+            format!(
+                "payment method {} belongs to another Stripe customer",
+                m.token
+            ),
+        )),
+        Err(MethodRefused::Unreachable(reason)) => Err(refused(
+            "provider_unreachable",
+            "payment_method",
+            format!(
+                "Stripe could not be reached to check the payment method; nothing was saved: {reason}"
+            ),
+        )),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/customers", request_body = CreateCustomer, responses((status = 200, description = "the customer")))]
@@ -413,7 +459,7 @@ pub async fn list_customers(
     ctx: Ctx,
     Query(q): Query<ListParams>,
 ) -> Result<Json<super::List<Customer>>, ApiError> {
-    let page = page(q.limit, q.starting_after)?;
+    let page = page(&s, &ctx, "cus", q.limit, q.starting_after).await?;
     Ok(list(
         service::list_customers(&s.db, &ctx.tenant, &page).await?,
     ))

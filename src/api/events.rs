@@ -75,7 +75,7 @@ pub async fn list_events(
         created_gte: time("created[gte]", q.created_gte.as_deref())?,
         created_lt: time("created[lt]", q.created_lt.as_deref())?,
     };
-    let page = page(q.limit, q.starting_after)?;
+    let page = page(&s, &ctx, "evt", q.limit, q.starting_after).await?;
     let mut tx = s.db.read().await?;
     let out = store_list(&mut tx, &ctx.tenant.id, &filter, &page).await?;
     tx.commit().await?;
@@ -95,7 +95,7 @@ pub async fn list_alerts(
     ctx: Ctx,
     Query(q): Query<ListAlerts>,
 ) -> Result<Json<List<crate::store::alerts::Alert>>, ApiError> {
-    let page = page(q.limit, q.starting_after)?;
+    let page = page(&s, &ctx, "alrt", q.limit, q.starting_after).await?;
     Ok(list(
         crate::services::alerts::list(&s.db, &ctx.tenant, &page).await?,
     ))

@@ -71,7 +71,7 @@ pub async fn list_invoices(
             &s.db,
             &ctx.tenant,
             &filter,
-            &page(q.limit, q.starting_after)?,
+            &page(&s, &ctx, "in", q.limit, q.starting_after).await?,
         )
         .await?,
     ))
@@ -175,7 +175,7 @@ pub async fn list_payments(
         .invoice
         .map(|i| body_id("invoice", &i, InvoiceId::parse))
         .transpose()?;
-    let page = page(q.limit, q.starting_after)?;
+    let page = page(&s, &ctx, "pay", q.limit, q.starting_after).await?;
     Ok(list(
         crate::services::payments::list_payments(&s.db, &ctx.tenant, invoice.as_ref(), &page)
             .await?,

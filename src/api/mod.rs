@@ -320,8 +320,16 @@ pub fn list<T: Serialize>((data, has_more): (Vec<T>, bool)) -> Json<List<T>> {
     })
 }
 
-/// Checks the common list parameters.
-pub fn page(limit: Option<u32>, starting_after: Option<String>) -> Result<Page, ApiError> {
+/// Checks the common list parameters. `prefix` is the id prefix of what the list holds: a
+/// `starting_after` must be an id of that kind that exists for the tenant, so a client paging
+/// on a bad cursor gets a 400 instead of page 1 again (and again).
+pub async fn page(
+    s: &AppState,
+    ctx: &Ctx,
+    prefix: &str,
+    limit: Option<u32>,
+    starting_after: Option<String>,
+) -> Result<Page, ApiError> {
     let limit = limit.unwrap_or(10);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid(
@@ -329,17 +337,31 @@ pub fn page(limit: Option<u32>, starting_after: Option<String>) -> Result<Page, 
             "limit must be between 1 and 100",
         ));
     }
-    if let Some(cursor) = &starting_after
-        && (cursor.is_empty()
-            || cursor.len() > 100
-            || !cursor
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-    {
-        return Err(ApiError::invalid(
-            "starting_after",
-            "starting_after must be an object id",
-        ));
+    if let Some(cursor) = &starting_after {
+        let well_formed = cursor.len() <= 100
+            && cursor
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('_'))
+                .is_some_and(|rest| {
+                    !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+                });
+        if !well_formed {
+            return Err(ApiError::invalid(
+                "starting_after",
+                format!("starting_after must be the id of an object of this list ({prefix}_…)"),
+            ));
+        }
+        let mut tx = s.db.read().await?;
+        let exists =
+            crate::store::listed_id_exists(&mut tx, ctx.tenant.id.as_str(), prefix, cursor).await?;
+        tx.commit().await?;
+        if exists != Some(true) {
+            return Err(ApiError::NotFound {
+                kind: "object",
+                id: cursor.clone(),
+                param: Some("starting_after".into()),
+            });
+        }
     }
     Ok(Page {
         limit,

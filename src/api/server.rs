@@ -1,6 +1,9 @@
 //! The HTTP listener: hyper with a header-read timeout and a cap on open connections, so
 //! clients that open connections and never finish a request (or idle on keep-alive) cannot
-//! hold every file descriptor and starve everyone else, `/healthz` included.
+//! hold every file descriptor and starve everyone else, `/healthz` included. With a
+//! certificate and key (`server.tls_cert_file`, `server.tls_key_file`) it terminates TLS
+//! itself (rustls; TLS 1.2 and 1.3, HTTP/2 by ALPN); the handshake must finish within the
+//! header timeout too.
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -15,6 +18,38 @@ use tokio::sync::Semaphore;
 /// How long a stopping server waits for requests in flight before it closes their
 /// connections.
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// The TLS side of the listener, from the configured certificate chain and key.
+pub fn tls_acceptor(
+    c: &crate::config::ServerConfig,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (&c.tls_cert_file, &c.tls_key_file) else {
+        return Ok(None);
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("server.tls_cert_file {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "server.tls_cert_file {}: no certificate in it",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("server.tls_key_file {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("server.tls_cert_file and tls_key_file do not make a pair: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -40,6 +75,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -72,15 +108,31 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(app.clone()),
-            )
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, app, watcher, tls) = (
+            builder.clone(),
+            app.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let service = TowerToHyperService::new(app);
+            match tls {
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let accepted =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = accepted {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }

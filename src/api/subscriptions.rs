@@ -433,7 +433,7 @@ pub async fn list_subscriptions(
             &s.db,
             &ctx.tenant,
             &filter,
-            &page(q.limit, q.starting_after)?,
+            &page(&s, &ctx, "sub", q.limit, q.starting_after).await?,
         )
         .await?,
     ))

@@ -71,7 +71,7 @@ pub async fn list_endpoints(
     ctx: Ctx,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<List<Endpoint>>, ApiError> {
-    let page = page(q.limit, q.starting_after)?;
+    let page = page(&s, &ctx, "we", q.limit, q.starting_after).await?;
     Ok(list(service::list(&s.db, &ctx.tenant.id, &page).await?))
 }
 
@@ -115,7 +115,7 @@ pub async fn list_deliveries(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<List<Delivery>>, ApiError> {
     let id = path_id("webhook endpoint", &id, WebhookEndpointId::parse)?;
-    let page = page(q.limit, q.starting_after)?;
+    let page = page(&s, &ctx, "whd", q.limit, q.starting_after).await?;
     Ok(list(
         service::deliveries(&s.db, &ctx.tenant.id, &id, &page).await?,
     ))

@@ -413,6 +413,11 @@ pub struct TenantProviders {
 }
 
 impl TenantProviders {
+    /// The Stripe client the tenant charges through (its own account's or the installation's).
+    pub fn stripe(&self) -> Option<&stripe::Stripe> {
+        self.stripe.as_deref()
+    }
+
     pub fn provider(&self, provider: Provider) -> Option<&dyn PaymentProvider> {
         match provider {
             Provider::Sandbox => Some(self.sandbox.as_ref()),

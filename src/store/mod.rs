@@ -524,3 +524,42 @@ impl Page {
         (rows, has_more)
     }
 }
+
+/// The tables a list pages over, by the prefix of their ids.
+const LISTED: &[(&str, &str)] = &[
+    ("cus", "customers"),
+    ("price", "prices"),
+    ("txr", "tax_rates"),
+    ("coupon", "coupons"),
+    ("sub", "subscriptions"),
+    ("in", "invoices"),
+    ("pay", "payment_attempts"),
+    ("cn", "credit_notes"),
+    ("cbtxn", "customer_balance_transactions"),
+    ("evt", "events"),
+    ("alrt", "alerts"),
+    ("we", "webhook_endpoints"),
+    ("whd", "webhook_deliveries"),
+];
+
+/// Whether the tenant has a row with this id in the table its prefix names (a list's
+/// `starting_after`); `None` when the prefix names no listed table.
+pub async fn listed_id_exists(
+    tx: &mut Tx,
+    tenant: &str,
+    prefix: &str,
+    id: &str,
+) -> Result<Option<bool>, StoreError> {
+    let Some((_, table)) = LISTED.iter().find(|(p, _)| *p == prefix) else {
+        return Ok(None);
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {table} WHERE tenant_id = $1 AND id = $2"
+    ));
+    let n: i64 = on_tx!(tx, |c| sqlx::query_scalar(sql)
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await?);
+    Ok(Some(n > 0))
+}

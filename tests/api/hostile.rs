@@ -88,8 +88,25 @@ both! {
         assert!(status == 400 || status == 404, "{status}");
         assert!(v["error"]["code"].is_string(), "{v}");
         // Cursors and idempotency keys a client got wrong.
-        let r = app.get("/v1/customers?starting_after=").await;
-        assert_eq!((r.status.as_u16(), r.body["error"]["param"].as_str()), (400, Some("starting_after")));
+        // Empty, malformed, of another list, unknown, or another tenant's: a 400 naming the
+        // cursor, never page 1 again.
+        let customer = app.customer().await;
+        let other = app.other_tenant_key().await;
+        let theirs = app
+            .send(reqwest::Method::POST, "/v1/customers", Some(&other), None, Some(r#"{"name": "Eve"}"#))
+            .await
+            .ok()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for cursor in ["", "nonsense", "in_0190a0b0c0d07000800000000000000a", "cus_0190a0b0c0d07000800000000000000a", &theirs] {
+            let r = app.get(&format!("/v1/customers?starting_after={cursor}")).await;
+            assert_eq!((r.status.as_u16(), r.body["error"]["param"].as_str()), (400, Some("starting_after")), "{cursor}: {}", r.body);
+        }
+        let r = app.get(&format!("/v1/customers?starting_after={customer}")).await;
+        assert_eq!(r.status, 200);
+        let r = app.get(&format!("/v1/invoices?starting_after={customer}")).await;
+        assert_eq!(r.status, 400);
         let r = app.send(reqwest::Method::POST, "/v1/customers", Some(&app.key), Some("key\twith tab"), Some(r#"{"name": "Ada"}"#)).await;
         assert_eq!((r.status.as_u16(), r.body["error"]["param"].as_str()), (400, Some("Idempotency-Key")), "{}", r.body);
     }

@@ -9,9 +9,21 @@ use serde_json::json;
 const SANDBOX: &str = r#"{"provider": "sandbox", "token": "tok_visa"}"#;
 const STRIPE: &str = r#"{"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}"#;
 
-async fn app(backend: Backend, mode: Mode, stripe_key: Option<&str>) -> Option<TestApp> {
-    let key = stripe_key.map(Secret::new);
-    TestApp::spawn_with(backend, mode, move |c| c.stripe.secret_key = key).await
+/// An app whose installation Stripe key is `stripe_key`, talking to a fake Stripe (kept
+/// alive by the app's lifetime through the returned pair).
+async fn app(
+    backend: Backend,
+    mode: Mode,
+    stripe_key: Option<&str>,
+) -> Option<(TestApp, crate::fake_stripe::FakeStripe)> {
+    let fake = crate::fake_stripe::FakeStripe::start().await;
+    let (key, uri) = (stripe_key.map(Secret::new), fake.uri());
+    let app = TestApp::spawn_with(backend, mode, move |c| {
+        c.stripe.secret_key = key;
+        c.stripe.api_base = uri;
+    })
+    .await?;
+    Some((app, fake))
 }
 
 fn method(raw: &str) -> serde_json::Value {
@@ -59,23 +71,23 @@ async fn assert_method(app: &TestApp, pm: &str, refused: bool) {
 
 async fn mixing_is_refused_both_ways(backend: Backend) {
     // A live tenant: no sandbox tokens, no Stripe test key; a live key is fine.
-    let Some(live) = app(backend, Mode::Live, Some("sk_test_fake")).await else {
+    let Some((live, _f1)) = app(backend, Mode::Live, Some("sk_test_fake")).await else {
         return;
     };
     assert_method(&live, SANDBOX, true).await;
     assert_method(&live, STRIPE, true).await;
-    let Some(live) = app(backend, Mode::Live, Some("sk_live_fake")).await else {
+    let Some((live, _f2)) = app(backend, Mode::Live, Some("sk_live_fake")).await else {
         return;
     };
     assert_method(&live, SANDBOX, true).await;
     assert_method(&live, STRIPE, false).await;
     // A test tenant: the sandbox always, Stripe only with a test key.
-    let Some(test) = app(backend, Mode::Test, Some("rk_live_fake")).await else {
+    let Some((test, _f3)) = app(backend, Mode::Test, Some("rk_live_fake")).await else {
         return;
     };
     assert_method(&test, STRIPE, true).await;
     assert_method(&test, SANDBOX, false).await;
-    let Some(test) = app(backend, Mode::Test, Some("sk_test_fake")).await else {
+    let Some((test, _f4)) = app(backend, Mode::Test, Some("sk_test_fake")).await else {
         return;
     };
     assert_method(&test, STRIPE, false).await;
@@ -94,7 +106,7 @@ async fn mixing_test_and_live_is_refused_both_ways_on_postgres() {
 /// A sandbox token stored for a live tenant before the rule (written past the API here) is
 /// never charged: the attempt fails hard with `livemode_mismatch`.
 async fn a_stored_sandbox_method_never_charges_live(backend: Backend) {
-    let Some(app) = app(backend, Mode::Live, None).await else {
+    let Some((app, _fake)) = app(backend, Mode::Live, None).await else {
         return;
     };
     let tenant = app.tenant().await;

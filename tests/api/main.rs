@@ -34,6 +34,7 @@ mod reports;
 mod stripe_payments;
 mod subscriptions;
 mod tenancy;
+mod tls;
 mod usage;
 mod webhooks;
 

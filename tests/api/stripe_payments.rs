@@ -393,3 +393,57 @@ both_stripe!(
         assert_eq!(fake.ledger().len(), 1);
     }
 );
+
+both_stripe!(
+    async fn a_stripe_method_must_be_the_accounts_and_its_customers(
+        app: TestApp,
+        _fake: FakeStripe,
+    ) {
+        let before = app.row_counts().await;
+        for (pm, customer, code, param) in [
+            (
+                "pm_nobody_knows",
+                "cus_fake",
+                "payment_method_unknown",
+                "payment_method.token",
+            ),
+            (
+                "pm_card_visa",
+                "cus_nobody",
+                "payment_method_unknown",
+                "payment_method.customer",
+            ),
+            (
+                "pm_attached_elsewhere",
+                "cus_fake",
+                "payment_method_customer_mismatch",
+                "payment_method.customer",
+            ),
+        ] {
+            let body = json!({"name": "X", "payment_method": {"provider": "stripe", "token": pm, "customer": customer}});
+            let r = app.post("/v1/customers", body.clone()).await;
+            assert_eq!(
+                (r.status.as_u16(), r.error_code()),
+                (422, code),
+                "{body}: {:?}",
+                r.body
+            );
+            assert_eq!(r.body["error"]["param"], param);
+        }
+        assert_eq!(
+            app.row_counts().await,
+            before,
+            "a refused method was stored"
+        );
+        // Its own customer's method, and Stripe's test methods, are accepted.
+        for (pm, customer) in [
+            ("pm_attached_mine", "cus_other"),
+            ("pm_card_visa", "cus_fake"),
+        ] {
+            let r = app
+                .post("/v1/customers", json!({"name": "Y", "payment_method": {"provider": "stripe", "token": pm, "customer": customer}}))
+                .await;
+            assert_eq!(r.status, 200, "{pm}: {:?}", r.body);
+        }
+    }
+);

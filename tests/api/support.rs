@@ -225,10 +225,12 @@ impl TestApp {
         });
         // The listener `recur serve` runs, with its header timeout and connection cap.
         let limits = recur::api::server::Limits::from_config(&config.server);
+        let tls = recur::api::server::tls_acceptor(&config.server).expect("tls files");
         tokio::spawn(recur::api::server::serve(
             listener,
             app,
             limits,
+            tls,
             std::future::pending(),
         ));
         Some(TestApp {

@@ -134,6 +134,11 @@ impl FakeStripe {
             .respond_with(Account)
             .mount(&server)
             .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/v1/(payment_methods|customers)/[^/]+$"))
+            .respond_with(Lookup)
+            .mount(&server)
+            .await;
         FakeStripe {
             server,
             state,
@@ -660,6 +665,47 @@ impl Respond for Account {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         authorized(req)
             .unwrap_or_else(|| reply(200, &json!({"id": "acct_fake", "object": "account"})))
+    }
+}
+
+/// `GET /v1/payment_methods/{id}` and `GET /v1/customers/{id}` of the account: Stripe's
+/// test methods `pm_card_*` (attached to no customer, as Stripe answers for them), a method
+/// `pm_attached_*` of customer `cus_other`, and customers `cus_fake` and `cus_other`; anything
+/// else is 404.
+struct Lookup;
+
+impl Respond for Lookup {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if let Some(denied) = authorized(req) {
+            return denied;
+        }
+        let id = req.url.path().rsplit('/').next().unwrap_or_default();
+        let found = if req.url.path().starts_with("/v1/payment_methods/") {
+            if id.starts_with("pm_card_") {
+                Some(json!({"id": id, "object": "payment_method", "customer": null}))
+            } else if id.starts_with("pm_attached_") {
+                Some(json!({"id": id, "object": "payment_method", "customer": "cus_other"}))
+            } else {
+                None
+            }
+        } else {
+            ["cus_fake", "cus_other"]
+                .contains(&id)
+                .then(|| json!({"id": id, "object": "customer"}))
+        };
+        found.map_or_else(
+            || {
+                reply(
+                    404,
+                    &error(
+                        "invalid_request_error",
+                        Some("resource_missing"),
+                        &format!("No such object: '{id}'"),
+                    ),
+                )
+            },
+            |v| reply(200, &v),
+        )
     }
 }
 

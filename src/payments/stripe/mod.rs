@@ -84,6 +84,15 @@ enum Reply {
     Indeterminate(String),
 }
 
+/// Why a payment method cannot be stored for a customer (`Stripe::check_method`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MethodRefused {
+    UnknownMethod,
+    UnknownCustomer,
+    OtherCustomer,
+    Unreachable(String),
+}
+
 /// The mode a Stripe secret or restricted key belongs to, from its prefix (`sk_live_…`,
 /// `rk_test_…`); `None` for anything else.
 pub fn key_mode(key: &str) -> Option<Mode> {
@@ -148,6 +157,58 @@ impl Stripe {
                     .unwrap_or_else(|| format!("Stripe answered {status}")),
             )),
             Reply::Indeterminate(message) => Err((true, message)),
+        }
+    }
+
+    /// Checks that a payment method and a customer exist in this account and that the method
+    /// is not attached to another customer (Stripe's test methods `pm_card_…` are attached to
+    /// none).
+    pub async fn check_method(&self, token: &str, customer: &str) -> Result<(), MethodRefused> {
+        let owner = match self
+            .send(
+                Method::GET,
+                &format!("/v1/payment_methods/{token}"),
+                &[],
+                None,
+            )
+            .await
+        {
+            Reply::Answer { status, body } if status.is_success() => {
+                body["customer"].as_str().map(str::to_owned)
+            }
+            Reply::Answer { status, .. } if status == StatusCode::NOT_FOUND => {
+                return Err(MethodRefused::UnknownMethod);
+            }
+            Reply::Answer { status, body } => {
+                return Err(MethodRefused::Unreachable(
+                    error_of(&body)
+                        .message
+                        .unwrap_or_else(|| format!("Stripe answered {status}")),
+                ));
+            }
+            Reply::Indeterminate(m) => return Err(MethodRefused::Unreachable(m)),
+        };
+        if owner.as_deref().is_some_and(|o| o != customer) {
+            return Err(MethodRefused::OtherCustomer);
+        }
+        match self
+            .send(Method::GET, &format!("/v1/customers/{customer}"), &[], None)
+            .await
+        {
+            Reply::Answer { status, body } if status.is_success() && body["deleted"] != true => {
+                Ok(())
+            }
+            Reply::Answer { status, .. }
+                if status.is_success() || status == StatusCode::NOT_FOUND =>
+            {
+                Err(MethodRefused::UnknownCustomer)
+            }
+            Reply::Answer { status, body } => Err(MethodRefused::Unreachable(
+                error_of(&body)
+                    .message
+                    .unwrap_or_else(|| format!("Stripe answered {status}")),
+            )),
+            Reply::Indeterminate(m) => Err(MethodRefused::Unreachable(m)),
         }
     }
 
