@@ -205,6 +205,22 @@ enum TenantCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Connect the tenant's own Stripe account (`PUT /v1/settings/providers/stripe`): the
+    /// secrets are read from files (`-`: standard input), never from arguments, so they stay
+    /// out of shell history and process lists. Without them it prints the account; with
+    /// `--disconnect` it removes it.
+    Stripe {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        /// A file holding the secret key (`sk_…`/`rk_…` of the tenant's mode).
+        #[arg(long, value_name = "FILE", conflicts_with = "disconnect")]
+        secret_key_file: Option<PathBuf>,
+        /// A file holding the webhook signing secret (`whsec_…`).
+        #[arg(long, value_name = "FILE", requires = "secret_key_file")]
+        webhook_secret_file: Option<PathBuf>,
+        #[arg(long)]
+        disconnect: bool,
+    },
     /// Print a tenant's invoice settings as JSON, or replace them with `--set FILE`.
     Settings {
         #[arg(long, value_parser = parse_tenant)]
@@ -485,6 +501,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant {
             command: TenantCommand::Key { command },
         } => api_key_command(&db, command).await,
+        Command::Tenant {
+            command:
+                TenantCommand::Stripe {
+                    tenant,
+                    secret_key_file,
+                    webhook_secret_file,
+                    disconnect,
+                },
+        } => {
+            stripe_account(
+                &db,
+                &config,
+                &tenant,
+                secret_key_file,
+                webhook_secret_file,
+                disconnect,
+            )
+            .await
+        }
         Command::Secrets {
             command: SecretsCommand::Rotate { json },
         } => {
@@ -629,6 +664,56 @@ async fn load_tenant(db: &Db, id: &TenantId) -> anyhow::Result<crate::domain::te
     let found = crate::store::tenants::find_tenant(&mut tx, id.as_str()).await?;
     tx.commit().await?;
     found.ok_or_else(|| UsageError::Refused(format!("no such tenant: {id}")).into())
+}
+
+/// A secret read from a file (`-`: standard input), without its surrounding whitespace.
+fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| UsageError::Refused(format!("{}: {e}", path.display())))?
+    };
+    Ok(text.trim().to_owned())
+}
+
+async fn stripe_account(
+    db: &Db,
+    config: &Config,
+    tenant: &TenantId,
+    secret_key_file: Option<PathBuf>,
+    webhook_secret_file: Option<PathBuf>,
+    disconnect: bool,
+) -> anyhow::Result<()> {
+    use crate::domain::customer::Provider;
+    use crate::services::provider_accounts as accounts;
+    let t = load_tenant(db, tenant).await?;
+    let refused = |e: crate::services::ServiceError| UsageError::Refused(e.to_string());
+    let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
+    if disconnect {
+        accounts::disconnect(db, &t, Provider::Stripe, now)
+            .await
+            .map_err(refused)?;
+        println!("disconnected: {tenant} charges through stripe.secret_key again, if it is set");
+        return Ok(());
+    }
+    let account = match secret_key_file {
+        Some(key_file) => {
+            let key = read_secret(&key_file)?;
+            let webhook = webhook_secret_file
+                .as_deref()
+                .map(read_secret)
+                .transpose()?;
+            accounts::connect_stripe(db, config, &t, &key, webhook.as_deref(), now)
+                .await
+                .map_err(refused)?
+        }
+        None => accounts::get_account(db, &t, Provider::Stripe)
+            .await
+            .map_err(refused)?,
+    };
+    println!("{}", serde_json::to_string_pretty(&account)?);
+    Ok(())
 }
 
 async fn api_key_command(db: &Db, command: KeyCommand) -> anyhow::Result<()> {

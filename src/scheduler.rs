@@ -149,6 +149,14 @@ async fn documents(
         Ok(_) => {}
         Err(e) => tracing::error!(tenant.id = %tenant.id, error = %e, "rendering documents failed"),
     }
+    // Only a test clock moves the purge's "now"; `--at` on a live tenant never purges early.
+    let now = match (tenant.mode, at) {
+        (Mode::Test, Some(at)) => at.max(tenant.now(Utc::now())),
+        (Mode::Test | Mode::Live, _) => tenant.now(Utc::now()),
+    };
+    if let Err(e) = crate::services::privacy::purge_expired(db, config, tenant, now).await {
+        tracing::error!(tenant.id = %tenant.id, error = %e, "purging expired documents failed");
+    }
     // A test tenant's clock has moved to `at` when the pass advanced it.
     let now = tenant.now(Utc::now());
     if let Err(e) =

@@ -16,6 +16,7 @@ mod openapi;
 mod provider_accounts;
 pub mod rate_limit;
 pub mod reports;
+mod retention;
 pub mod server;
 mod subscriptions;
 mod usage;
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reports::routes())
         .merge(webhook_endpoints::routes())
         .merge(provider_accounts::routes())
+        .merge(retention::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,

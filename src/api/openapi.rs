@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         super::credit_notes::get_dunning, super::credit_notes::put_dunning, super::credit_notes::delete_dunning,
         super::documents::get_settings, super::documents::put_settings, super::documents::invoice_pdf, super::documents::credit_note_pdf, super::documents::upcoming, super::documents::upcoming_pdf, super::exports::export, super::reports::get_summary, super::webhook_endpoints::create_endpoint, super::webhook_endpoints::list_endpoints, super::webhook_endpoints::get_endpoint, super::webhook_endpoints::delete_endpoint, super::webhook_endpoints::list_deliveries, super::webhook_endpoints::resend_delivery,
         super::provider_accounts::connect, super::provider_accounts::get_account, super::provider_accounts::disconnect,
+        super::retention::get_retention, super::retention::put_retention,
         super::api_keys::create_key, super::api_keys::list_keys, super::api_keys::get_key, super::api_keys::revoke_key, super::api_keys::roll_key,
     ),
     modifiers(&BearerAuth),

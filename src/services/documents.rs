@@ -271,6 +271,7 @@ pub async fn invoice_pdf(
     let inv = invoices::find_invoice(&mut tx, tenant, id).await?;
     tx.commit().await?;
     let inv = inv.ok_or_else(|| ServiceError::not_found("invoice", id))?;
+    super::privacy::refuse_purged(db, tenant, "invoices", id.as_str()).await?;
     let Some(number) = inv.number.clone() else {
         return Err(ServiceError::unprocessable(
             "invoice_not_finalized",
@@ -328,6 +329,7 @@ pub async fn credit_note_pdf(
     id: &CreditNoteId,
 ) -> Result<Pdf, ServiceError> {
     let (note, inv) = load_note(db, tenant, id).await?;
+    super::privacy::refuse_purged(db, tenant, "credit_notes", id.as_str()).await?;
     let filename = pdf_name(&note.number);
     let recorded = note.document.pdf_sha256.clone();
     if let Some(recorded) = &recorded

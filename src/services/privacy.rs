@@ -281,3 +281,141 @@ where
         }
     }
 }
+
+/// Issued documents kept after their customer is erased, unless the tenant sets another period.
+pub const DEFAULT_RETENTION_YEARS: i64 = 10;
+
+/// The tenant's retention period in years.
+pub async fn retention(db: &Db, tenant: &Tenant) -> Result<i64, ServiceError> {
+    let mut tx = db.read().await?;
+    let years = store::retention_years(&mut tx, &tenant.id).await?;
+    tx.commit().await?;
+    Ok(years.unwrap_or(DEFAULT_RETENTION_YEARS))
+}
+
+/// Sets the retention period (1 to 30 years; `None`: the default), with an event.
+pub async fn set_retention(
+    db: &Db,
+    tenant: &Tenant,
+    years: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<i64, ServiceError> {
+    if let Some(y) = years
+        && !(1..=30).contains(&y)
+    {
+        return Err(ServiceError::invalid(
+            "years",
+            "years must be between 1 and 30 (tax law asks for 5 to 10 in most countries)",
+        ));
+    }
+    let mut tx = db.begin().await?;
+    store::set_retention_years(&mut tx, &tenant.id, years).await?;
+    let effective = years.unwrap_or(DEFAULT_RETENTION_YEARS);
+    events::insert_event(
+        &mut tx,
+        &tenant.id,
+        EventType::TenantRetentionUpdated,
+        tenant.id.as_str(),
+        &serde_json::json!({ "object": "retention", "years": effective, "default": years.is_none() }),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(effective)
+}
+
+/// What one retention purge removed.
+#[derive(Debug, Default, Serialize)]
+pub struct Purged {
+    pub invoices: usize,
+    pub credit_notes: usize,
+}
+
+/// Removes the stored PDFs of erased customers' invoices and credit notes issued longer ago
+/// than the tenant's retention period (by its clock), a batch per transaction; each is marked
+/// `document_purged_at` and recorded in a `documents.purged` event (ids only). The rows, their
+/// numbers, amounts and the documents' hashes stay. Run by the scheduler; safe to run again
+/// (a file already gone is simply marked).
+pub async fn purge_expired(
+    db: &Db,
+    config: &crate::config::Config,
+    tenant: &Tenant,
+    now: DateTime<Utc>,
+) -> Result<Purged, ServiceError> {
+    let years = retention(db, tenant).await?;
+    let months = u32::try_from(years * 12).unwrap_or(u32::MAX);
+    let Some(before) = now.checked_sub_months(chrono::Months::new(months)) else {
+        return Ok(Purged::default());
+    };
+    let dir = &config.documents.dir;
+    let mut out = Purged::default();
+    loop {
+        let mut tx = db.read().await?;
+        let batch = store::expired_documents(&mut tx, &tenant.id, before, 100).await?;
+        tx.commit().await?;
+        if batch.is_empty() {
+            return Ok(out);
+        }
+        for doc in &batch {
+            for path in [
+                super::documents::stored_path(dir, &tenant.id, &doc.id, &doc.sha256),
+                dir.join(tenant.id.as_str()).join(format!("{}.pdf", doc.id)),
+            ] {
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(ServiceError::Document(format!("{}: {e}", path.display())));
+                }
+            }
+        }
+        let mut tx = db.begin().await?;
+        let ids = |table: &str| {
+            batch
+                .iter()
+                .filter(|d| d.table == table)
+                .map(|d| d.id.clone())
+                .collect::<Vec<_>>()
+        };
+        for doc in &batch {
+            store::mark_purged(&mut tx, &tenant.id, doc, now).await?;
+        }
+        let (invoices, credit_notes) = (ids("invoices"), ids("credit_notes"));
+        events::insert_event(
+            &mut tx,
+            &tenant.id,
+            EventType::DocumentsPurged,
+            tenant.id.as_str(),
+            &serde_json::json!({ "object": "purge", "retention_years": years,
+                "invoices": invoices, "credit_notes": credit_notes }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        out.invoices += invoices.len();
+        out.credit_notes += credit_notes.len();
+        tracing::info!(tenant.id = %tenant.id, invoices = invoices.len(), credit_notes = credit_notes.len(), "documents purged after the retention period");
+    }
+}
+
+/// The refusal for a document whose PDF was purged, when it was.
+pub async fn refuse_purged(
+    db: &Db,
+    tenant: &crate::domain::ids::TenantId,
+    table: &'static str,
+    id: &str,
+) -> Result<(), ServiceError> {
+    let mut tx = db.read().await?;
+    let purged = store::document_purged_at(&mut tx, tenant, table, id).await?;
+    tx.commit().await?;
+    match purged {
+        Some(at) => Err(ServiceError::unprocessable(
+            "document_purged",
+            None,
+            format!(
+                "the PDF of {id} was removed on {} after the retention period of its erased customer; its amounts stay in the records",
+                at.format("%Y-%m-%d")
+            ),
+        )),
+        None => Ok(()),
+    }
+}

@@ -269,6 +269,8 @@ fn baseline_row(kind: u8, tenant: &str, i: usize, ts: &str, sep: char, null: &st
             null.into(),
             // announce_pdf
             (if sep == '\t' { "t" } else { "1" }).into(),
+            // document_purged_at
+            null.into(),
         ],
         1 => vec![
             q(tenant),

@@ -292,6 +292,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "provider_accounts",
         include_str!("../../migrations/sqlite/0014_provider_accounts.sql"),
     ),
+    (
+        15,
+        "retention",
+        include_str!("../../migrations/sqlite/0015_retention.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -364,6 +369,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         14,
         "provider_accounts",
         include_str!("../../migrations/postgres/0014_provider_accounts.sql"),
+    ),
+    (
+        15,
+        "retention",
+        include_str!("../../migrations/postgres/0015_retention.sql"),
     ),
 ];
 

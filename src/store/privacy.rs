@@ -190,3 +190,111 @@ pub async fn skip_pending_emails(
     .rows_affected()
     }))
 }
+
+/// The tenant's retention period in years (`None`: the default).
+pub async fn retention_years(tx: &mut Tx, tenant: &TenantId) -> Result<Option<i64>, StoreError> {
+    let years: Option<Option<i64>> = on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT retention_years FROM tenants WHERE id = $1"
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(&mut *c)
+    .await?);
+    Ok(years.flatten())
+}
+
+pub async fn set_retention_years(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    years: Option<i64>,
+) -> Result<(), StoreError> {
+    on_tx!(tx, |c| sqlx::query(
+        "UPDATE tenants SET retention_years = $2 WHERE id = $1"
+    )
+    .bind(tenant.as_str())
+    .bind(years)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(())
+}
+
+/// An issued document whose stored PDF the retention purge removes.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    /// `invoices` or `credit_notes`.
+    pub table: &'static str,
+    pub id: String,
+    pub sha256: String,
+}
+
+/// Issued documents of erased customers, issued before `before`, whose PDFs are still kept
+/// (a batch of at most `limit` of each kind).
+pub async fn expired_documents(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Expired>, StoreError> {
+    let mut out = Vec::new();
+    for (table, issued) in [
+        ("invoices", "COALESCE(d.finalized_at, d.created_at)"),
+        ("credit_notes", "d.created_at"),
+    ] {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT d.id, d.pdf_sha256 FROM {table} d
+             JOIN customers c ON c.tenant_id = d.tenant_id AND c.id = d.customer_id
+             WHERE d.tenant_id = $1 AND c.erased_at IS NOT NULL AND d.pdf_sha256 IS NOT NULL
+               AND d.document_purged_at IS NULL AND {issued} < $2
+             ORDER BY d.id LIMIT $3"
+        ));
+        let rows: Vec<(String, String)> = on_tx!(tx, |c| sqlx::query_as(sql)
+            .bind(tenant.as_str())
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?);
+        out.extend(
+            rows.into_iter()
+                .map(|(id, sha256)| Expired { table, id, sha256 }),
+        );
+    }
+    Ok(out)
+}
+
+pub async fn mark_purged(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    doc: &Expired,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE {} SET document_purged_at = $3 WHERE tenant_id = $1 AND id = $2",
+        doc.table
+    ));
+    on_tx!(tx, |c| sqlx::query(sql)
+        .bind(tenant.as_str())
+        .bind(&doc.id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// When the document's PDF was purged, if it was (`table`: `invoices` or `credit_notes`).
+pub async fn document_purged_at(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    table: &'static str,
+    id: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT document_purged_at FROM {table} WHERE tenant_id = $1 AND id = $2"
+    ));
+    let at: Option<Option<DateTime<Utc>>> = on_tx!(tx, |c| sqlx::query_scalar(sql)
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?);
+    Ok(at.flatten())
+}

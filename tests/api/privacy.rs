@@ -1,7 +1,7 @@
 //! A person's data: everything recur holds as one JSON document, and erasure.
 
 use crate::both;
-use crate::support::TestApp;
+use crate::support::{TestApp, recur_cli};
 use recur::store::Db;
 use reqwest::Method;
 use serde_json::json;
@@ -253,5 +253,109 @@ both!(
             app.get(&format!("/v1/customers/{id}")).await.ok()["name"],
             "Ada"
         );
+    }
+);
+
+both!(
+    async fn an_erased_customers_documents_are_purged_after_the_retention_period(app: TestApp) {
+        app.set_clock("2027-01-01T00:00:00Z").await;
+        for (years, status) in [
+            (json!(0), 400),
+            (json!(31), 400),
+            (json!("ten"), 400),
+            (json!(1), 200),
+        ] {
+            let r = app
+                .put("/v1/settings/retention", json!({"years": years}))
+                .await;
+            assert_eq!(r.status.as_u16(), status, "{years}: {:?}", r.body);
+        }
+        assert_eq!(app.get("/v1/settings/retention").await.ok()["years"], 1);
+        let price = app.monthly_price(2500).await;
+        let gone = app.customer().await;
+        let kept = app.customer().await;
+        let sub_gone = app.subscription(&gone, &price).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sub_kept = app.subscription(&kept, &price).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let first = |sub: String| {
+            let app = &app;
+            async move {
+                app.invoices_of(&sub).await[0]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+        };
+        let (inv_gone, inv_kept) = (first(sub_gone).await, first(sub_kept).await);
+        for inv in [&inv_gone, &inv_kept] {
+            assert_eq!(
+                app.raw(&format!("/v1/invoices/{inv}/pdf"), Some(&app.key))
+                    .await
+                    .0,
+                200
+            );
+        }
+        let pdfs = |app: &TestApp| {
+            let dir = app.docs.path().join(&app.tenant_id);
+            std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+        };
+        let before = pdfs(&app);
+        app.post(&format!("/v1/customers/{gone}/erase"), json!({}))
+            .await
+            .ok();
+
+        // Within the period nothing is purged; a year and a month later the erased customer's
+        // PDFs go (by the scheduler's pass), the other customer's stay.
+        let run = |app: &TestApp| recur_cli(app, &[], &["run-cycle", "--tenant", &app.tenant_id]);
+        assert!(run(&app).status.success());
+        assert_eq!(
+            app.raw(&format!("/v1/invoices/{inv_gone}/pdf"), Some(&app.key))
+                .await
+                .0,
+            200
+        );
+        app.advance("2028-02-01T00:00:00Z").await;
+        let out = run(&app);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (status, _, body) = app
+            .raw(&format!("/v1/invoices/{inv_gone}/pdf"), Some(&app.key))
+            .await;
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(
+            (status.as_u16(), answer["error"]["code"].as_str()),
+            (422, Some("document_purged")),
+            "{answer}"
+        );
+        assert_eq!(
+            app.raw(&format!("/v1/invoices/{inv_kept}/pdf"), Some(&app.key))
+                .await
+                .0,
+            200
+        );
+        assert!(pdfs(&app) >= before, "the kept customer's PDFs stay");
+        let files: Vec<String> = std::fs::read_dir(app.docs.path().join(&app.tenant_id))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!files.iter().any(|f| f.starts_with(&inv_gone)), "{files:?}");
+        assert!(files.iter().any(|f| f.starts_with(&inv_kept)), "{files:?}");
+        let invoice = app.get(&format!("/v1/invoices/{inv_gone}")).await.ok();
+        assert!(
+            invoice["number"].is_string() && invoice["total"] == 2500,
+            "{invoice}"
+        );
+        assert_eq!(app.count_events("documents.purged").await, 1);
+        // Running again finds nothing more.
+        assert!(run(&app).status.success());
+        assert_eq!(app.count_events("documents.purged").await, 1);
     }
 );

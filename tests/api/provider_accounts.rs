@@ -354,3 +354,73 @@ async fn rotating_the_master_key_reseals_every_secret_on_sqlite() {
 async fn rotating_the_master_key_reseals_every_secret_on_postgres() {
     rotation(Backend::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_connects_shows_and_disconnects_an_account_from_files() {
+    let Some((app, _fake)) = app_without_installation_key(Backend::Sqlite).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, hook) = (dir.path().join("key"), dir.path().join("hook"));
+    std::fs::write(&key, format!("{}\n", fake_stripe::SECRET_KEY)).unwrap();
+    std::fs::write(&hook, TENANT_WEBHOOK_SECRET).unwrap();
+    let uri = app.config.stripe.api_base.clone();
+    let env = [("RECUR_STRIPE__API_BASE", uri)];
+    let tenant = app.tenant_id.clone();
+    let out = recur_cli(
+        &app,
+        &env,
+        &[
+            "tenant",
+            "stripe",
+            "--tenant",
+            &tenant,
+            "--secret-key-file",
+            key.to_str().unwrap(),
+            "--webhook-secret-file",
+            hook.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("\"secret_key_last4\": \"fake\"")
+            && !shown.contains(fake_stripe::SECRET_KEY),
+        "{shown}"
+    );
+    assert_eq!(
+        app.get("/v1/settings/providers/stripe").await.ok()["account"],
+        "acct_fake"
+    );
+    // A key Stripe refuses: exit 2, the reason, nothing changed.
+    std::fs::write(&key, "sk_test_wrong").unwrap();
+    let out = recur_cli(
+        &app,
+        &env,
+        &[
+            "tenant",
+            "stripe",
+            "--tenant",
+            &tenant,
+            "--secret-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Stripe refused the key"));
+    let out = recur_cli(
+        &app,
+        &env,
+        &["tenant", "stripe", "--tenant", &tenant, "--disconnect"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.get("/v1/settings/providers/stripe").await.status, 404);
+}
