@@ -170,7 +170,7 @@ fn read_or_create(path: &Path) -> Result<String, VaultError> {
         std::fs::create_dir_all(dir).map_err(failed)?;
     }
     let key = STANDARD.encode(rand::random::<[u8; 32]>());
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = path.with_extension(format!("tmp{}", hex::encode(rand::random::<[u8; 8]>())));
     {
         use std::io::Write;
         let mut options = std::fs::OpenOptions::new();
@@ -185,6 +185,12 @@ fn read_or_create(path: &Path) -> Result<String, VaultError> {
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => {
+            // The key must survive a power cut once anything is sealed under it.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(failed)?;
+            }
             tracing::warn!(path = %path.display(), "created a master key for secrets at rest: back it up apart from the database (without it, stored provider and webhook secrets cannot be read)");
             Ok(key)
         }

@@ -360,6 +360,25 @@ async fn check_mode(
         message,
         param: Some(param.into()),
     };
+    if !providers.own_stripe_account() {
+        let mut tx = s.db.read().await?;
+        let taken = crate::store::customers::stripe_customer_of_another_tenant(
+            &mut tx,
+            &ctx.tenant.id,
+            customer,
+        )
+        .await?;
+        tx.commit().await?;
+        if taken {
+            return Err(refused(
+                "payment_method_customer_mismatch",
+                "payment_method.customer",
+                format!(
+                    "Stripe customer {customer} belongs to another tenant of this installation"
+                ),
+            ));
+        }
+    }
     match stripe.check_method(&m.token, customer).await {
         Ok(()) => Ok(()),
         Err(MethodRefused::UnknownMethod) => Err(refused(

@@ -2,8 +2,10 @@
 //! clients that open connections and never finish a request (or idle on keep-alive) cannot
 //! hold every file descriptor and starve everyone else, `/healthz` included. With a
 //! certificate and key (`server.tls_cert_file`, `server.tls_key_file`) it terminates TLS
-//! itself (rustls; TLS 1.2 and 1.3, HTTP/2 by ALPN); the handshake must finish within the
-//! header timeout too.
+//! itself (rustls; TLS 1.2 and 1.3); the handshake must finish within the header timeout too.
+//! It speaks HTTP/1.1 only: hyper's header timer runs from a connection's first moment there,
+//! while HTTP/2 (and the auto-detection of it) has no timer before the first request, so a
+//! client could hold a connection by sending nothing.
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -47,7 +49,7 @@ pub fn tls_acceptor(
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .map_err(|e| format!("server.tls_cert_file and tls_key_file do not make a pair: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 
@@ -80,7 +82,7 @@ pub async fn serve(
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())

@@ -4,60 +4,85 @@
 
 /// Whether `text` holds something that reads as a payment card number: 13 to 19 digits
 /// written together, or in groups of 4 to 6 split by single spaces or dashes (4-4-4-4,
-/// 4-6-5), passing the Luhn check, standing as a word of its own (digits inside an id such as
-/// `req_01a23c4664717257827e` are not a card). A short group written after a card
-/// ("… 4242 12/30", "… 4242 123") does not hide it, short numbers side by side ("rooms 109
-/// 110 111") never join into one, and a longer run of groups (an IBAN) is not searched for a
-/// card inside it.
+/// 4-6-5), passing the Luhn check, in a number standing as a word of its own. Within such a
+/// number every stretch of whole groups is tried, so digits written before or after a card
+/// ("2024 4242 …", "… 4242 0330", "… 4242 12/30") do not hide it; a number glued to letters
+/// (an id such as `req_01a23c46…`, an IBAN after its country code) or continuing a run of
+/// short groups ("rooms 109 110 111", "PL61 1090 …") is never searched.
 pub fn holds_card_number(text: &str) -> bool {
     let word = |c: char| c.is_alphanumeric() || c == '_';
-    let mut digits: Vec<u8> = Vec::with_capacity(32);
-    // Where the current group starts in `digits`.
-    let mut group_start = 0;
-    let mut separated = false;
-    // Whether the character before the run is not part of a word.
-    let mut bounded = true;
+    let mut run = Run::default();
     let mut previous = ' ';
-    // Whether the run ending here, or the run without its last group when that group is too
-    // short to be part of a card, is a card.
-    let ends_a_card = |digits: &[u8], group_start: usize| {
-        let short_tail = digits.len() - group_start < 4;
-        is_card(digits) || (short_tail && is_card(&digits[..group_start]))
-    };
+    let mut separated = false;
+    // Digits after a short group belong to a longer number (an IBAN, an account number).
+    let mut continues = false;
     for c in text.chars() {
         match c {
             '0'..='9' => {
-                if digits.is_empty() {
-                    bounded = !word(previous);
-                    group_start = 0;
+                if run.digits.is_empty() {
+                    run.bounded = !continues && !word(previous);
+                    run.groups.clear();
+                    run.groups.push(0);
                 }
-                digits.push(c as u8 - b'0');
+                run.digits.push(c as u8 - b'0');
                 separated = false;
             }
-            ' ' | '-' if !digits.is_empty() && !separated => {
-                let group = digits.len() - group_start;
-                if !(4..=6).contains(&group) {
-                    if bounded && ends_a_card(&digits, group_start) {
+            ' ' | '-' if !run.digits.is_empty() && !separated => {
+                let group = run.digits.len() - run.groups.last().copied().unwrap_or(0);
+                if (4..=6).contains(&group) {
+                    run.groups.push(run.digits.len());
+                } else {
+                    if run.holds_card() {
                         return true;
                     }
-                    digits.clear();
+                    run.digits.clear();
+                    continues = true;
                 }
-                group_start = digits.len();
                 separated = true;
             }
             _ => {
                 // A run followed by a separator ends at the separator.
-                let ends_here = separated || !word(c);
-                if bounded && ends_here && !digits.is_empty() && ends_a_card(&digits, group_start) {
+                if (separated || !word(c)) && run.holds_card() {
                     return true;
                 }
-                digits.clear();
+                run.digits.clear();
+                continues = false;
                 separated = false;
             }
         }
         previous = c;
     }
-    bounded && !digits.is_empty() && ends_a_card(&digits, group_start)
+    run.holds_card()
+}
+
+/// A number being read: its digits and where each of its groups starts.
+#[derive(Default)]
+struct Run {
+    digits: Vec<u8>,
+    groups: Vec<usize>,
+    /// Whether it stands as a word of its own (nothing glued before it).
+    bounded: bool,
+}
+
+impl Run {
+    /// Whether some stretch of whole groups is a card number.
+    fn holds_card(&self) -> bool {
+        if !self.bounded || self.digits.is_empty() {
+            return false;
+        }
+        let mut cuts: Vec<usize> = self
+            .groups
+            .iter()
+            .copied()
+            .filter(|&g| g < self.digits.len())
+            .collect();
+        cuts.push(self.digits.len());
+        cuts.iter().enumerate().any(|(i, &from)| {
+            cuts[i + 1..]
+                .iter()
+                .any(|&to| is_card(&self.digits[from..to]))
+        })
+    }
 }
 
 fn is_card(digits: &[u8]) -> bool {
@@ -99,6 +124,9 @@ mod tests {
             "4242 4242 4242 4242 123",
             "4242-4242-4242-4242 12 30",
             "3782 822463 10005",
+            "4242 4242 4242 4242 0330",
+            "3782 822463 10005 1234",
+            "2024 4242 4242 4242 4242",
         ] {
             assert!(holds_card_number(text), "{text}");
         }
@@ -119,6 +147,8 @@ mod tests {
             "call 12 34 56 78 90 12 34",
             "req_01a23c4664717257827eb0c10c4dc217",
             "SKU4242424242424242",
+            "DE21 8439 7324 7020 8721 28",
+            "IBAN: GB33 BUKB 2020 1555 5555 55",
         ] {
             assert!(!holds_card_number(text), "{text}");
         }
@@ -154,6 +184,29 @@ mod tests {
                 .collect();
             let sentence = format!("paid with {text} today");
             prop_assert!(holds_card_number(&sentence), "{}", sentence);
+        }
+
+        /// IBANs (letters, then 2 check digits, then the account in groups of 4) are never
+        /// taken for cards, whatever their digits.
+        #[test]
+        fn ibans_are_never_cards(
+            country in "[A-Z]{2}",
+            check in 10u8..100,
+            groups in prop::collection::vec(prop::collection::vec(0u8..10, 4), 3..7),
+            tail in prop::collection::vec(0u8..10, 0..4),
+        ) {
+            let digits = |g: &Vec<u8>| g.iter().map(u8::to_string).collect::<String>();
+            let mut iban = format!("{country}{check}");
+            for g in &groups {
+                iban.push(' ');
+                iban.push_str(&digits(g));
+            }
+            if !tail.is_empty() {
+                iban.push(' ');
+                iban.push_str(&digits(&tail));
+            }
+            let footer = format!("Bank: {iban}, BIC DEUTDEFF");
+            prop_assert!(!holds_card_number(&footer), "{}", footer);
         }
 
         #[test]

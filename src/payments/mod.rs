@@ -418,6 +418,11 @@ impl TenantProviders {
         self.stripe.as_deref()
     }
 
+    /// Whether Stripe is the tenant's own account (not the installation's shared key).
+    pub fn own_stripe_account(&self) -> bool {
+        self.own_account
+    }
+
     pub fn provider(&self, provider: Provider) -> Option<&dyn PaymentProvider> {
         match provider {
             Provider::Sandbox => Some(self.sandbox.as_ref()),

@@ -369,16 +369,23 @@ pub async fn purge_expired(
             }
         }
         let mut tx = db.begin().await?;
+        let mut marked = Vec::with_capacity(batch.len());
+        for doc in &batch {
+            if store::mark_purged(&mut tx, &tenant.id, doc, now).await? {
+                marked.push(doc);
+            }
+        }
+        if marked.is_empty() {
+            tx.commit().await?;
+            continue;
+        }
         let ids = |table: &str| {
-            batch
+            marked
                 .iter()
                 .filter(|d| d.table == table)
                 .map(|d| d.id.clone())
                 .collect::<Vec<_>>()
         };
-        for doc in &batch {
-            store::mark_purged(&mut tx, &tenant.id, doc, now).await?;
-        }
         let (invoices, credit_notes) = (ids("invoices"), ids("credit_notes"));
         events::insert_event(
             &mut tx,

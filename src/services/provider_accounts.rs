@@ -40,9 +40,22 @@ fn shown(a: &StoredAccount) -> ProviderAccount {
     }
 }
 
+/// The refusal for changing the account a tenant's payments were made through.
+fn in_use(what: &str) -> ServiceError {
+    ServiceError::Conflict {
+        code: "provider_account_in_use",
+        message: format!(
+            "payments were made through this Stripe account; {what} would send their lookups and refunds elsewhere"
+        ),
+        param: None,
+    }
+}
+
 /// Connects (or replaces) the tenant's Stripe account: the key must be of the tenant's mode
 /// and accepted by Stripe, the webhook secret a `whsec_…`. Both are sealed before they are
-/// stored; the inbound webhook URL stays the same across replacements.
+/// stored; the inbound webhook URL stays the same across replacements, and so does the
+/// webhook secret when none is given. Once the tenant has charged through its account, a key
+/// of another account is refused (the payments' lookups and refunds belong to the first).
 pub async fn connect_stripe(
     db: &Db,
     config: &Config,
@@ -103,6 +116,14 @@ pub async fn connect_stripe(
     let provider = Provider::Stripe;
     let mut tx = db.begin().await?;
     let existing = store::find_account(&mut tx, &tenant.id, provider).await?;
+    if let Some(e) = &existing
+        && e.account_id.is_some()
+        && e.account_id != account_id
+        && store::stripe_attempts_exist(&mut tx, &tenant.id).await?
+    {
+        return Err(in_use("a key of another account"));
+    }
+    let kept_webhook_secret = existing.as_ref().and_then(|e| e.webhook_secret.clone());
     let account = StoredAccount {
         tenant: tenant.id.clone(),
         provider,
@@ -113,9 +134,12 @@ pub async fn connect_stripe(
             secret_key,
         )?,
         secret_key_last4: secret_key[secret_key.len() - 4..].to_owned(),
-        webhook_secret: webhook_secret
-            .map(|w| vault.seal(&sealed_context(&tenant.id, provider, "webhook_secret"), w))
-            .transpose()?,
+        webhook_secret: match webhook_secret {
+            Some(w) => {
+                Some(vault.seal(&sealed_context(&tenant.id, provider, "webhook_secret"), w)?)
+            }
+            None => kept_webhook_secret,
+        },
         webhook_id: existing.map_or_else(
             || format!("whk_{}", hex::encode(rand::random::<[u8; 16]>())),
             |e| e.webhook_id,
@@ -160,6 +184,13 @@ pub async fn disconnect(
     now: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
     let mut tx = db.begin().await?;
+    if store::find_account(&mut tx, &tenant.id, provider)
+        .await?
+        .is_some()
+        && store::stripe_attempts_exist(&mut tx, &tenant.id).await?
+    {
+        return Err(in_use("disconnecting it"));
+    }
     if !store::delete_account(&mut tx, &tenant.id, provider).await? {
         return Err(ServiceError::not_found(
             "provider account",

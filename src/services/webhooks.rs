@@ -324,13 +324,20 @@ pub async fn deliver_due(
         }
         let attempt = d.attempts + 1;
         let started = std::time::Instant::now();
-        let opened = config
+        // A secret that does not open is this installation's fault (a missing or wrong
+        // master key), not the endpoint's: nothing is sent or counted, and the delivery is due
+        // again when its claim lapses.
+        let secret = match config
             .vault()
-            .and_then(|v| v.open(&secret_context(&d.tenant, &d.endpoint), &d.secret));
-        let (code, retry_after, error) = match opened {
-            Ok(secret) => send(client, &d, secret.expose(), allow_private).await,
-            Err(e) => (None, None, Some(format!("signing secret: {e}"))),
+            .and_then(|v| v.open(&secret_context(&d.tenant, &d.endpoint), &d.secret))
+        {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::error!(tenant.id = %d.tenant, endpoint = %d.endpoint, error = %e, "cannot open a webhook signing secret; check secrets.master_key");
+                continue;
+            }
         };
+        let (code, retry_after, error) = send(client, &d, secret.expose(), allow_private).await;
         let at = clock();
         let ok = code.is_some_and(|c| (200..300).contains(&c));
         let gone = code == Some(410);

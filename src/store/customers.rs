@@ -201,3 +201,23 @@ pub async fn payment_methods_of(
             .collect()
     })
 }
+
+/// Whether another tenant stored this Stripe customer (`pm_customer`) with its payment
+/// method: on the installation's shared Stripe account, one tenant must not charge another
+/// tenant's customers by naming their ids. The one query that reads across tenants, on
+/// purpose.
+pub async fn stripe_customer_of_another_tenant(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    stripe_customer: &str,
+) -> Result<bool, StoreError> {
+    let n: i64 = on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM customers
+         WHERE pm_provider = 'stripe' AND pm_customer = $2 AND tenant_id <> $1"
+    )
+    .bind(tenant.as_str())
+    .bind(stripe_customer)
+    .fetch_one(&mut *c)
+    .await?);
+    Ok(n > 0)
+}

@@ -261,24 +261,26 @@ pub async fn expired_documents(
     Ok(out)
 }
 
+/// Marks a document purged; `false` when another run marked it first.
 pub async fn mark_purged(
     tx: &mut Tx,
     tenant: &TenantId,
     doc: &Expired,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "UPDATE {} SET document_purged_at = $3 WHERE tenant_id = $1 AND id = $2",
+        "UPDATE {} SET document_purged_at = $3
+         WHERE tenant_id = $1 AND id = $2 AND document_purged_at IS NULL",
         doc.table
     ));
-    on_tx!(tx, |c| sqlx::query(sql)
+    let n = on_tx!(tx, |c| sqlx::query(sql)
         .bind(tenant.as_str())
         .bind(&doc.id)
         .bind(now)
         .execute(&mut *c)
         .await?
         .rows_affected());
-    Ok(())
+    Ok(n == 1)
 }
 
 /// When the document's PDF was purged, if it was (`table`: `invoices` or `credit_notes`).

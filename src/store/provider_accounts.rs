@@ -161,3 +161,16 @@ pub async fn reseal_account(
     .rows_affected());
     Ok(n == 1)
 }
+
+/// Whether the tenant has made any payment attempt through Stripe (their refunds and
+/// lookups go to the account they were made with).
+pub async fn stripe_attempts_exist(tx: &mut Tx, tenant: &TenantId) -> Result<bool, StoreError> {
+    let found: i64 = on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT id FROM payment_attempts
+             WHERE tenant_id = $1 AND provider = 'stripe' LIMIT 1) AS any_attempt"
+    )
+    .bind(tenant.as_str())
+    .fetch_one(&mut *c)
+    .await?);
+    Ok(found > 0)
+}

@@ -291,3 +291,30 @@ both! {
         assert!(rx.got.lock().unwrap().is_empty(), "nothing reached the internal address");
     }
 }
+
+both! {
+    async fn a_secret_that_does_not_open_holds_the_delivery_without_blaming_the_endpoint(app: TestApp) {
+        let Some(app) = spawn(backend_of(&app), true).await else { return };
+        let (base, rx) = receiver().await;
+        let endpoint = app
+            .post("/v1/webhook_endpoints", json!({"url": format!("{base}/held"), "enabled_events": ["*"]}))
+            .await
+            .ok();
+        // The stored secret was sealed under a master key this process no longer has.
+        let stranger = "enc:v1:deadbeef:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let sql = "UPDATE webhook_endpoints SET secret = $1 WHERE id = $2";
+        match &app.db {
+            recur::store::Db::Sqlite(p) => sqlx::query(sql).bind(stranger).bind(endpoint["id"].as_str()).execute(p).await.map(|_| ()),
+            recur::store::Db::Postgres(p) => sqlx::query(sql).bind(stranger).bind(endpoint["id"].as_str()).execute(p).await.map(|_| ()),
+        }
+        .unwrap();
+        app.post("/v1/customers", json!({"name": "Ada"})).await.ok();
+        let r = pass(&app, Utc::now()).await;
+        assert_eq!((r.delivered, r.retrying, r.failed, r.disabled), (0, 0, 0, 0), "{r:?}");
+        assert!(rx.got.lock().unwrap().is_empty(), "nothing is sent unsigned");
+        let shown = app.get(&format!("/v1/webhook_endpoints/{}", endpoint["id"].as_str().unwrap())).await.ok();
+        assert_eq!(shown["status"], "enabled", "{shown}");
+        let deliveries = app.get(&format!("/v1/webhook_endpoints/{}/deliveries", endpoint["id"].as_str().unwrap())).await.ok();
+        assert!(deliveries["data"].as_array().unwrap().iter().all(|d| d["status"] == "pending" && d["attempts"].as_array().is_none_or(Vec::is_empty)), "{deliveries}");
+    }
+}

@@ -231,14 +231,31 @@ async fn own_account(backend: Backend) {
         "paid"
     );
 
-    // Disconnected: Stripe customers have no provider again.
+    // The key rolled within the same account keeps the webhook secret; the account cannot be
+    // disconnected once payments went through it (their refunds belong there).
+    let again = app
+        .put(path, json!({"secret_key": fake_stripe::SECRET_KEY}))
+        .await
+        .ok();
+    assert_eq!(
+        (
+            again["webhook_secret_set"].as_bool(),
+            again["webhook_url"].as_str()
+        ),
+        (Some(true), Some(webhook_url.as_str()))
+    );
     let r = app
         .send(Method::DELETE, path, Some(&app.key), None, None)
         .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(app.get(path).await.status, 404);
-    assert_eq!(app.count_events("provider_account.connected").await, 1);
-    assert_eq!(app.count_events("provider_account.disconnected").await, 1);
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (409, "provider_account_in_use"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(app.get(path).await.status, 200);
+    assert_eq!(app.count_events("provider_account.connected").await, 2);
+    assert_eq!(app.count_events("provider_account.disconnected").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

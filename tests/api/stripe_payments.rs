@@ -445,5 +445,24 @@ both_stripe!(
                 .await;
             assert_eq!(r.status, 200, "{pm}: {:?}", r.body);
         }
+        // On the installation's shared key, another tenant cannot name this tenant's Stripe
+        // customer.
+        let other = app.other_tenant_key().await;
+        let body = json!({"name": "Z", "payment_method": {"provider": "stripe", "token": "pm_card_visa", "customer": "cus_fake"}});
+        let r = app
+            .send(
+                reqwest::Method::POST,
+                "/v1/customers",
+                Some(&other),
+                None,
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (422, "payment_method_customer_mismatch"),
+            "{:?}",
+            r.body
+        );
     }
 );
