@@ -81,19 +81,6 @@ pub async fn insert_tenant(
     Ok(())
 }
 
-pub async fn find_tenant_by_key_hash(
-    tx: &mut Tx,
-    hash: &str,
-) -> Result<Option<Tenant>, StoreError> {
-    on_tx!(tx, |c| {
-        let row = sqlx::query(select_tenant!("WHERE api_key_hash = $1"))
-            .bind(hash)
-            .fetch_optional(&mut *c)
-            .await?;
-        row.as_ref().map(tenant_from).transpose()
-    })
-}
-
 /// Moves a test clock forward. The `clock_time < $2` guard makes a concurrent advance to an
 /// earlier time a no-op instead of moving the clock back.
 pub async fn update_tenant_clock(
