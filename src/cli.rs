@@ -176,6 +176,23 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1_000)]
         clock_subscriptions: usize,
     },
+    /// The HTTP API under load on a scratch database: p50/p99 latency at a fixed offered rate
+    /// (GET and POST routes against GET /healthz), sign-up bursts and usage batches against
+    /// same-run baselines.
+    Api {
+        /// Seconds each scenario runs.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Offered rate of the GET scenarios (requests per second).
+        #[arg(long, default_value_t = 2_000)]
+        get_rate: u32,
+        /// Offered rate of the POST scenarios (requests per second).
+        #[arg(long, default_value_t = 500)]
+        post_rate: u32,
+        /// Requests in flight in the burst and batch scenarios.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Render N one-page invoices against a fewest-operations printpdf baseline: PDFs per
     /// second per core and the ratio.
     Pdf {
@@ -370,6 +387,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     payments: crate::payments::Payments::from_config(&config)?,
                 };
                 crate::bench::cycle(opts).await
+            }
+            BenchCommand::Api {
+                seconds,
+                get_rate,
+                post_rate,
+                concurrency,
+            } => {
+                if !(seconds > 0.0 && seconds <= 3600.0) || get_rate == 0 || post_rate == 0 {
+                    return Err(anyhow::Error::new(UsageError::from(ConfigError::Invalid(
+                        "bench api: --seconds must be in (0, 3600] and the rates above 0".into(),
+                    ))));
+                }
+                let opts = crate::bench::api::ApiOptions {
+                    seconds,
+                    get_rate,
+                    post_rate,
+                    concurrency,
+                    database_url: cli.database_url,
+                };
+                crate::bench::api::run(config, opts).await.map(drop)
             }
             BenchCommand::Pdf { invoices } => {
                 tokio::task::spawn_blocking(move || crate::bench::pdf::run(invoices)).await?

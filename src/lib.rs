@@ -5,6 +5,7 @@ pub mod api;
 pub mod bench;
 pub mod billing;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod crash;
 pub mod demo;

@@ -40,3 +40,50 @@ async fn the_cycle_benchmark_runs_on_postgres() {
 fn the_pdf_benchmark_runs() {
     recur::bench::pdf::run(20).expect("bench pdf");
 }
+
+async fn api_bench(database_url: Option<String>) {
+    let config = Config::load(None, &Overrides::default()).expect("default config");
+    let report = recur::bench::api::run(
+        config,
+        recur::bench::api::ApiOptions {
+            seconds: 0.5,
+            get_rate: 100,
+            post_rate: 40,
+            concurrency: 4,
+            database_url,
+        },
+    )
+    .await
+    .expect("bench api");
+    assert_eq!(report.rows.len(), 10, "{report:?}");
+    for r in &report.rows {
+        assert!(r.done > 0 && r.errors == 0, "{r:?}");
+        if let Some(offered) = r.offered {
+            // Open loop: every scheduled request was sent, however slow the answers.
+            assert_eq!(r.done, (offered * 0.5) as usize, "{r:?}");
+        }
+    }
+    // Every batch and every single record the scenarios sent is stored once.
+    assert!(report.usage_records_sent >= 1000, "{report:?}");
+    assert_eq!(
+        report.usage_records_stored,
+        i64::try_from(report.usage_records_sent + report.rows[5].done).unwrap(),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_benchmark_runs_on_sqlite() {
+    api_bench(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_benchmark_runs_on_postgres() {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if sqlx::PgPool::connect(&url).await.is_err() && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("skipping: PostgreSQL unreachable");
+        return;
+    }
+    api_bench(Some(url)).await;
+}

@@ -54,6 +54,9 @@ pub enum ApiError {
     NotTestMode,
     #[error("{0}")]
     Webhook(#[from] crate::payments::WebhookError),
+    /// Records of a batch that were refused, by index; the body lists each under `errors`.
+    #[error("{} records of the batch were refused; nothing was recorded", .0.len())]
+    Batch(Vec<(usize, ApiError)>),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -133,6 +136,11 @@ impl ApiError {
                 | crate::payments::WebhookError::Stale(_)
                 | crate::payments::WebhookError::Mismatch,
             ) => (StatusCode::BAD_REQUEST, "signature_invalid", None),
+            ApiError::Batch(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "batch_rejected",
+                Some("records"),
+            ),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
         }
     }
@@ -144,8 +152,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
-        let mut response =
-            (status, axum::Json(envelope(code, &self.to_string(), param))).into_response();
+        let mut body = envelope(code, &self.to_string(), param);
+        if let ApiError::Batch(errors) = &self {
+            body["error"]["errors"] = errors.iter().map(batch_entry).collect();
+        }
+        let mut response = (status, axum::Json(body)).into_response();
         if let ApiError::RateLimited(secs) = self {
             response
                 .headers_mut()
@@ -158,6 +169,18 @@ impl IntoResponse for ApiError {
 /// The error object every failure leaves in: `{"error": {code, message, param}}`.
 pub fn envelope(code: &str, message: &str, param: Option<&str>) -> serde_json::Value {
     json!({ "error": { "code": code, "message": message, "param": param } })
+}
+
+/// One refused record of a batch: its index, and its error as the single-record route would
+/// answer it, with `param` naming the field inside `records[index]`.
+fn batch_entry((index, e): &(usize, ApiError)) -> serde_json::Value {
+    let (_, code, param) = e.parts();
+    json!({
+        "index": index,
+        "code": code,
+        "message": e.to_string(),
+        "param": param.map(|p| format!("records[{index}].{p}")),
+    })
 }
 
 impl From<ServiceError> for ApiError {
@@ -188,6 +211,9 @@ impl From<ServiceError> for ApiError {
                 message,
                 param,
             },
+            ServiceError::Batch(errors) => {
+                ApiError::Batch(errors.into_iter().map(|(i, e)| (i, e.into())).collect())
+            }
             ServiceError::Store(e) => e.into(),
             ServiceError::Document(e) => ApiError::Internal(anyhow::anyhow!(e)),
             ServiceError::Vault(e) => ApiError::Internal(e.into()),

@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
         super::subscriptions::update_subscription, super::subscriptions::cancel_subscription,
         super::subscriptions::pause_subscription, super::subscriptions::resume_subscription,
         super::subscriptions::retry_subscription_billing,
-        super::usage::create_usage_record, super::events::list_events, super::events::list_alerts,
+        super::usage::create_usage_record, super::usage::create_usage_batch, super::events::list_events, super::events::list_alerts,
         super::invoices::list_invoices, super::invoices::get_invoice, super::invoices::void_invoice,
         super::invoices::mark_uncollectible, super::invoices::advance,
         super::invoices::pay_invoice, super::invoices::list_payments,

@@ -7,6 +7,7 @@
 //! It always works on a scratch database: a temporary SQLite file, or a new schema inside the
 //! PostgreSQL database given with `--database-url` (dropped at the end).
 
+pub mod api;
 pub mod pdf;
 
 use crate::billing::run::run_due;
@@ -84,6 +85,20 @@ async fn scratch(url: Option<&str>) -> anyhow::Result<Scratch> {
                 _dir: Some(dir),
             })
         }
+    }
+}
+
+impl Scratch {
+    /// Closes the pool; a PostgreSQL scratch schema is dropped.
+    async fn close(self) -> anyhow::Result<()> {
+        self.db.close().await;
+        if let Some((url, schema)) = &self.schema {
+            let admin = Db::connect(url, 1).await?;
+            let mut tx = admin.begin().await?;
+            bulk::drop_schema(&mut tx, schema).await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 }
 
@@ -427,12 +442,5 @@ pub async fn cycle(opts: CycleOptions) -> anyhow::Result<()> {
     if let Some(mb) = peak_memory_mb() {
         println!("  peak memory (VmHWM): {mb:.0} MB");
     }
-    if let Some((url, schema)) = &scratch.schema {
-        db.close().await;
-        let admin = Db::connect(url, 1).await?;
-        let mut tx = admin.begin().await?;
-        bulk::drop_schema(&mut tx, schema).await?;
-        tx.commit().await?;
-    }
-    Ok(())
+    scratch.close().await
 }

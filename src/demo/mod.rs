@@ -6,7 +6,6 @@
 //! HTTP like any SaaS backend would (`api`); the test clock moves through the scheduler's
 //! `run_once`, exactly as `recur run-cycle --at` does. Nothing goes past an invariant.
 
-mod api;
 mod receiver;
 mod script;
 mod summary;
@@ -183,7 +182,7 @@ async fn simulate(
         payments: payments.clone(),
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let api = api::Api::new(base, key.0.clone())?;
+    let api = crate::client::Api::new(base, key.0.clone())?;
     let receiver = receiver::Receiver::start(dir.join("webhooks.jsonl")).await?;
 
     let progress = Progress::new(u64::from(opts.months) * 2);

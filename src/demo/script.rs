@@ -3,7 +3,7 @@
 //! month-by-month life of their subscriptions (trials, an upgrade, more seats, a new card, a
 //! refund, a cancellation, a pause).
 
-use super::api::{Api, id};
+use crate::client::{Api, id};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};

@@ -1,9 +1,9 @@
 //! What the demo made, read back through the API (and the report service behind
 //! `GET /v1/reports/summary`), and the words that show it to a person.
 
-use super::api::Api;
 use super::receiver::Received;
 use super::script::World;
+use crate::client::Api;
 use crate::config::Config;
 use crate::domain::tenant::Tenant;
 use crate::services::reports::SummaryReport;

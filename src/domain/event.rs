@@ -21,6 +21,8 @@ pub enum EventType {
     CustomerSubscriptionBillingFailed,
     CustomerSubscriptionBillingRetried,
     UsageRecordCreated,
+    /// One per `POST /v1/usage_records/batch` that stored records: the ids it stored.
+    UsageRecordBatchCreated,
     InvoiceCreated,
     InvoiceFinalized,
     InvoicePaid,
@@ -76,6 +78,7 @@ impl EventType {
                 "customer.subscription.billing_retried"
             }
             EventType::UsageRecordCreated => "usage_record.created",
+            EventType::UsageRecordBatchCreated => "usage_record.batch_created",
             EventType::InvoiceCreated => "invoice.created",
             EventType::InvoiceFinalized => "invoice.finalized",
             EventType::InvoicePaid => "invoice.paid",
@@ -128,6 +131,7 @@ impl EventType {
         EventType::CustomerSubscriptionBillingFailed,
         EventType::CustomerSubscriptionBillingRetried,
         EventType::UsageRecordCreated,
+        EventType::UsageRecordBatchCreated,
         EventType::InvoiceCreated,
         EventType::InvoiceFinalized,
         EventType::InvoicePaid,

@@ -53,6 +53,9 @@ pub enum ServiceError {
         message: String,
         param: Option<String>,
     },
+    /// Records of a batch that were refused, by their index in the batch; nothing was written.
+    #[error("{} records of the batch were refused; nothing was recorded", .0.len())]
+    Batch(Vec<(usize, ServiceError)>),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A document could not be rendered or stored (template, font, disk).

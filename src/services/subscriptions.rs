@@ -13,7 +13,7 @@ use crate::domain::ids::{
 use crate::domain::invoice_math::TaxBehavior;
 use crate::domain::period::Period;
 use crate::domain::period::Schedule;
-use crate::domain::price::{Price, UsageType};
+use crate::domain::price::Price;
 use crate::domain::pricing::{MAX_PERIOD_AMOUNT, line_amount};
 use crate::domain::subscription::{
     CollectionMethod, ItemChange, ItemChangeError, MAX_ITEMS, ProrationBehavior, Subscription,
@@ -132,17 +132,6 @@ fn check_period_amount<'p>(
             .ok_or_else(too_large)?;
     }
     Ok(())
-}
-
-async fn load_price(
-    tx: &mut Tx,
-    tenant: &Tenant,
-    id: &PriceId,
-    param: &str,
-) -> Result<Price, ServiceError> {
-    catalogue::find_price(tx, &tenant.id, id)
-        .await?
-        .ok_or_else(|| ServiceError::missing_in_body("price", id, param))
 }
 
 pub async fn create_subscription(
@@ -651,30 +640,4 @@ pub async fn list_subscriptions(
     let out = store::list_subscriptions(&mut tx, &tenant.id, filter, page).await?;
     tx.commit().await?;
     Ok(out)
-}
-
-/// The live item and its price's usage type, for recording usage.
-pub async fn metered_item(
-    tx: &mut Tx,
-    tenant: &Tenant,
-    item: &SubscriptionItemId,
-) -> Result<(Subscription, SubscriptionItem), ServiceError> {
-    let (sub_id, found) = store::find_item(tx, &tenant.id, item)
-        .await?
-        .ok_or_else(|| {
-            ServiceError::missing_in_body("subscription_item", item, "subscription_item")
-        })?;
-    let sub = load_locked(tx, tenant, &sub_id).await?;
-    let price = load_price(tx, tenant, &found.price, "subscription_item").await?;
-    if price.recurring.map(|r| r.usage_type) != Some(UsageType::Metered) {
-        return Err(ServiceError::unprocessable(
-            "price_not_metered",
-            Some("subscription_item"),
-            format!(
-                "usage can only be recorded for metered prices; {} is licensed",
-                price.id
-            ),
-        ));
-    }
-    Ok((sub, found))
 }

@@ -1,14 +1,20 @@
-//! Usage records for metered subscription items.
+//! Usage records for metered subscription items, one at a time or in batches of up to
+//! [`MAX_BATCH_RECORDS`]: one transaction per batch, a handful of queries whatever its size
+//! (items, subscriptions, prices and stored identifiers are each read once), multi-row INSERTs.
 
 use super::ServiceError;
-use super::subscriptions::metered_item;
 use crate::domain::event::EventType;
-use crate::domain::ids::{SubscriptionItemId, UsageRecordId};
-use crate::domain::subscription::SubscriptionStatus;
+use crate::domain::ids::{SubscriptionId, SubscriptionItemId, UsageRecordId};
+use crate::domain::price::{Price, UsageType};
+use crate::domain::subscription::{Subscription, SubscriptionStatus};
 use crate::domain::tenant::Tenant;
-use crate::domain::usage::{UsageAction, UsageRecord};
-use crate::store::{Db, events, usage};
+use crate::domain::usage::{MAX_BATCH_RECORDS, UsageAction, UsageRecord, same_record};
+use crate::store::events::{NewEvent, insert_events};
+use crate::store::rows::to_json;
+use crate::store::subscriptions::{find_items, lock_subscriptions};
+use crate::store::{Db, StoreError, catalogue, usage};
 use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewUsage {
@@ -16,30 +22,244 @@ pub struct NewUsage {
     pub quantity: u64,
     pub timestamp: Option<DateTime<Utc>>,
     pub action: UsageAction,
+    pub identifier: Option<String>,
 }
 
-/// Records usage. The timestamp must fall between the subscription's start and now: usage in
-/// the future is a clock bug on the caller's side, and usage before the start has no period.
+/// What a batch did: every record in the order sent, each either stored now or found stored
+/// under its identifier (`duplicate`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub record: UsageRecord,
+    pub duplicate: bool,
+}
+
+/// Records one usage record; its errors are the batch's, unwrapped.
 pub async fn record_usage(
     db: &Db,
     tenant: &Tenant,
     new: NewUsage,
     now: DateTime<Utc>,
-) -> Result<UsageRecord, ServiceError> {
-    let timestamp = new.timestamp.unwrap_or(now);
-    if timestamp > now {
+) -> Result<Recorded, ServiceError> {
+    match record(db, tenant, vec![new], now, Announce::EachRecord).await {
+        Ok(mut done) => Ok(done.remove(0)),
+        Err(ServiceError::Batch(mut errors)) if errors.len() == 1 => Err(errors.remove(0).1),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records a batch all or nothing: when any record is refused, the error lists each refused
+/// record by its index and nothing is written. A timestamp must fall between the
+/// subscription's start and now and inside its current period: usage in the future is a clock
+/// bug on the caller's side, usage before the start has no period, and usage in a period
+/// already invoiced would never be billed (Stripe refuses it too).
+pub async fn record_batch(
+    db: &Db,
+    tenant: &Tenant,
+    records: Vec<NewUsage>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Recorded>, ServiceError> {
+    record(db, tenant, records, now, Announce::Batch).await
+}
+
+/// How stored records are announced in events.
+enum Announce {
+    /// `usage_record.created` with the record (the single-record route).
+    EachRecord,
+    /// One `usage_record.batch_created` naming the stored records' ids: a batch of 1,000 writes
+    /// one event row, not 1,000 (usage is data flowing in, not a change of billing state).
+    Batch,
+}
+
+async fn record(
+    db: &Db,
+    tenant: &Tenant,
+    records: Vec<NewUsage>,
+    now: DateTime<Utc>,
+    announce: Announce,
+) -> Result<Vec<Recorded>, ServiceError> {
+    if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
         return Err(ServiceError::invalid(
-            "timestamp",
-            "timestamp must not be in the future",
+            "records",
+            format!("a batch holds 1 to {MAX_BATCH_RECORDS} records"),
         ));
     }
+    let mut errors = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, r) in records.iter().enumerate() {
+        if let Some(id) = &r.identifier
+            && !seen.insert(id.as_str())
+        {
+            errors.push((
+                i,
+                ServiceError::invalid(
+                    "identifier",
+                    format!("identifier '{id}' appears more than once in this batch"),
+                ),
+            ));
+        }
+    }
     let mut tx = db.begin().await?;
-    let (sub, item) = metered_item(&mut tx, tenant, &new.subscription_item).await?;
+    let item_ids: Vec<SubscriptionItemId> = unique(records.iter().map(|r| &r.subscription_item));
+    let items = find_items(&mut tx, &tenant.id, &item_ids).await?;
+    let sub_ids: Vec<SubscriptionId> = unique(items.values().map(|(sub, _)| sub));
+    let subs: HashMap<SubscriptionId, Subscription> =
+        lock_subscriptions(&mut tx, &tenant.id, &sub_ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+    // Read after the subscriptions are locked: a concurrent batch for them has committed by
+    // now, so its records are found here and answered as duplicates.
+    let identifiers: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.identifier.as_deref())
+        .collect();
+    let stored = usage::find_by_identifiers(&mut tx, &tenant.id, &identifiers).await?;
+    let price_ids = unique(items.values().map(|(_, item)| &item.price));
+    let prices: HashMap<_, Price> = catalogue::prices_by_ids(&mut tx, &tenant.id, &price_ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
+
+    let mut done = Vec::with_capacity(records.len());
+    let mut rows = Vec::new();
+    for (i, new) in records.into_iter().enumerate() {
+        if errors.iter().any(|(at, _)| *at == i) {
+            continue;
+        }
+        if let Some(found) = new.identifier.as_ref().and_then(|id| stored.get(id)) {
+            if same_record(
+                found,
+                &new.subscription_item,
+                new.quantity,
+                new.action,
+                new.timestamp,
+            ) {
+                done.push(Recorded {
+                    record: found.clone(),
+                    duplicate: true,
+                });
+            } else {
+                errors.push((i, identifier_reused(found)));
+            }
+            continue;
+        }
+        let timestamp = new.timestamp.unwrap_or(now);
+        let checked = items
+            .get(&new.subscription_item)
+            .ok_or_else(|| {
+                ServiceError::missing_in_body(
+                    "subscription_item",
+                    &new.subscription_item,
+                    "subscription_item",
+                )
+            })
+            .and_then(|(sub, item)| {
+                let sub = subs
+                    .get(sub)
+                    .ok_or_else(|| ServiceError::not_found("subscription", sub))?;
+                let price = prices
+                    .get(&item.price)
+                    .ok_or_else(|| ServiceError::not_found("price", &item.price))?;
+                check_usage(sub, price, timestamp, now).map(|()| sub.id.clone())
+            });
+        match checked {
+            Ok(sub) => {
+                let record = UsageRecord {
+                    id: UsageRecordId::generate(),
+                    object: "usage_record",
+                    subscription_item: new.subscription_item,
+                    quantity: new.quantity,
+                    action: new.action,
+                    timestamp,
+                    created: now,
+                    identifier: new.identifier,
+                };
+                done.push(Recorded {
+                    record: record.clone(),
+                    duplicate: false,
+                });
+                rows.push((sub, record));
+            }
+            Err(e) => errors.push((i, e)),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|(i, _)| *i);
+        return Err(ServiceError::Batch(errors));
+    }
+    if !rows.is_empty() {
+        usage::insert_usage_records(&mut tx, &tenant.id, &rows)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ServiceError::Conflict {
+                    code: "usage_identifier_in_use",
+                    message: "a concurrent request is recording a usage record with one of these identifiers; send the batch again to get its outcome".into(),
+                    param: Some("identifier".into()),
+                },
+                e => e.into(),
+            })?;
+        let events = match announce {
+            Announce::EachRecord => rows
+                .iter()
+                .map(|(_, r)| {
+                    Ok(NewEvent {
+                        kind: EventType::UsageRecordCreated,
+                        object_id: r.id.to_string(),
+                        data: to_json(r)?,
+                        at: now,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?,
+            Announce::Batch => {
+                let ids: Vec<&str> = rows.iter().map(|(_, r)| r.id.as_str()).collect();
+                vec![NewEvent {
+                    kind: EventType::UsageRecordBatchCreated,
+                    object_id: ids[0].to_owned(),
+                    data: to_json(&serde_json::json!({
+                        "object": "usage_record_batch",
+                        "created": ids.len(),
+                        "records": ids,
+                    }))?,
+                    at: now,
+                }]
+            }
+        };
+        insert_events(&mut tx, &tenant.id, &events).await?;
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Whether usage at `timestamp` may be recorded on this subscription's metered price.
+fn check_usage(
+    sub: &Subscription,
+    price: &Price,
+    timestamp: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    if price.recurring.map(|r| r.usage_type) != Some(UsageType::Metered) {
+        return Err(ServiceError::unprocessable(
+            "price_not_metered",
+            Some("subscription_item"),
+            format!(
+                "usage can only be recorded for metered prices; {} is licensed",
+                price.id
+            ),
+        ));
+    }
     if sub.status == SubscriptionStatus::Canceled {
         return Err(ServiceError::unprocessable(
             "subscription_invalid_state",
             Some("subscription_item"),
             format!("subscription {} is canceled", sub.id),
+        ));
+    }
+    if timestamp > now {
+        return Err(ServiceError::invalid(
+            "timestamp",
+            "timestamp must not be in the future",
         ));
     }
     if timestamp < sub.start_date {
@@ -48,8 +268,6 @@ pub async fn record_usage(
             "timestamp is before the subscription started",
         ));
     }
-    // Usage is billed in arrears at the end of its period; a period before the current one
-    // has been invoiced, so usage stamped into it would never be billed (Stripe refuses it too).
     if timestamp < sub.current_period_start {
         return Err(ServiceError::unprocessable(
             "usage_period_closed",
@@ -61,25 +279,22 @@ pub async fn record_usage(
             ),
         ));
     }
-    let record = UsageRecord {
-        id: UsageRecordId::generate(),
-        object: "usage_record",
-        subscription_item: item.id,
-        quantity: new.quantity,
-        action: new.action,
-        timestamp,
-        created: now,
-    };
-    usage::insert_usage_record(&mut tx, &tenant.id, &sub.id, &record).await?;
-    events::insert_event(
-        &mut tx,
-        &tenant.id,
-        EventType::UsageRecordCreated,
-        record.id.as_str(),
-        &record,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(record)
+    Ok(())
+}
+
+fn identifier_reused(found: &UsageRecord) -> ServiceError {
+    ServiceError::Conflict {
+        code: "usage_identifier_reused",
+        message: format!(
+            "identifier '{}' belongs to usage record {} with a different item, quantity, action or timestamp",
+            found.identifier.as_deref().unwrap_or_default(),
+            found.id
+        ),
+        param: Some("identifier".into()),
+    }
+}
+
+fn unique<'a, T: Clone + Eq + std::hash::Hash + 'a>(ids: impl Iterator<Item = &'a T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    ids.filter(|id| seen.insert(*id)).cloned().collect()
 }

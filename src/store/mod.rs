@@ -297,6 +297,11 @@ const SQLITE_MIGRATIONS: &[MigrationFile] = &[
         "retention",
         include_str!("../../migrations/sqlite/0015_retention.sql"),
     ),
+    (
+        16,
+        "usage_identifiers",
+        include_str!("../../migrations/sqlite/0016_usage_identifiers.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
@@ -374,6 +379,11 @@ const POSTGRES_MIGRATIONS: &[MigrationFile] = &[
         15,
         "retention",
         include_str!("../../migrations/postgres/0015_retention.sql"),
+    ),
+    (
+        16,
+        "usage_identifiers",
+        include_str!("../../migrations/postgres/0016_usage_identifiers.sql"),
     ),
 ];
 

@@ -302,22 +302,29 @@ pub async fn items_of(
     Ok(out)
 }
 
-/// Finds an item on a live subscription, with the subscription it belongs to.
-pub async fn find_item(
+/// Items on live subscriptions by id, each with the subscription it belongs to; unknown and
+/// retired ids are absent from the answer.
+pub async fn find_items(
     tx: &mut Tx,
     tenant: &TenantId,
-    id: &SubscriptionItemId,
-) -> Result<Option<(SubscriptionId, SubscriptionItem)>, StoreError> {
-    on_tx!(tx, |c| {
-        let row = sqlx::query(
-            "SELECT id, subscription_id, price_id, quantity FROM subscription_items WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
-        )
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *c)
-        .await?;
-        row.as_ref().map(item_from).transpose()
-    })
+    ids: &[SubscriptionItemId],
+) -> Result<HashMap<SubscriptionItemId, (SubscriptionId, SubscriptionItem)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = on_tx!(tx, |c| {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT id, subscription_id, price_id, quantity FROM subscription_items WHERE deleted_at IS NULL AND tenant_id = ",
+        );
+        q.push_bind(tenant.as_str()).push(" AND id IN ");
+        push_id_list(&mut q, ids.iter().map(|id| id.as_str()));
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter().map(item_from).collect::<Result<Vec<_>, _>>()?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(sub, item)| (item.id.clone(), (sub, item)))
+        .collect())
 }
 
 /// A PATCH of items as billing will prorate it.

@@ -202,6 +202,12 @@ both!(
             ),
             (
                 Method::POST,
+                "/v1/usage_records/batch".into(),
+                json!({"records": [{"subscription_item": item, "quantity": 5, "identifier": "f-1"},
+                    {"subscription_item": item, "quantity": 2, "action": "set", "identifier": "f-2"}]}),
+            ),
+            (
+                Method::POST,
                 "/v1/credit_notes".into(),
                 json!({"invoice": invoice, "amount": 100, "reason": "duplicate"}),
             ),

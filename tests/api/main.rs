@@ -31,6 +31,7 @@ mod provider_accounts;
 mod readme;
 mod reliability;
 mod reports;
+mod schema;
 mod stripe_payments;
 mod subscriptions;
 mod tenancy;

@@ -1,5 +1,6 @@
-//! The demo's HTTP client: it talks to recur's own API exactly as a SaaS backend would, bearer
-//! key and idempotency keys included, so the demo passes every check a real caller meets.
+//! recur's own HTTP client, used by `recur demo` and `recur bench api`: it talks to the API
+//! exactly as a SaaS backend would, bearer key and idempotency keys included, so the demo passes
+//! every check a real caller meets and the benchmark measures what callers see.
 
 use anyhow::{Context, bail};
 use reqwest::Method;
@@ -10,7 +11,8 @@ pub struct Api {
     client: reqwest::Client,
     base: String,
     key: String,
-    /// Idempotency keys: unique within a run (the demo's database is always new).
+    /// Idempotency keys: unique within a run (the demo's and the benchmark's databases are
+    /// always new).
     next_key: AtomicU64,
 }
 
