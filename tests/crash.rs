@@ -197,7 +197,7 @@ async fn normalised(url: &str) -> (Vec<String>, Vec<String>) {
                    FROM payment_attempts p JOIN invoices i ON i.id = p.invoice_id
                    JOIN customers c ON c.id = i.customer_id ORDER BY 1";
     let rows = match &db {
-        Db::Sqlite(p) => (
+        Db::Sqlite(p, _) => (
             sqlx::query_scalar(inv_sql)
                 .fetch_all(p)
                 .await
@@ -308,7 +308,7 @@ async fn documents_of(
     let db = Db::connect(url, 1).await.expect("connect");
     let sql = "SELECT tenant_id, id, pdf_sha256 FROM invoices WHERE number IS NOT NULL ORDER BY id";
     let rows: Vec<(String, String, Option<String>)> = match &db {
-        Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await.expect("invoices"),
+        Db::Sqlite(p, _) => sqlx::query_as(sql).fetch_all(p).await.expect("invoices"),
         Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await.expect("invoices"),
     };
     db.close().await;
@@ -458,7 +458,7 @@ async fn refund_crashes_refund_once(postgres: bool) {
         let db = Db::connect(&url, 1).await.unwrap();
         let sql = "SELECT refund_status FROM credit_notes";
         let status: String = match &db {
-            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            Db::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
             Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
         };
         assert_eq!(status, "succeeded", "{point}");

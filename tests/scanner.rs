@@ -144,7 +144,7 @@ async fn dump(url: &str) -> String {
     let db = Db::connect(url, 1).await.expect("connect");
     let mut out = String::new();
     match &db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, _) => {
             let tables: Vec<String> = sqlx::query_scalar(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
             )

@@ -381,9 +381,13 @@ pub async fn bill_batch(
         }
     }
     summary.invoices_created = invoices_out.len() as u64;
-    write_invoices(tx, tenant, &mut invoices_out, &mut evts).await?;
+    // The invoices go last: numbering takes the tenant's sequence row, which stays locked until
+    // commit, so every other write of the batch happens before it and concurrent sign-ups and
+    // workers queue for as short a time as possible.
     billing::mark_changes_invoiced(tx, &tenant.id, &done_changes).await?;
     billing::update_billing_state(tx, &tenant.id, &updated, now).await?;
+    events::insert_events(tx, &tenant.id, &std::mem::take(&mut evts)).await?;
+    write_invoices(tx, tenant, &mut invoices_out, &mut evts).await?;
     events::insert_events(tx, &tenant.id, &evts).await?;
     Ok((updated, summary))
 }

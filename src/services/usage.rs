@@ -11,7 +11,7 @@ use crate::domain::tenant::Tenant;
 use crate::domain::usage::{MAX_BATCH_RECORDS, UsageAction, UsageRecord, same_record};
 use crate::store::events::{NewEvent, insert_events};
 use crate::store::rows::to_json;
-use crate::store::subscriptions::{find_items, lock_subscriptions};
+use crate::store::subscriptions::{find_items, share_subscriptions};
 use crate::store::{Db, StoreError, catalogue, usage};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -103,13 +103,13 @@ async fn record(
     let items = find_items(&mut tx, &tenant.id, &item_ids).await?;
     let sub_ids: Vec<SubscriptionId> = unique(items.values().map(|(sub, _)| sub));
     let subs: HashMap<SubscriptionId, Subscription> =
-        lock_subscriptions(&mut tx, &tenant.id, &sub_ids)
+        share_subscriptions(&mut tx, &tenant.id, &sub_ids)
             .await?
             .into_iter()
             .map(|s| (s.id.clone(), s))
             .collect();
-    // Read after the subscriptions are locked: a concurrent batch for them has committed by
-    // now, so its records are found here and answered as duplicates.
+    // Records sent before (a client retrying) are answered without a write; one a concurrent
+    // request is storing right now is found by the INSERT below.
     let identifiers: Vec<&str> = records
         .iter()
         .filter_map(|r| r.identifier.as_deref())
@@ -122,6 +122,7 @@ async fn record(
         .map(|p| (p.id.clone(), p))
         .collect();
 
+    let requested: Vec<Option<DateTime<Utc>>> = records.iter().map(|r| r.timestamp).collect();
     let mut done = Vec::with_capacity(records.len());
     let mut rows = Vec::new();
     for (i, new) in records.into_iter().enumerate() {
@@ -190,46 +191,96 @@ async fn record(
         return Err(ServiceError::Batch(errors));
     }
     if !rows.is_empty() {
-        usage::insert_usage_records(&mut tx, &tenant.id, &rows)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => ServiceError::Conflict {
-                    code: "usage_identifier_in_use",
-                    message: "a concurrent request is recording a usage record with one of these identifiers; send the batch again to get its outcome".into(),
-                    param: Some("identifier".into()),
-                },
-                e => e.into(),
-            })?;
-        let events = match announce {
-            Announce::EachRecord => rows
-                .iter()
-                .map(|(_, r)| {
-                    Ok(NewEvent {
-                        kind: EventType::UsageRecordCreated,
-                        object_id: r.id.to_string(),
-                        data: to_json(r)?,
-                        at: now,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?,
-            Announce::Batch => {
-                let ids: Vec<&str> = rows.iter().map(|(_, r)| r.id.as_str()).collect();
-                vec![NewEvent {
-                    kind: EventType::UsageRecordBatchCreated,
-                    object_id: ids[0].to_owned(),
-                    data: to_json(&serde_json::json!({
-                        "object": "usage_record_batch",
-                        "created": ids.len(),
-                        "records": ids,
-                    }))?,
-                    at: now,
-                }]
-            }
-        };
+        let taken = usage::insert_usage_records(&mut tx, &tenant.id, &rows).await?;
+        if !taken.is_empty() {
+            answer_taken(&mut tx, tenant, &taken, &requested, &mut done).await?;
+            rows.retain(|(_, r)| !r.identifier.as_ref().is_some_and(|id| taken.contains(id)));
+        }
+        let events = announcement(&rows, announce, now)?;
         insert_events(&mut tx, &tenant.id, &events).await?;
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// Records whose identifier a concurrent request stored first (the INSERT waited for it to
+/// commit and skipped them) are answered like any stored record, or refuse the batch when they
+/// differ from it.
+async fn answer_taken(
+    tx: &mut crate::store::Tx,
+    tenant: &Tenant,
+    taken: &HashSet<String>,
+    requested: &[Option<DateTime<Utc>>],
+    done: &mut [Recorded],
+) -> Result<(), ServiceError> {
+    let refs: Vec<&str> = taken.iter().map(String::as_str).collect();
+    let stored = usage::find_by_identifiers(tx, &tenant.id, &refs).await?;
+    let mut errors = Vec::new();
+    for (i, r) in done.iter_mut().enumerate() {
+        let Some(found) = r.record.identifier.as_ref().and_then(|id| stored.get(id)) else {
+            continue;
+        };
+        if r.duplicate {
+            continue;
+        }
+        let sent = &r.record;
+        if same_record(
+            found,
+            &sent.subscription_item,
+            sent.quantity,
+            sent.action,
+            requested[i],
+        ) {
+            *r = Recorded {
+                record: found.clone(),
+                duplicate: true,
+            };
+        } else {
+            errors.push((i, identifier_reused(found)));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Batch(errors))
+    }
+}
+
+/// The events announcing stored records (none when every record was a duplicate).
+fn announcement(
+    rows: &[(SubscriptionId, UsageRecord)],
+    announce: Announce,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewEvent>, StoreError> {
+    let Some((_, first)) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    Ok(match announce {
+        Announce::EachRecord => rows
+            .iter()
+            .map(|(_, r)| {
+                Ok(NewEvent {
+                    kind: EventType::UsageRecordCreated,
+                    object_id: r.id.to_string(),
+                    data: to_json(r)?,
+                    at: now,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?,
+        Announce::Batch => {
+            let ids: Vec<&str> = rows.iter().map(|(_, r)| r.id.as_str()).collect();
+            vec![NewEvent {
+                kind: EventType::UsageRecordBatchCreated,
+                object_id: first.id.to_string(),
+                data: to_json(&serde_json::json!({
+                    "object": "usage_record_batch",
+                    "created": ids.len(),
+                    "records": ids,
+                }))?,
+                at: now,
+            }]
+        }
+    })
 }
 
 /// Whether usage at `timestamp` may be recorded on this subscription's metered price.

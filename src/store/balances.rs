@@ -62,7 +62,7 @@ async fn balances(
     }
     let suffix = match (tx as &Tx, lock) {
         (Tx::Postgres(_), true) => " ORDER BY customer_id, currency FOR UPDATE",
-        (Tx::Postgres(_) | Tx::Sqlite(_), _) => "",
+        (Tx::Postgres(_) | Tx::Sqlite(..), _) => "",
     };
     on_tx!(tx, |c| {
         let mut q = sqlx::QueryBuilder::new(

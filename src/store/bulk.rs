@@ -126,7 +126,7 @@ pub async fn create_baseline_tables(tx: &mut Tx) -> Result<(), StoreError> {
             "CREATE TABLE baseline_invoice_lines (LIKE invoice_lines INCLUDING ALL)",
             "CREATE TABLE baseline_events (LIKE events INCLUDING ALL)",
         ],
-        Tx::Sqlite(_) => &[
+        Tx::Sqlite(..) => &[
             "CREATE TABLE baseline_invoices AS SELECT * FROM invoices WHERE 1 = 0",
             "CREATE UNIQUE INDEX baseline_invoices_pk ON baseline_invoices (tenant_id, id)",
             "CREATE UNIQUE INDEX baseline_invoices_period ON baseline_invoices (tenant_id, subscription_id, period_start) WHERE billing_reason IN ('subscription_create', 'subscription_cycle')",
@@ -187,7 +187,7 @@ pub async fn write_baseline(
                 copy.finish().await?;
             }
         }
-        Tx::Sqlite(t) => {
+        Tx::Sqlite(t, _) => {
             let conn: &mut sqlx::SqliteConnection = &mut *t;
             for (table, per, row) in [
                 ("baseline_invoices", 1, 0u8),

@@ -247,6 +247,9 @@ pub async fn insert_events(
     tenant: &TenantId,
     events: &[NewEvent],
 ) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
     let key = request_key();
     let who = audit();
     let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();

@@ -490,7 +490,7 @@ pub async fn due_for_collection(
         }};
     }
     match tx {
-        Tx::Sqlite(t) => due!(
+        Tx::Sqlite(t, _) => due!(
             t,
             select_invoice!(
                 "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
@@ -564,7 +564,7 @@ pub async fn find_invoice_headers(
         return Ok(Vec::new());
     }
     let lock = match tx {
-        Tx::Sqlite(_) => "",
+        Tx::Sqlite(..) => "",
         Tx::Postgres(_) => " ORDER BY id FOR UPDATE",
     };
     on_tx!(tx, |c| {

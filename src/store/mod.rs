@@ -36,13 +36,15 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Expands `$body` once per backend with `$c` bound to the transaction's connection.
 macro_rules! on_tx {
     ($tx:expr, |$c:ident| $body:expr) => {
         match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+            $crate::store::Tx::Sqlite(t, _) => {
                 let $c: &mut sqlx::SqliteConnection = &mut **t;
                 $body
             }
@@ -95,14 +97,39 @@ pub enum Backend {
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, WriteGate),
     Postgres(PgPool),
 }
 
+/// A write transaction on SQLite holds the database's [`WriteGate`] until it ends.
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(Transaction<'static, Sqlite>, Option<OwnedSemaphorePermit>),
     Postgres(Transaction<'static, Postgres>),
 }
+
+/// SQLite lets one connection write at a time. Write transactions of this process queue here,
+/// first come first served, before `BEGIN IMMEDIATE`; without it they queue in SQLite's busy
+/// handler, which sleeps and retries in growing steps (up to 100 ms each), and a busy server
+/// answered some writes hundreds of milliseconds late (`recur bench api`, see Benchmarks).
+/// Another process on the same file still meets the busy handler.
+#[derive(Clone, Debug)]
+pub struct WriteGate(Arc<Semaphore>);
+
+impl WriteGate {
+    fn new() -> WriteGate {
+        WriteGate(Arc::new(Semaphore::new(1)))
+    }
+
+    /// Waits for the gate as long as SQLite's busy timeout would have waited for the lock.
+    async fn enter(&self) -> Result<OwnedSemaphorePermit, StoreError> {
+        tokio::time::timeout(SQLITE_BUSY_TIMEOUT, self.0.clone().acquire_owned())
+            .await
+            .map_err(|_| StoreError::Db(sqlx::Error::PoolTimedOut))?
+            .map_err(|_| StoreError::Db(sqlx::Error::PoolClosed))
+    }
+}
+
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, StoreError> {
@@ -111,7 +138,7 @@ impl Db {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .pragma("cache_size", "-16384")
                 .pragma("temp_store", "memory")
                 .foreign_keys(true);
@@ -125,7 +152,7 @@ impl Db {
                 .max_connections(max_connections)
                 .connect_with(opts)
                 .await?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(pool, WriteGate::new()))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?;
             // One direct connection first: a server that is down or refuses fails now, with
@@ -150,7 +177,7 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         match self {
-            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Sqlite(..) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
         }
     }
@@ -159,7 +186,10 @@ impl Db {
     /// a transaction that reads then writes cannot fail half-way with SQLITE_BUSY.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(p, gate) => {
+                let permit = gate.enter().await?;
+                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, Some(permit))
+            }
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -167,7 +197,7 @@ impl Db {
     /// A read-only unit of work: a consistent snapshot without taking SQLite's write lock.
     pub async fn read(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Db::Sqlite(p, _) => Tx::Sqlite(p.begin().await?, None),
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -176,7 +206,7 @@ impl Db {
     /// recur's own, nor another application's.
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
         let tables: i64 = match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, _) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
                     .fetch_one(p)
                     .await?
@@ -194,7 +224,7 @@ impl Db {
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Db::Sqlite(p) => migrator(SQLITE_MIGRATIONS).run(p).await?,
+            Db::Sqlite(p, _) => migrator(SQLITE_MIGRATIONS).run(p).await?,
             Db::Postgres(p) => migrator(POSTGRES_MIGRATIONS).run(p).await?,
         }
         Ok(())
@@ -202,7 +232,7 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(p) => p.close().await,
+            Db::Sqlite(p, _) => p.close().await,
             Db::Postgres(p) => p.close().await,
         }
     }
@@ -211,7 +241,8 @@ impl Db {
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            // The gate opens once the commit is done.
+            Tx::Sqlite(t, _permit) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())

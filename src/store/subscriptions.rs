@@ -379,12 +379,35 @@ pub async fn lock_subscriptions(
     tenant: &TenantId,
     ids: &[SubscriptionId],
 ) -> Result<Vec<Subscription>, StoreError> {
+    subscriptions_locked(tx, tenant, ids, " ORDER BY id FOR UPDATE").await
+}
+
+/// Like [`lock_subscriptions`], in share mode: holders do not wait for each other, while a
+/// PATCH, a payment outcome or a worker's renewal (which lock for update, the worker skipping
+/// locked rows) waits until they commit. Usage recording takes this: concurrent batches on the
+/// same subscriptions run side by side, and none lands in a period being invoiced.
+pub async fn share_subscriptions(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[SubscriptionId],
+) -> Result<Vec<Subscription>, StoreError> {
+    subscriptions_locked(tx, tenant, ids, " ORDER BY id FOR SHARE").await
+}
+
+/// Subscriptions by id with their items, with PostgreSQL's row `lock` clause (SQLite has one
+/// writer: its write transaction is the lock).
+async fn subscriptions_locked(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    ids: &[SubscriptionId],
+    lock: &str,
+) -> Result<Vec<Subscription>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let lock = match tx {
-        Tx::Sqlite(_) => "",
-        Tx::Postgres(_) => " ORDER BY id FOR UPDATE",
+        Tx::Sqlite(..) => "",
+        Tx::Postgres(_) => lock,
     };
     let mut subs = on_tx!(tx, |c| {
         let mut q = sqlx::QueryBuilder::new(select_subscription!("WHERE tenant_id = "));
@@ -432,7 +455,7 @@ pub async fn claim_due(
         }};
     }
     let mut subs = match tx {
-        Tx::Sqlite(t) => claim!(
+        Tx::Sqlite(t, _) => claim!(
             t,
             select_subscription!(
                 "WHERE tenant_id = $1 AND next_billing_at <= $2 AND billing_error IS NULL
@@ -479,7 +502,7 @@ pub async fn claim_one_due(
         }};
     }
     let found = match tx {
-        Tx::Sqlite(t) => claim!(
+        Tx::Sqlite(t, _) => claim!(
             t,
             select_subscription!(
                 "WHERE tenant_id = $1 AND next_billing_at <= $2 AND id = $3 AND billing_error IS NULL

@@ -4,24 +4,30 @@ use super::rows::{Rec, from_db_uint, to_db_int};
 use super::{StoreError, Tx, on_tx, push_id_list};
 use crate::domain::ids::{SubscriptionId, SubscriptionItemId, TenantId, UsageRecordId};
 use crate::domain::usage::{UsageAction, UsageRecord};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Rows per INSERT statement: nine binds each stays far below both backends' limits.
 const CHUNK: usize = 500;
 
-/// Inserts usage records, each with the subscription its item belongs to. A stored identifier
-/// is a `StoreError::Conflict` (a concurrent request sent the same record).
+/// Inserts usage records, each with the subscription its item belongs to, and answers the
+/// identifiers that were stored already: their records are skipped (a concurrent request that
+/// stored one first is waited for, then skipped), never a unique-constraint error.
 pub async fn insert_usage_records(
     tx: &mut Tx,
     tenant: &TenantId,
     records: &[(SubscriptionId, UsageRecord)],
-) -> Result<(), StoreError> {
-    for chunk in records.chunks(CHUNK) {
+) -> Result<HashSet<String>, StoreError> {
+    // In identifier order: two requests storing overlapping identifiers wait for each other
+    // in one order, never in a cycle (the ids, not this order, keep the records' order).
+    let mut sorted: Vec<&(SubscriptionId, UsageRecord)> = records.iter().collect();
+    sorted.sort_by(|a, b| a.1.identifier.cmp(&b.1.identifier));
+    let mut taken = HashSet::new();
+    for chunk in sorted.chunks(CHUNK) {
         let quantities = chunk
             .iter()
             .map(|(_, u)| to_db_int(u.quantity, "quantity"))
             .collect::<Result<Vec<_>, _>>()?;
-        on_tx!(tx, |c| {
+        let inserted: Vec<Option<String>> = on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO usage_records (tenant_id, id, subscription_id, subscription_item_id, quantity, action, recorded_at, created_at, identifier) ",
             );
@@ -39,14 +45,22 @@ pub async fn insert_usage_records(
                         .push_bind(u.identifier.as_deref());
                 },
             );
-            q.build()
-                .execute(&mut *c)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(StoreError::from_write)
-        })?;
+            q.push(" ON CONFLICT (tenant_id, identifier) DO NOTHING RETURNING identifier");
+            let rows = q.build().fetch_all(&mut *c).await?;
+            rows.iter()
+                .map(|r| r.opt_text("identifier"))
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        let inserted: HashSet<String> = inserted.into_iter().flatten().collect();
+        taken.extend(
+            chunk
+                .iter()
+                .filter_map(|(_, u)| u.identifier.as_ref())
+                .filter(|id| !inserted.contains(*id))
+                .cloned(),
+        );
     }
-    Ok(())
+    Ok(taken)
 }
 
 /// The stored records carrying any of these identifiers, by identifier.

@@ -79,7 +79,7 @@ both! {
                    WHERE id = (SELECT MAX(id) FROM payment_attempts)";
         let sent = chrono::Utc::now() - chrono::Duration::hours(1);
         match &app.db {
-            recur::store::Db::Sqlite(p) => sqlx::query(sql).bind(sent).execute(p).await.map(|_| ()),
+            recur::store::Db::Sqlite(p, _) => sqlx::query(sql).bind(sent).execute(p).await.map(|_| ()),
             recur::store::Db::Postgres(p) => sqlx::query(sql).bind(sent).execute(p).await.map(|_| ()),
         }
         .unwrap();

@@ -9,7 +9,7 @@ use std::path::Path;
 
 async fn rows(db: &Db, sql: &'static str) -> Vec<(String, i64, i64)> {
     match db {
-        Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await,
+        Db::Sqlite(p, _) => sqlx::query_as(sql).fetch_all(p).await,
         Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await,
     }
     .expect(sql)
@@ -17,7 +17,7 @@ async fn rows(db: &Db, sql: &'static str) -> Vec<(String, i64, i64)> {
 
 async fn scalar(db: &Db, sql: &'static str) -> i64 {
     match db {
-        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        Db::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_one(p).await,
         Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
     }
     .expect(sql)

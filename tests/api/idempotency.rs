@@ -175,7 +175,7 @@ both!(
 /// Runs SQL against the app's database (to put a key in the state a killed process leaves).
 async fn exec(app: &TestApp, sql: &str, binds: &[&str]) {
     match &app.db {
-        recur::store::Db::Sqlite(p) => {
+        recur::store::Db::Sqlite(p, _) => {
             let mut q = sqlx::query::<sqlx::Sqlite>(sqlx::AssertSqlSafe(sql.to_owned()));
             for b in binds {
                 q = q.bind(*b);
@@ -205,7 +205,7 @@ fn dead_holder(claim: &str) -> String {
 async fn claim_of(app: &TestApp, key: &str) -> String {
     let sql = "SELECT holder FROM idempotency_keys WHERE key = $1";
     let holder: String = match &app.db {
-        recur::store::Db::Sqlite(p) => sqlx::query_scalar(sql).bind(key).fetch_one(p).await,
+        recur::store::Db::Sqlite(p, _) => sqlx::query_scalar(sql).bind(key).fetch_one(p).await,
         recur::store::Db::Postgres(p) => sqlx::query_scalar(sql).bind(key).fetch_one(p).await,
     }
     .expect("holder");

@@ -304,7 +304,7 @@ both! {
         let stranger = "enc:v1:deadbeef:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         let sql = "UPDATE webhook_endpoints SET secret = $1 WHERE id = $2";
         match &app.db {
-            recur::store::Db::Sqlite(p) => sqlx::query(sql).bind(stranger).bind(endpoint["id"].as_str()).execute(p).await.map(|_| ()),
+            recur::store::Db::Sqlite(p, _) => sqlx::query(sql).bind(stranger).bind(endpoint["id"].as_str()).execute(p).await.map(|_| ()),
             recur::store::Db::Postgres(p) => sqlx::query(sql).bind(stranger).bind(endpoint["id"].as_str()).execute(p).await.map(|_| ()),
         }
         .unwrap();

@@ -17,7 +17,7 @@ async fn revert_period(app: &TestApp, sub: &str, start: &str, end: &str) {
     let end: chrono::DateTime<chrono::Utc> = end.parse().unwrap();
     let sql = "UPDATE subscriptions SET current_period_start = $1, current_period_end = $2, next_billing_at = $1 WHERE id = $3";
     match &app.db {
-        Db::Sqlite(p) => sqlx::query(sql)
+        Db::Sqlite(p, _) => sqlx::query(sql)
             .bind(start)
             .bind(end)
             .bind(sub)

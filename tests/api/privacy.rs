@@ -23,7 +23,7 @@ async fn stored_texts(app: &TestApp) -> Vec<String> {
     let mut out = Vec::new();
     for q in queries {
         let rows: Vec<String> = match &app.db {
-            Db::Sqlite(p) => sqlx::query_scalar(q).fetch_all(p).await.expect("read"),
+            Db::Sqlite(p, _) => sqlx::query_scalar(q).fetch_all(p).await.expect("read"),
             Db::Postgres(p) => sqlx::query_scalar(q).fetch_all(p).await.expect("read"),
         };
         out.extend(rows);

@@ -40,7 +40,7 @@ async fn stored_secrets(db: &Db) -> Vec<String> {
     let mut out = Vec::new();
     for q in queries {
         let rows: Vec<String> = match db {
-            Db::Sqlite(p) => sqlx::query_scalar(q).fetch_all(p).await.expect("read"),
+            Db::Sqlite(p, _) => sqlx::query_scalar(q).fetch_all(p).await.expect("read"),
             Db::Postgres(p) => sqlx::query_scalar(q).fetch_all(p).await.expect("read"),
         };
         out.extend(rows);
@@ -326,7 +326,7 @@ async fn rotation(backend: Backend) {
     let vault = recur::vault::Vault::with_key(&Secret::new(new)).unwrap();
     let old_vault = recur::vault::Vault::with_key(&Secret::new(old.trim())).unwrap();
     let sealed: Vec<(String, String)> = match &app.db {
-        Db::Sqlite(p) => sqlx::query_as("SELECT tenant_id, secret_key FROM provider_accounts")
+        Db::Sqlite(p, _) => sqlx::query_as("SELECT tenant_id, secret_key FROM provider_accounts")
             .fetch_all(p)
             .await
             .unwrap(),

@@ -34,7 +34,7 @@ const GLOBAL_KEYS: &[(&str, &str, &str)] = &[
 /// (table, index, first column) of every unique index and primary key.
 async fn unique_keys(db: &Db) -> BTreeSet<(String, String, String)> {
     match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, _) => {
             let rows: Vec<(String, String, String)> = sqlx::query_as(
                 "SELECT m.name, il.name, ii.name
                  FROM sqlite_master m, pragma_index_list(m.name) il, pragma_index_info(il.name) ii

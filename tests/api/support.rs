@@ -382,7 +382,7 @@ impl TestApp {
         for t in TABLES {
             let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {t}"));
             let n: i64 = match &self.db {
-                Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("count"),
+                Db::Sqlite(p, _) => sqlx::query_scalar(sql).fetch_one(p).await.expect("count"),
                 Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("count"),
             };
             out.push((t, n));
@@ -394,7 +394,7 @@ impl TestApp {
     pub async fn count_events(&self, kind: &str) -> i64 {
         let sql = "SELECT COUNT(*) FROM events WHERE tenant_id = $1 AND type = $2";
         match &self.db {
-            Db::Sqlite(p) => sqlx::query_scalar(sql)
+            Db::Sqlite(p, _) => sqlx::query_scalar(sql)
                 .bind(&self.tenant_id)
                 .bind(kind)
                 .fetch_one(p)
