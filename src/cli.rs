@@ -175,6 +175,20 @@ enum BenchCommand {
         /// Subscriptions for the test-clock part (advanced 12 months).
         #[arg(long, default_value_t = 1_000)]
         clock_subscriptions: usize,
+        /// Bill in this many separate worker processes instead (PostgreSQL; prints each
+        /// one's peak memory).
+        #[arg(long, default_value_t = 0)]
+        processes: usize,
+    },
+    /// One worker process of `bench cycle --processes` (started by it).
+    #[command(hide = true)]
+    CycleWorker {
+        #[arg(long, value_parser = parse_tenant)]
+        tenant: TenantId,
+        #[arg(long, value_parser = parse_time)]
+        until: DateTime<Utc>,
+        #[arg(long)]
+        batch_size: i64,
     },
     /// The HTTP API under load on a scratch database: p50/p99 latency at a fixed offered rate
     /// (GET and POST routes against GET /healthz), sign-up bursts and usage batches against
@@ -377,16 +391,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 subscriptions,
                 workers,
                 clock_subscriptions,
+                processes,
             } => {
                 let opts = crate::bench::CycleOptions {
                     subscriptions,
                     workers,
+                    processes,
+                    exe: std::env::current_exe().ok(),
                     clock_subscriptions,
                     database_url: cli.database_url,
                     batch_size: config.scheduler.batch_size,
                     payments: crate::payments::Payments::from_config(&config)?,
                 };
                 crate::bench::cycle(opts).await
+            }
+            BenchCommand::CycleWorker {
+                tenant,
+                until,
+                batch_size,
+            } => {
+                let url = cli
+                    .database_url
+                    .ok_or_else(|| anyhow::anyhow!("bench cycle-worker needs --database-url"))?;
+                let db = connect_database(&url, 4).await?;
+                let report = crate::bench::cycle_worker(&db, &tenant, until, batch_size).await;
+                db.close().await;
+                println!("{}", serde_json::to_string(&report?)?);
+                Ok(())
             }
             BenchCommand::Api {
                 seconds,

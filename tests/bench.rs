@@ -8,6 +8,8 @@ fn options(database_url: Option<String>) -> CycleOptions {
     CycleOptions {
         subscriptions: 300,
         workers: 2,
+        processes: 0,
+        exe: None,
         clock_subscriptions: 20,
         database_url,
         batch_size: 100,
@@ -31,9 +33,14 @@ async fn the_cycle_benchmark_runs_on_postgres() {
         eprintln!("skipping: PostgreSQL unreachable");
         return;
     }
-    cycle(options(Some(url)))
+    cycle(options(Some(url.clone())))
         .await
         .expect("bench on PostgreSQL");
+    // The same pass in two worker processes of the real binary.
+    let mut two = options(Some(url));
+    two.processes = 2;
+    two.exe = Some(env!("CARGO_BIN_EXE_recur").into());
+    cycle(two).await.expect("bench in two processes");
 }
 
 #[test]

@@ -36,6 +36,12 @@ pub struct CycleOptions {
     pub subscriptions: usize,
     /// Concurrent billing workers (PostgreSQL only; SQLite has one writer).
     pub workers: usize,
+    /// When above 0 (PostgreSQL only), the billing pass runs in this many separate processes
+    /// of `exe` (`recur bench cycle-worker`), each with its own pool, as `recur worker`
+    /// processes would, and each one's peak memory is printed.
+    pub processes: usize,
+    /// The recur binary the worker processes run.
+    pub exe: Option<std::path::PathBuf>,
     pub clock_subscriptions: usize,
     pub database_url: Option<String>,
     pub batch_size: i64,
@@ -44,6 +50,8 @@ pub struct CycleOptions {
 
 struct Scratch {
     db: Db,
+    /// The URL that reaches the scratch database (with its schema on PostgreSQL).
+    url: Option<String>,
     schema: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -63,16 +71,18 @@ async fn scratch(url: Option<&str>) -> anyhow::Result<Scratch> {
             tx.commit().await?;
             admin.close().await;
             let sep = if u.contains('?') { '&' } else { '?' };
-            let db =
-                Db::connect(&format!("{u}{sep}options=-c%20search_path%3D{schema}"), 8).await?;
+            let url = format!("{u}{sep}options=-c%20search_path%3D{schema}");
+            let db = Db::connect(&url, 8).await?;
             Ok(Scratch {
                 db,
+                url: Some(url),
                 schema: Some((u.to_owned(), schema)),
                 _dir: None,
             })
         }
         Some(u) => Ok(Scratch {
             db: Db::connect(u, 4).await?,
+            url: Some(u.to_owned()),
             schema: None,
             _dir: None,
         }),
@@ -81,6 +91,7 @@ async fn scratch(url: Option<&str>) -> anyhow::Result<Scratch> {
             let db = Db::connect(&format!("sqlite://{}/bench.db", dir.path().display()), 4).await?;
             Ok(Scratch {
                 db,
+                url: None,
                 schema: None,
                 _dir: Some(dir),
             })
@@ -339,6 +350,78 @@ async fn seed(
     Ok(())
 }
 
+/// Runs the billing pass in `n` processes of `exe` and waits for all: the boundaries they
+/// billed, and each one's peak resident memory (as it reported it).
+async fn worker_processes(
+    exe: &std::path::Path,
+    url: &str,
+    tenant: &Tenant,
+    until: DateTime<Utc>,
+    batch: i64,
+    n: usize,
+) -> anyhow::Result<(u64, Vec<f64>)> {
+    let mut children = Vec::new();
+    for _ in 0..n {
+        children.push(
+            tokio::process::Command::new(exe)
+                .arg("--database-url")
+                .arg(url)
+                .args(["bench", "cycle-worker", "--tenant", tenant.id.as_str()])
+                .arg("--until")
+                .arg(until.to_rfc3339())
+                .arg("--batch-size")
+                .arg(batch.to_string())
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {}", exe.display()))?,
+        );
+    }
+    let mut boundaries = 0;
+    let mut peaks = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "a worker process failed: {}",
+            out.status
+        );
+        let report: WorkerReport =
+            serde_json::from_slice(&out.stdout).context("a worker process's report is not JSON")?;
+        boundaries += report.boundaries;
+        peaks.push(report.peak_mb);
+    }
+    Ok((boundaries, peaks))
+}
+
+/// What `recur bench cycle-worker` prints on its standard output.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct WorkerReport {
+    pub boundaries: u64,
+    pub peak_mb: f64,
+}
+
+/// `recur bench cycle-worker`: one worker process of `bench cycle --processes`, billing what
+/// is due for the tenant by `until` alongside the others, as `recur worker` would.
+pub async fn cycle_worker(
+    db: &Db,
+    tenant: &crate::domain::ids::TenantId,
+    until: DateTime<Utc>,
+    batch: i64,
+) -> anyhow::Result<WorkerReport> {
+    let mut tx = db.read().await?;
+    let tenant = crate::store::tenants::find_tenant(&mut tx, tenant.as_str())
+        .await?
+        .context("no such tenant")?;
+    tx.commit().await?;
+    let summary = run_due(db, &tenant, until, batch).await?;
+    Ok(WorkerReport {
+        boundaries: summary.boundaries,
+        peak_mb: peak_memory_mb().unwrap_or_default(),
+    })
+}
+
 fn peak_memory_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: f64 = status
@@ -372,30 +455,60 @@ pub async fn cycle(opts: CycleOptions) -> anyhow::Result<()> {
     seed_due_subscriptions(db, &tenant, n, start, due).await?;
     println!("  seeded in {:.2}s", t.elapsed().as_secs_f64());
 
+    let processes = match (db.backend(), &scratch.url, &opts.exe) {
+        (Backend::Postgres, Some(url), Some(exe)) if opts.processes > 0 => {
+            Some((url.clone(), exe.clone()))
+        }
+        _ => None,
+    };
     let workers = match db.backend() {
         Backend::Sqlite => 1,
-        Backend::Postgres => opts.workers.max(1),
+        Backend::Postgres => opts.processes.max(opts.workers).max(1),
     };
     let t = Instant::now();
-    let mut handles = Vec::new();
-    for _ in 0..workers {
-        let (db, tenant, batch) = (db.clone(), tenant.clone(), opts.batch_size);
-        handles.push(tokio::spawn(async move {
-            run_due(&db, &tenant, due, batch).await
-        }));
-    }
-    let mut boundaries = 0;
-    for h in handles {
-        boundaries += h.await??.boundaries;
-    }
+    let (boundaries, how) = match processes {
+        Some((url, exe)) => {
+            let (boundaries, peaks) =
+                worker_processes(&exe, &url, &tenant, due, opts.batch_size, workers).await?;
+            let peaks: Vec<String> = peaks.iter().map(|mb| format!("{mb:.0}")).collect();
+            (
+                boundaries,
+                format!(
+                    "{workers} process{}, peak RSS {} MB",
+                    if workers == 1 { "" } else { "es" },
+                    peaks.join(" / ")
+                ),
+            )
+        }
+        None => {
+            let mut handles = Vec::new();
+            for _ in 0..workers {
+                let (db, tenant, batch) = (db.clone(), tenant.clone(), opts.batch_size);
+                handles.push(tokio::spawn(async move {
+                    run_due(&db, &tenant, due, batch).await
+                }));
+            }
+            let mut boundaries = 0;
+            for h in handles {
+                boundaries += h.await??.boundaries;
+            }
+            (
+                boundaries,
+                format!("{workers} worker{}", if workers == 1 { "" } else { "s" }),
+            )
+        }
+    };
     let billing = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        usize::try_from(boundaries)? == n,
+        "the pass billed {boundaries} of {n} due subscriptions"
+    );
     let mut tx = db.read().await?;
     let (invoices, lines, events) = bulk::billing_row_counts(&mut tx, &tenant.id).await?;
     tx.commit().await?;
     let billed_rate = boundaries as f64 / billing;
     println!(
-        "  billing pass ({workers} worker{}): {boundaries} subscriptions -> {invoices} invoices, {lines} lines, {events} events in {billing:.2}s = {billed_rate:.0} subscriptions/s",
-        if workers == 1 { "" } else { "s" }
+        "  billing pass ({how}): {boundaries} subscriptions -> {invoices} invoices, {lines} lines, {events} events in {billing:.2}s = {billed_rate:.0} subscriptions/s"
     );
 
     let n_inv = usize::try_from(invoices)?.max(1);
