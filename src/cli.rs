@@ -207,6 +207,22 @@ enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// A collection pass through the Stripe client against a local fake Stripe (fixed
+    /// latency, 429 above a rate) and through the sandbox, against charging one at a time.
+    Collect {
+        /// Invoices charged through the fake Stripe.
+        #[arg(long, default_value_t = 2_000)]
+        charges: usize,
+        /// Invoices charged through the sandbox.
+        #[arg(long, default_value_t = 20_000)]
+        sandbox_charges: usize,
+        /// The fake Stripe's answer time.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        /// Requests per second above which the fake Stripe answers 429.
+        #[arg(long, default_value_t = 100)]
+        limit_per_second: u32,
+    },
     /// Render N one-page invoices against a fewest-operations printpdf baseline: PDFs per
     /// second per core and the ratio.
     Pdf {
@@ -418,6 +434,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 db.close().await;
                 println!("{}", serde_json::to_string(&report?)?);
                 Ok(())
+            }
+            BenchCommand::Collect {
+                charges,
+                sandbox_charges,
+                latency_ms,
+                limit_per_second,
+            } => {
+                let opts = crate::bench::collect::CollectOptions {
+                    charges,
+                    sandbox_charges,
+                    latency_ms,
+                    limit_per_second,
+                    database_url: cli.database_url,
+                };
+                crate::bench::collect::run(config, opts).await.map(drop)
             }
             BenchCommand::Api {
                 seconds,

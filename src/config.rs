@@ -164,6 +164,14 @@ pub struct StripeConfig {
     pub webhook_secrets: Vec<Secret>,
     /// Signed timestamps further than this from now, either way, are refused.
     pub webhook_tolerance_secs: i64,
+    /// Requests per second this process sends one Stripe account with a live key, retries
+    /// included (a token bucket; Stripe allows 100 in live mode).
+    pub ops_per_second_live: u32,
+    /// The same with a test key (Stripe allows 25 in test mode).
+    pub ops_per_second_test: u32,
+    /// Requests in flight at once to one account; also how many charges a collection pass
+    /// runs side by side.
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -411,6 +419,15 @@ impl Config {
             return Err(ConfigError::BadValue {
                 key: "stripe",
                 message: "timeout_ms must be 1..600000, max_network_retries at most 10, retry_base_ms at most retry_max_ms".into(),
+            });
+        }
+        if !(1..=10_000).contains(&self.stripe.ops_per_second_live)
+            || !(1..=10_000).contains(&self.stripe.ops_per_second_test)
+            || !(1..=1000).contains(&self.stripe.max_concurrent_requests)
+        {
+            return Err(ConfigError::BadValue {
+                key: "stripe",
+                message: "ops_per_second_live and ops_per_second_test must be 1..10000, max_concurrent_requests 1..1000".into(),
             });
         }
         if !(1..=3600).contains(&self.stripe.webhook_tolerance_secs) {

@@ -94,3 +94,43 @@ async fn the_api_benchmark_runs_on_postgres() {
     }
     api_bench(Some(url)).await;
 }
+
+async fn collect_bench(database_url: Option<String>) {
+    let config = Config::load(None, &Overrides::default()).expect("default config");
+    let report = recur::bench::collect::run(
+        config,
+        recur::bench::collect::CollectOptions {
+            charges: 60,
+            sandbox_charges: 100,
+            latency_ms: 20,
+            limit_per_second: 100,
+            database_url,
+        },
+    )
+    .await
+    .expect("bench collect");
+    assert_eq!(report.rows.len(), 4, "{report:?}");
+    for r in &report.rows {
+        // Every invoice with an amount due is charged once (metered-only ones bill nothing),
+        // and the pace keeps the fake Stripe from ever answering 429.
+        assert!(r.succeeded as usize * 10 >= r.invoices * 7, "{r:?}");
+        assert!(r.succeeded as usize <= r.invoices, "{r:?}");
+        assert_eq!(r.rate_limited, 0, "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collect_benchmark_runs_on_sqlite() {
+    collect_bench(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collect_benchmark_runs_on_postgres() {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if sqlx::PgPool::connect(&url).await.is_err() && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("skipping: PostgreSQL unreachable");
+        return;
+    }
+    collect_bench(Some(url)).await;
+}

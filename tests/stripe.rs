@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 fn client(fake: &FakeStripe, retries: u32) -> Stripe {
     let mut c = Config::load(None, &Overrides::default()).unwrap().stripe;
+    // Unpaced: the fake has no rate limit (pacing has its own test below).
+    c.ops_per_second_test = 10_000;
     c.api_base = fake.uri();
     c.secret_key = Some(Secret::new(SECRET_KEY));
     c.timeout_ms = 300;
@@ -431,4 +433,29 @@ async fn an_attempt_older_than_stripes_key_lifetime_is_looked_up_never_resent() 
         "nothing re-sent"
     );
     assert_eq!(fake.ledger().len(), 1);
+}
+
+/// Requests to one account are paced by its token bucket (test keys: `ops_per_second_test`),
+/// however many are sent at once: 21 charges at 10 per second with bursts of 1 take at least
+/// 2 s, and every one succeeds once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_one_account_are_paced_by_its_token_bucket() {
+    let fake = FakeStripe::start().await;
+    let mut c = Config::load(None, &Overrides::default()).unwrap().stripe;
+    c.api_base = fake.uri();
+    c.secret_key = Some(Secret::new(SECRET_KEY));
+    c.ops_per_second_test = 10;
+    c.max_concurrent_requests = 8;
+    let stripe = Stripe::from_config(&c).unwrap().unwrap();
+    let started = Instant::now();
+    let requests: Vec<ChargeRequest> = (0..21).map(|_| request("pm_card_visa", 500)).collect();
+    let results = futures::future::join_all(requests.iter().map(|r| stripe.charge(r))).await;
+    let took = started.elapsed();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, ChargeResult::Succeeded { .. })),
+        "{results:?}"
+    );
+    assert!(took >= Duration::from_millis(1900), "21 charges in {took:?}");
 }

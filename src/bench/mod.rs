@@ -8,6 +8,7 @@
 //! PostgreSQL database given with `--database-url` (dropped at the end).
 
 pub mod api;
+pub mod collect;
 pub mod pdf;
 
 use crate::billing::run::run_due;
@@ -241,8 +242,26 @@ pub async fn seed_due_subscriptions(
     start: DateTime<Utc>,
     due: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    // Sandbox tokens charge for test-mode tenants only.
+    let method = (tenant.mode == Mode::Test).then(|| PaymentMethod {
+        provider: Provider::Sandbox,
+        token: "tok_visa".into(),
+        customer: None,
+    });
+    seed_paying(db, tenant, n, start, due, method).await
+}
+
+/// Like [`seed_due_subscriptions`], every customer paying with `method`.
+pub async fn seed_paying(
+    db: &Db,
+    tenant: &Tenant,
+    n: usize,
+    start: DateTime<Utc>,
+    due: DateTime<Utc>,
+    method: Option<PaymentMethod>,
+) -> anyhow::Result<()> {
     let cat = catalogue(db, tenant, start).await?;
-    seed(db, tenant, n, start, due, &cat).await?;
+    seed(db, tenant, n, start, due, &cat, method.as_ref()).await?;
     bulk::analyze(db).await?;
     Ok(())
 }
@@ -254,6 +273,7 @@ async fn seed(
     start: DateTime<Utc>,
     due: DateTime<Utc>,
     cat: &(Vec<Price>, Vec<TaxRate>, Vec<Coupon>),
+    method: Option<&PaymentMethod>,
 ) -> anyhow::Result<()> {
     let (prices, rates, coupons) = cat;
     let eur = Currency::parse("EUR")?;
@@ -280,12 +300,7 @@ async fn seed(
                 } else {
                     TaxExempt::None
                 },
-                // Sandbox tokens charge for test-mode tenants only.
-                payment_method: (tenant.mode == Mode::Test).then(|| PaymentMethod {
-                    provider: Provider::Sandbox,
-                    token: "tok_visa".into(),
-                    customer: None,
-                }),
+                payment_method: method.cloned(),
                 created: start,
                 updated: start,
                 erased_at: None,
@@ -461,9 +476,10 @@ pub async fn cycle(opts: CycleOptions) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let workers = match db.backend() {
-        Backend::Sqlite => 1,
-        Backend::Postgres => opts.processes.max(opts.workers).max(1),
+    let workers = match (db.backend(), &processes) {
+        (Backend::Sqlite, _) => 1,
+        (Backend::Postgres, Some(_)) => opts.processes,
+        (Backend::Postgres, None) => opts.workers.max(1),
     };
     let t = Instant::now();
     let (boundaries, how) = match processes {

@@ -413,6 +413,10 @@ fn set_aside(
     Ok((stopped, event))
 }
 
+/// A pass that made this many invoices refreshes the planner's statistics before collection
+/// reads them (`bulk::analyze_invoices`).
+const ANALYZE_AFTER: u64 = 10_000;
+
 /// Runs every boundary due by `until` for one tenant, batch by batch.
 pub async fn run_due(
     db: &Db,
@@ -480,6 +484,9 @@ pub async fn run_due(
     }
     if total.boundaries > 0 {
         tracing::info!(tenant.id = %tenant.id, boundaries = total.boundaries, invoices = total.invoices_created, "billing run");
+    }
+    if total.invoices_created >= ANALYZE_AFTER {
+        crate::store::bulk::analyze_invoices(db).await?;
     }
     Ok(total)
 }

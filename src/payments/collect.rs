@@ -1,5 +1,5 @@
 //! Collection and dunning: charge due invoices through their customer's provider, one attempt
-//! at a time per invoice. Each attempt commits its row (and idempotency key) before the provider
+//! at a time per invoice, many invoices at once. Each attempt commits its row (and idempotency key) before the provider
 //! is called and records the outcome after, never holding a transaction across the call.
 //! Attempts whose outcome is unknown are resolved by asking the provider before any new attempt.
 
@@ -16,6 +16,7 @@ use crate::store::events::NewEvent;
 use crate::store::payments::{self as store, Attempt};
 use crate::store::{Db, StoreError, Tx, customers, events, invoices, subscriptions};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -91,58 +92,26 @@ pub async fn collect(
         summary.add(resolve_unknown(db, tenant, payments, now).await?);
     }
     let providers = payments.for_tenant(db, tenant).await?;
+    // One sweep through the due invoices, earliest first: every claimed invoice leaves the due
+    // list, and one that falls due again behind the cursor during the pass waits for the next.
+    let mut cursor = None;
     loop {
-        let attempts = claim_batch(db, tenant, now, scope).await?;
+        let (attempts, next) = claim_batch(db, tenant, now, scope, cursor.as_ref()).await?;
+        let Some(next) = next else { break };
+        cursor = Some(next);
         if attempts.is_empty() {
-            break;
+            continue;
         }
         crate::crash::point("collect.attempts_committed");
-        let mut outcomes = Vec::with_capacity(attempts.len());
-        for a in attempts {
-            let result = if a.payment.amount > MAX_CHARGE {
-                too_large(a.payment.amount)
-            } else {
-                match providers.charging_provider_for(method_of(&a).as_ref()) {
-                    Ok(provider) => {
-                        use tracing::Instrument;
-                        let span = tracing::info_span!(
-                            "payment.charge",
-                            tenant.id = %tenant.id,
-                            invoice.id = %a.payment.invoice,
-                            payment.id = %a.payment.id,
-                            payment.attempt = a.payment.attempt_number,
-                            payment.provider = a.payment.provider.as_str(),
-                            payment.amount = a.payment.amount,
-                            payment.currency = a.payment.currency.code(),
-                        );
-                        let started = std::time::Instant::now();
-                        let result = provider
-                            .charge(&request(tenant, &a))
-                            .instrument(span.clone())
-                            .await;
-                        let outcome = match &result {
-                            ChargeResult::Succeeded { .. } => "succeeded",
-                            ChargeResult::Declined { .. } => "declined",
-                            ChargeResult::Unknown { .. } => "unknown",
-                        };
-                        let seconds = started.elapsed().as_secs_f64();
-                        crate::metrics::provider_call(outcome, seconds);
-                        span.in_scope(|| {
-                            tracing::debug!(
-                                payment.outcome = outcome,
-                                payment.seconds = seconds,
-                                "charge answered"
-                            )
-                        });
-                        result
-                    }
-                    Err(declined) => declined,
-                }
-            };
-            summary.payment_attempts += 1;
-            outcomes.push((a.payment, result));
-            crate::crash::point("collect.charged");
-        }
+        // Charged side by side: each attempt is committed with its key, and each provider
+        // paces its own requests (Stripe: a token bucket and a cap on requests in flight per
+        // account), so a slow provider costs latency, not throughput.
+        let outcomes: Vec<(Payment, ChargeResult)> = futures::stream::iter(attempts)
+            .map(|a| charge_one(&providers, tenant, a))
+            .buffered(payments.charges_at_once.max(1))
+            .collect()
+            .await;
+        summary.payment_attempts += outcomes.len() as u64;
         summary.add(record(db, tenant, payments, outcomes, now).await?);
         crate::crash::point("collect.recorded");
     }
@@ -152,6 +121,56 @@ pub async fn collect(
         mark_overdue(db, tenant, now).await?;
     }
     Ok(summary)
+}
+
+/// One provider call for one committed attempt.
+async fn charge_one(
+    providers: &super::TenantProviders,
+    tenant: &Tenant,
+    a: Attempt,
+) -> (Payment, ChargeResult) {
+    let result = if a.payment.amount > MAX_CHARGE {
+        too_large(a.payment.amount)
+    } else {
+        match providers.charging_provider_for(method_of(&a).as_ref()) {
+            Ok(provider) => {
+                use tracing::Instrument;
+                let span = tracing::info_span!(
+                    "payment.charge",
+                    tenant.id = %tenant.id,
+                    invoice.id = %a.payment.invoice,
+                    payment.id = %a.payment.id,
+                    payment.attempt = a.payment.attempt_number,
+                    payment.provider = a.payment.provider.as_str(),
+                    payment.amount = a.payment.amount,
+                    payment.currency = a.payment.currency.code(),
+                );
+                let started = std::time::Instant::now();
+                let result = provider
+                    .charge(&request(tenant, &a))
+                    .instrument(span.clone())
+                    .await;
+                let outcome = match &result {
+                    ChargeResult::Succeeded { .. } => "succeeded",
+                    ChargeResult::Declined { .. } => "declined",
+                    ChargeResult::Unknown { .. } => "unknown",
+                };
+                let seconds = started.elapsed().as_secs_f64();
+                crate::metrics::provider_call(outcome, seconds);
+                span.in_scope(|| {
+                    tracing::debug!(
+                        payment.outcome = outcome,
+                        payment.seconds = seconds,
+                        "charge answered"
+                    )
+                });
+                result
+            }
+            Err(declined) => declined,
+        }
+    };
+    crate::crash::point("collect.charged");
+    (a.payment, result)
 }
 
 /// A `send_invoice` invoice still open past its due date makes its subscription `past_due`
@@ -243,20 +262,29 @@ fn request(tenant: &Tenant, a: &Attempt) -> ChargeRequest {
 /// key), and the invoices taken off the due list. An invoice that already has an attempt in
 /// flight is left to it; a concurrent collector racing for the same invoice fails on the
 /// in-flight unique index and its whole batch rolls back.
+/// Answers the attempts and the cursor after the batch's latest due invoice (`None`: nothing
+/// was due after `after`).
 async fn claim_batch(
     db: &Db,
     tenant: &Tenant,
     now: DateTime<Utc>,
     scope: Scope<'_>,
-) -> Result<Vec<Attempt>, StoreError> {
+    after: Option<&(DateTime<Utc>, InvoiceId)>,
+) -> Result<(Vec<Attempt>, Option<(DateTime<Utc>, InvoiceId)>), StoreError> {
     let (invoice, customer) = match scope {
         Scope::Tenant => (None, None),
         Scope::Invoice(id) => (Some(id), None),
         Scope::Customer(id) => (None, Some(id)),
     };
     let mut tx = db.begin().await?;
+    tx.plan_each_statement().await?;
     let due =
-        invoices::due_for_collection(&mut tx, &tenant.id, now, BATCH, invoice, customer).await?;
+        invoices::due_for_collection(&mut tx, &tenant.id, now, BATCH, (invoice, customer), after)
+            .await?;
+    let cursor = due
+        .iter()
+        .filter_map(|i| i.next_payment_attempt.map(|t| (t, i.id.clone())))
+        .max();
     let customer_ids: Vec<_> = due.iter().map(|i| i.customer.clone()).collect();
     let methods = customers::payment_methods_of(&mut tx, &tenant.id, &customer_ids).await?;
     let invoice_ids: Vec<_> = due.iter().map(|i| i.id.clone()).collect();
@@ -300,7 +328,7 @@ async fn claim_batch(
     store::insert_attempts(&mut tx, &tenant.id, &attempts).await?;
     invoices::update_collections(&mut tx, &tenant.id, &taken).await?;
     tx.commit().await?;
-    Ok(attempts)
+    Ok((attempts, cursor))
 }
 
 /// An object as event data (the API's JSON).
@@ -357,6 +385,7 @@ async fn record(
     now: DateTime<Utc>,
 ) -> Result<CollectSummary, StoreError> {
     let mut tx = db.begin().await?;
+    tx.plan_each_statement().await?;
     let summary = record_in(&mut tx, tenant, payments.plan_for(tenant), outcomes, now).await?;
     tx.commit().await?;
     Ok(summary)

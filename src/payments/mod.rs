@@ -306,6 +306,9 @@ pub struct Payments {
     pub plan: DunningPlan,
     /// Pending attempts older than this (system time) are resolved like unknown ones.
     pub stale_pending: chrono::Duration,
+    /// Charges a collection pass has in flight at once (`stripe.max_concurrent_requests`);
+    /// each provider paces its own requests below that.
+    pub charges_at_once: usize,
     config: Arc<crate::config::Config>,
     /// Clients of tenants' own Stripe accounts, with the sealed key each was made from.
     tenant_stripe: std::sync::Mutex<HashMap<TenantId, (String, Arc<stripe::Stripe>)>>,
@@ -321,6 +324,7 @@ impl Payments {
             stale_pending: chrono::Duration::seconds(
                 i64::try_from(config.dunning.stale_pending_secs).unwrap_or(i64::MAX / 1000),
             ),
+            charges_at_once: config.stripe.max_concurrent_requests,
             config: Arc::new(config.clone()),
             tenant_stripe: std::sync::Mutex::default(),
         })

@@ -17,7 +17,7 @@ pub async fn insert_customers(
     for chunk in customers.chunks(1000) {
         on_tx!(tx, |c| {
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO customers (tenant_id, id, external_id, name, email, currency, tax_ids, tax_exempt, pm_provider, pm_token, created_at, updated_at) ",
+                "INSERT INTO customers (tenant_id, id, external_id, name, email, currency, tax_ids, tax_exempt, pm_provider, pm_token, pm_customer, created_at, updated_at) ",
             );
             q.push_values(chunk, |mut b, cu| {
                 b.push_bind(tenant.as_str())
@@ -30,6 +30,7 @@ pub async fn insert_customers(
                     .push_bind(cu.tax_exempt.as_str())
                     .push_bind(cu.payment_method.as_ref().map(|p| p.provider.as_str()))
                     .push_bind(cu.payment_method.as_ref().map(|p| p.token.clone()))
+                    .push_bind(cu.payment_method.as_ref().and_then(|p| p.customer.clone()))
                     .push_bind(cu.created)
                     .push_bind(cu.updated);
             });
@@ -354,6 +355,19 @@ pub async fn create_schema(tx: &mut Tx, schema: &str) -> Result<(), StoreError> 
 
 /// Refreshes planner statistics after a bulk load (PostgreSQL plans badly on tables it believes
 /// empty; autovacuum would get there, but only later). SQLite needs nothing here.
+/// Refreshes PostgreSQL's statistics of the tables a billing pass fills, after a pass that
+/// made many invoices: with the statistics of before (no open invoice), the planner read the
+/// collection pass's claim through the status index and sorted every open invoice on each
+/// claim, a pass over N invoices taking time in N² until autovacuum caught up.
+pub async fn analyze_invoices(db: &super::Db) -> Result<(), StoreError> {
+    if let super::Db::Postgres(pool) = db {
+        sqlx::query("ANALYZE invoices, invoice_lines")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn analyze(db: &super::Db) -> Result<(), StoreError> {
     if let super::Db::Postgres(pool) = db {
         sqlx::query("ANALYZE customers, subscriptions, subscription_items")

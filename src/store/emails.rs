@@ -28,23 +28,37 @@ pub async fn enqueue(
     object_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let id = format!("em_{}", uuid::Uuid::now_v7().simple());
-    on_tx!(tx, |c| {
-        sqlx::query(
-        "INSERT INTO emails (tenant_id, id, kind, dedupe_key, object_id, status, attempts, next_attempt_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
-         ON CONFLICT (tenant_id, kind, dedupe_key) DO NOTHING"
-    )
-    .bind(tenant.as_str())
-    .bind(&id)
-    .bind(kind.as_str())
-    .bind(dedupe_key)
-    .bind(object_id)
-    .bind(now)
-    .execute(&mut *c)
-    .await?
-    .rows_affected()
-    });
+    enqueue_many(tx, tenant, &[(kind, dedupe_key.to_owned(), object_id)], now).await
+}
+
+/// [`enqueue`] for many e-mails, in multi-row INSERTs (a collection pass queues one receipt
+/// per payment).
+pub async fn enqueue_many(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    emails: &[(EmailKind, String, &str)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for chunk in emails.chunks(500) {
+        on_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO emails (tenant_id, id, kind, dedupe_key, object_id, status, attempts, next_attempt_at, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (kind, dedupe_key, object_id)| {
+                b.push_bind(tenant.as_str())
+                    .push_bind(format!("em_{}", uuid::Uuid::now_v7().simple()))
+                    .push_bind(kind.as_str())
+                    .push_bind(dedupe_key.as_str())
+                    .push_bind(*object_id)
+                    .push_bind("pending")
+                    .push_bind(0_i64)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (tenant_id, kind, dedupe_key) DO NOTHING");
+            q.build().execute(&mut *c).await?.rows_affected()
+        });
+    }
     Ok(())
 }
 

@@ -88,7 +88,7 @@ pub async fn insert_event(
 ) -> Result<EventId, StoreError> {
     let data = super::rows::to_json(object)?;
     let id = insert_alert_event(tx, tenant, kind, object_id, &data, now).await?;
-    enqueue_email(tx, tenant, kind, object_id, &data).await?;
+    enqueue_emails(tx, tenant, &[(kind, object_id, &data)]).await?;
     let alert = match kind {
         EventType::ReconciliationDiscrepancy => Some((
             EventType::AlertReconciliationDiscrepancy,
@@ -151,26 +151,37 @@ pub async fn insert_alert_event(
 
 /// The customer e-mail an event announces, queued in the event's own transaction: a
 /// receipt per successful payment, a notice per failed attempt of an invoice.
-async fn enqueue_email(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    kind: EventType,
-    object_id: &str,
-    data: &str,
-) -> Result<(), StoreError> {
-    let (email, dedupe) = match kind {
-        EventType::PaymentSucceeded => (EmailKind::PaymentSucceeded, object_id.to_owned()),
+fn email_of(kind: EventType, object_id: &str, data: &str) -> Option<(EmailKind, String)> {
+    match kind {
+        EventType::PaymentSucceeded => Some((EmailKind::PaymentSucceeded, object_id.to_owned())),
         EventType::InvoicePaymentFailed => {
             let attempt = serde_json::from_str::<serde_json::Value>(data)
                 .ok()
                 .and_then(|v| v["attempt_count"].as_u64())
                 .unwrap_or_default();
-            (EmailKind::PaymentFailed, format!("{object_id}#{attempt}"))
+            Some((EmailKind::PaymentFailed, format!("{object_id}#{attempt}")))
         }
-        _ => return Ok(()),
-    };
+        _ => None,
+    }
+}
+
+/// Queues the e-mails these events announce.
+async fn enqueue_emails(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    events: &[(EventType, &str, &str)],
+) -> Result<(), StoreError> {
+    let emails: Vec<(EmailKind, String, &str)> = events
+        .iter()
+        .filter_map(|(kind, object_id, data)| {
+            email_of(*kind, object_id, data).map(|(k, dedupe)| (k, dedupe, *object_id))
+        })
+        .collect();
+    if emails.is_empty() {
+        return Ok(());
+    }
     let now = crate::domain::tenant::truncate_to_seconds(Utc::now());
-    super::emails::enqueue(tx, tenant, email, &dedupe, object_id, now).await
+    super::emails::enqueue_many(tx, tenant, &emails, now).await
 }
 
 fn event_from(r: &impl Rec) -> Result<Event, StoreError> {
@@ -272,9 +283,11 @@ pub async fn insert_events(
             q.build().execute(&mut *c).await?;
         });
     }
-    for e in events {
-        enqueue_email(tx, tenant, e.kind, &e.object_id, &e.data).await?;
-    }
+    let announced: Vec<(EventType, &str, &str)> = events
+        .iter()
+        .map(|e| (e.kind, e.object_id.as_str(), e.data.as_str()))
+        .collect();
+    enqueue_emails(tx, tenant, &announced).await?;
     let queued_at = crate::domain::tenant::truncate_to_seconds(Utc::now());
     let typed: Vec<(&EventId, &str)> = ids
         .iter()

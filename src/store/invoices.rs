@@ -461,16 +461,19 @@ pub async fn update_invoice_status(
 }
 
 /// Invoices to charge now: open (or written off and retried with `/pay`), collected
-/// automatically, whose next attempt is due; earliest first. `invoice` / `customer` narrow it
-/// to what one request asked for; an invoice named by `/pay` is charged whatever its
-/// collection method.
+/// automatically, whose next attempt is due; earliest first, strictly after the
+/// `(next_payment_attempt, id)` cursor when one is given (a pass's earlier batches left dead
+/// index entries behind on PostgreSQL; without the cursor each claim walked them all again,
+/// and a pass over N invoices took time in N²). The cursor is a row comparison, always
+/// present (the epoch without one), so PostgreSQL's plan starts the index scan at it. `invoice` / `customer` narrow it to what one
+/// request asked for; an invoice named by `/pay` is charged whatever its collection method.
 pub async fn due_for_collection(
     tx: &mut Tx,
     tenant: &TenantId,
     now: chrono::DateTime<chrono::Utc>,
     limit: i64,
-    invoice: Option<&InvoiceId>,
-    customer: Option<&CustomerId>,
+    (invoice, customer): (Option<&InvoiceId>, Option<&CustomerId>),
+    after: Option<&(chrono::DateTime<chrono::Utc>, InvoiceId)>,
 ) -> Result<Vec<Invoice>, StoreError> {
     // SQLite has one writer. On PostgreSQL the earliest due invoices are locked, in id order
     // like every other locker of invoices (no deadlock), until their attempts commit; the
@@ -484,6 +487,8 @@ pub async fn due_for_collection(
                 .bind(limit)
                 .bind(invoice.map(InvoiceId::as_str))
                 .bind(customer.map(CustomerId::as_str))
+                .bind(after.map_or(chrono::DateTime::UNIX_EPOCH, |a| a.0))
+                .bind(after.map_or("", |a| a.1.as_str()))
                 .fetch_all(&mut **$t)
                 .await?;
             rows.iter().map(invoice_from).collect()
@@ -496,6 +501,7 @@ pub async fn due_for_collection(
                 "WHERE tenant_id = $1 AND next_payment_attempt <= $2 AND status IN ('open', 'uncollectible')
                    AND (collection_method = 'charge_automatically' OR id = $4)
                    AND ($4 IS NULL OR id = $4) AND ($5 IS NULL OR customer_id = $5)
+                   AND (next_payment_attempt, id) > ($6, $7)
                  ORDER BY next_payment_attempt, id LIMIT $3"
             )
         ),
@@ -508,6 +514,7 @@ pub async fn due_for_collection(
                                 AND status IN ('open', 'uncollectible')
                                 AND (collection_method = 'charge_automatically' OR id = $4)
                                 AND ($4::text IS NULL OR id = $4) AND ($5::text IS NULL OR customer_id = $5)
+                                AND (next_payment_attempt, id) > ($6, $7)
                               ORDER BY next_payment_attempt, id LIMIT $3)
                  ORDER BY id FOR UPDATE"
             )

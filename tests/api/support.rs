@@ -205,6 +205,9 @@ impl TestApp {
         // Load tests drive one key far faster than any client; the rate-limit tests
         // (`api_keys.rs`) turn the limit back on.
         config.server.rate_limit_per_second = 0;
+        // The fake Stripe has no rate limit; pacing has its own test (tests/stripe.rs).
+        config.stripe.ops_per_second_test = 10_000;
+        config.stripe.ops_per_second_live = 10_000;
         configure(&mut config);
         let db = Db::connect(&url, 5).await.expect("connect");
         let url = url.clone();

@@ -31,6 +31,11 @@ pub struct Stripe {
     retries: u32,
     retry_base: Duration,
     retry_max: Duration,
+    /// Every request to the account waits for a token (`stripe.ops_per_second_live/test`),
+    /// so a collection pass never meets Stripe's 429 on its own.
+    pace: governor::DefaultDirectRateLimiter,
+    /// Requests in flight to the account (`stripe.max_concurrent_requests`).
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// Verifies Stripe's inbound webhooks. Needs only the signing secrets, not an API key: an
@@ -130,6 +135,14 @@ impl Stripe {
             .connect_timeout(Duration::from_millis(c.timeout_ms.min(10_000)))
             .user_agent(concat!("recur/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let per_second = match key_mode(key.expose()) {
+            Some(Mode::Live) => c.ops_per_second_live,
+            _ => c.ops_per_second_test,
+        };
+        let per_second = std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MIN);
+        // Bursts of a tenth of a second's worth: the pace stays even within each second.
+        let burst =
+            std::num::NonZeroU32::new(per_second.get() / 10).unwrap_or(std::num::NonZeroU32::MIN);
         Ok(Stripe {
             http,
             base: c.api_base.trim_end_matches('/').to_owned(),
@@ -138,6 +151,10 @@ impl Stripe {
             retries: c.max_network_retries,
             retry_base: Duration::from_millis(c.retry_base_ms),
             retry_max: Duration::from_millis(c.retry_max_ms),
+            pace: governor::RateLimiter::direct(
+                governor::Quota::per_second(per_second).allow_burst(burst),
+            ),
+            in_flight: tokio::sync::Semaphore::new(c.max_concurrent_requests.max(1)),
         })
     }
 
@@ -246,6 +263,8 @@ impl Stripe {
             if let Some(key) = idempotency_key {
                 rb = rb.header("Idempotency-Key", key);
             }
+            let slot = self.in_flight.acquire().await;
+            self.pace.until_ready().await;
             let (again, hint, reply) = match rb.send().await {
                 Err(e) => (true, None, Reply::Indeterminate(describe(&e))),
                 Ok(resp) => {
@@ -275,6 +294,8 @@ impl Stripe {
                     }
                 }
             };
+            // The slot is free again once the answer is read, before any backoff.
+            drop(slot);
             if !again || retry >= self.retries {
                 return reply;
             }
