@@ -457,5 +457,8 @@ async fn requests_to_one_account_are_paced_by_its_token_bucket() {
             .all(|r| matches!(r, ChargeResult::Succeeded { .. })),
         "{results:?}"
     );
-    assert!(took >= Duration::from_millis(1900), "21 charges in {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "21 charges in {took:?}"
+    );
 }

@@ -99,6 +99,9 @@ async fn record(
         }
     }
     let mut tx = db.begin().await?;
+    // usage_records grows by thousands of rows a second under batches: a plan cached while it
+    // was small (a sequential scan) would read it all again for every batch.
+    tx.plan_each_statement().await?;
     let item_ids: Vec<SubscriptionItemId> = unique(records.iter().map(|r| &r.subscription_item));
     let items = find_items(&mut tx, &tenant.id, &item_ids).await?;
     let sub_ids: Vec<SubscriptionId> = unique(items.values().map(|(sub, _)| sub));

@@ -240,9 +240,9 @@ impl Db {
 
 impl Tx {
     /// Plans this transaction's statements for their own parameters each time (PostgreSQL).
-    /// For work whose tables grow under it within one pass (collection: attempts and invoices
-    /// from empty to millions): a plan cached while a table was small (a sequential scan)
-    /// would otherwise stay for the whole pass, and each batch would read every row again.
+    /// For work on tables that grow fast under it (collection's attempts and invoices, usage
+    /// batches): a plan cached while a table was small (a sequential scan) would otherwise
+    /// stay, and each batch would read every row again.
     pub async fn plan_each_statement(&mut self) -> Result<(), StoreError> {
         if let Tx::Postgres(t) = self {
             sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
