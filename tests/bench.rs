@@ -4,6 +4,18 @@ use recur::bench::{CycleOptions, cycle};
 use recur::config::{Config, Overrides};
 use recur::payments::Payments;
 
+/// The PostgreSQL to bench on, or None (the test skips) when it is unreachable outside CI;
+/// under `CI=true` the bench runs and fails.
+async fn postgres() -> Option<String> {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if sqlx::PgPool::connect(&url).await.is_err() && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("skipping: PostgreSQL unreachable");
+        return None;
+    }
+    Some(url)
+}
+
 fn options(database_url: Option<String>) -> CycleOptions {
     CycleOptions {
         subscriptions: 300,
@@ -27,12 +39,7 @@ async fn the_cycle_benchmark_runs_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cycle_benchmark_runs_on_postgres() {
-    let url = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if sqlx::PgPool::connect(&url).await.is_err() && std::env::var("CI").as_deref() != Ok("true") {
-        eprintln!("skipping: PostgreSQL unreachable");
-        return;
-    }
+    let Some(url) = postgres().await else { return };
     cycle(options(Some(url.clone())))
         .await
         .expect("bench on PostgreSQL");
@@ -86,12 +93,7 @@ async fn the_api_benchmark_runs_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_benchmark_runs_on_postgres() {
-    let url = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if sqlx::PgPool::connect(&url).await.is_err() && std::env::var("CI").as_deref() != Ok("true") {
-        eprintln!("skipping: PostgreSQL unreachable");
-        return;
-    }
+    let Some(url) = postgres().await else { return };
     api_bench(Some(url)).await;
 }
 
@@ -126,11 +128,6 @@ async fn the_collect_benchmark_runs_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collect_benchmark_runs_on_postgres() {
-    let url = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if sqlx::PgPool::connect(&url).await.is_err() && std::env::var("CI").as_deref() != Ok("true") {
-        eprintln!("skipping: PostgreSQL unreachable");
-        return;
-    }
+    let Some(url) = postgres().await else { return };
     collect_bench(Some(url)).await;
 }
