@@ -73,6 +73,18 @@ both!(
     }
 );
 
+/// A metered subscription started on 2027-01-01, its clock on 2027-01-20: the subscription
+/// and its item.
+async fn metered_subscription(app: &crate::support::TestApp) -> (serde_json::Value, String) {
+    app.set_clock("2027-01-01T00:00:00Z").await;
+    let customer = app.customer().await;
+    let metered = app.metered_price().await;
+    let sub = app.subscription(&customer, &metered).await;
+    let item = sub["items"][0]["id"].as_str().unwrap().to_owned();
+    app.advance("2027-01-20T00:00:00Z").await;
+    (sub, item)
+}
+
 /// A batch of `n` records on one item, identifiers `{tag}-0..n`, one a minute from `from`.
 fn batch(item: &str, tag: &str, n: usize, quantity: u64) -> serde_json::Value {
     let records: Vec<_> = (0..n)
@@ -90,12 +102,7 @@ fn batch(item: &str, tag: &str, n: usize, quantity: u64) -> serde_json::Value {
 
 both!(
     async fn a_usage_batch_is_recorded_in_order_once_and_billed_as_a_sum(app: TestApp) {
-        app.set_clock("2027-01-01T00:00:00Z").await;
-        let customer = app.customer().await;
-        let metered = app.metered_price().await;
-        let sub = app.subscription(&customer, &metered).await;
-        let item = sub["items"][0]["id"].as_str().unwrap().to_owned();
-        app.advance("2027-01-20T00:00:00Z").await;
+        let (sub, item) = metered_subscription(&app).await;
 
         let r = app
             .post("/v1/usage_records/batch", batch(&item, "a", 1000, 2))
@@ -154,14 +161,11 @@ both!(
 
 both!(
     async fn a_usage_batch_with_any_refused_record_writes_nothing_and_names_each(app: TestApp) {
-        app.set_clock("2027-01-01T00:00:00Z").await;
-        let customer = app.customer().await;
-        let metered = app.metered_price().await;
-        let sub = app.subscription(&customer, &metered).await;
-        let item = sub["items"][0]["id"].as_str().unwrap().to_owned();
+        let (sub, item) = metered_subscription(&app).await;
         let licensed = app.monthly_price(100).await;
-        let other = app.subscription(&customer, &licensed).await;
-        app.advance("2027-01-20T00:00:00Z").await;
+        let other = app
+            .subscription(sub["customer"].as_str().unwrap(), &licensed)
+            .await;
         app.post("/v1/usage_records/batch", batch(&item, "kept", 1, 5))
             .await
             .ok();
@@ -260,12 +264,7 @@ both!(
 
 both!(
     async fn two_clients_sending_the_same_batch_at_once_count_it_once(app: TestApp) {
-        app.set_clock("2027-01-01T00:00:00Z").await;
-        let customer = app.customer().await;
-        let metered = app.metered_price().await;
-        let sub = app.subscription(&customer, &metered).await;
-        let item = sub["items"][0]["id"].as_str().unwrap().to_owned();
-        app.advance("2027-01-20T00:00:00Z").await;
+        let (sub, item) = metered_subscription(&app).await;
         for round in 0..5 {
             let tag = format!("r{round}");
             let (a, b) = tokio::join!(
