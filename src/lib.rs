@@ -11,6 +11,7 @@ pub mod crash;
 pub mod demo;
 pub mod documents;
 pub mod domain;
+pub mod einvoice;
 pub mod exports;
 pub mod metrics;
 pub mod payments;

@@ -6,6 +6,7 @@ mod catalogue;
 mod credit_notes;
 mod customers;
 mod documents;
+mod einvoices;
 pub mod error;
 mod events;
 pub mod exports;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(invoices::routes())
         .merge(credit_notes::routes())
         .merge(documents::routes())
+        .merge(einvoices::routes())
         .merge(exports::routes())
         .merge(reports::routes())
         .merge(webhook_endpoints::routes())

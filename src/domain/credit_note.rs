@@ -224,8 +224,29 @@ fn note_taxes(inv: &Invoice, amount: i64, lines: &[CreditNoteLine]) -> Vec<TaxAm
             }
         }
     }
+    // The shares above put the right gross on each rate, but a line's tax share follows the
+    // rate's whole tax, which other lines' credits (prorations) lowered, so net and tax can
+    // stray from the rate. Each rate's credited gross is split again at the rate itself.
+    for (o, t) in out.iter_mut().zip(&inv.total_tax_amounts) {
+        if t.amount != 0 {
+            let gross = o.taxable_amount + o.amount;
+            o.amount = tax_in_gross(gross, t.percentage);
+            o.taxable_amount = gross - o.amount;
+        }
+    }
     out.retain(|t| t.amount != 0 || t.taxable_amount != 0);
     out
+}
+
+/// The tax contained in a gross amount at `percentage`: `round(gross × p / (100 + p))`, half
+/// away from zero.
+fn tax_in_gross(gross: i64, percentage: rust_decimal::Decimal) -> i64 {
+    use rust_decimal::prelude::ToPrimitive;
+    let p = percentage;
+    (rust_decimal::Decimal::from(gross) * p / (rust_decimal::Decimal::ONE_HUNDRED + p))
+        .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        .to_i64()
+        .unwrap_or(0)
 }
 
 /// Splits a credit on `inv` given what earlier notes credited per line and what was refunded
@@ -381,6 +402,45 @@ mod tests {
             document: Default::default(),
             hosted_invoice_url: None,
         }
+    }
+
+    /// A plan line and two proration credits under one 19 % rate: the credits lower the
+    /// rate's tax, and a note on the plan line used to take the rate's whole tax as the
+    /// line's share, so the note said 213.06 VAT on 1,243.18 net (17.1 %). Found by the
+    /// EN 16931 validator (BR-CO-17).
+    #[test]
+    fn a_note_on_a_line_splits_its_gross_at_the_rate() {
+        let rate = crate::domain::ids::TaxRateId::generate();
+        let mut inv = paid_invoice(167_598);
+        let template = inv.lines[0].clone();
+        inv.lines = [-14_974, 156_137, -324]
+            .into_iter()
+            .map(|amount| InvoiceLine {
+                id: InvoiceLineId::generate(),
+                amount,
+                net_amount: amount,
+                tax_rates: vec![rate.clone()],
+                ..template.clone()
+            })
+            .collect();
+        inv.subtotal = 140_839;
+        inv.tax = 26_759;
+        inv.total_tax_amounts = vec![TaxAmount {
+            tax_rate: rate,
+            display_name: "VAT".into(),
+            percentage: rust_decimal::Decimal::from(19),
+            inclusive: false,
+            taxable_amount: 140_839,
+            amount: 26_759,
+        }];
+        let credit = Credit::Lines(vec![CreditNoteLine {
+            invoice_line: inv.lines[1].id.clone(),
+            amount: 145_624,
+        }]);
+        let s = split(&inv, credit, Settle::OutOfBand, &HashMap::new(), 0).unwrap();
+        let t = &s.tax_amounts[0];
+        assert_eq!(t.taxable_amount + t.amount, 145_624);
+        assert_eq!((t.taxable_amount, t.amount), (122_373, 23_251));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod currency;
 pub mod customer;
 pub mod dunning;
 pub mod email;
+pub mod en16931;
 pub mod event;
 pub mod ids;
 pub mod invoice;

@@ -95,13 +95,13 @@ async fn read_verified(dir: &Path, tenant: &TenantId, id: &str, sha256: &str) ->
     None
 }
 
-struct Parties {
-    tenant_name: String,
-    settings: InvoiceSettings,
-    customer: Customer,
+pub(super) struct Parties {
+    pub(super) tenant_name: String,
+    pub(super) settings: InvoiceSettings,
+    pub(super) customer: Customer,
 }
 
-async fn parties(
+pub(super) async fn parties(
     db: &Db,
     tenant: &TenantId,
     customer: &crate::domain::ids::CustomerId,
@@ -245,7 +245,9 @@ fn plausible_token(token: &str) -> bool {
     token.len() == 48 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn pdf_name(number: &str) -> String {
+/// A download's file name: the document number with anything but letters, digits and `-`
+/// replaced, and `ext`.
+pub(super) fn file_name(number: &str, ext: &str) -> String {
     let safe: String = number
         .chars()
         .map(|c| {
@@ -256,7 +258,7 @@ fn pdf_name(number: &str) -> String {
             }
         })
         .collect();
-    format!("{safe}.pdf")
+    format!("{safe}.{ext}")
 }
 
 /// The invoice's PDF: the stored file, or rendered, stored and recorded now when the
@@ -279,7 +281,7 @@ pub async fn invoice_pdf(
             "a draft invoice has no PDF yet; it is rendered when the invoice is finalized",
         ));
     };
-    let filename = pdf_name(&number);
+    let filename = file_name(&number, "pdf");
     let recorded = inv.document.pdf_sha256.clone();
     if let Some(recorded) = &recorded
         && let Some(bytes) = read_verified(dir, tenant, id.as_str(), recorded).await
@@ -308,7 +310,7 @@ pub async fn upcoming_pdf(
     Ok(Pdf { bytes, filename })
 }
 
-async fn load_note(
+pub(super) async fn load_note(
     db: &Db,
     tenant: &TenantId,
     id: &CreditNoteId,
@@ -330,7 +332,7 @@ pub async fn credit_note_pdf(
 ) -> Result<Pdf, ServiceError> {
     let (note, inv) = load_note(db, tenant, id).await?;
     super::privacy::refuse_purged(db, tenant, "credit_notes", id.as_str()).await?;
-    let filename = pdf_name(&note.number);
+    let filename = file_name(&note.number, "pdf");
     let recorded = note.document.pdf_sha256.clone();
     if let Some(recorded) = &recorded
         && let Some(bytes) = read_verified(dir, tenant, id.as_str(), recorded).await

@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod clock;
 pub mod customers;
 pub mod documents;
+pub mod einvoice;
 pub mod email;
 pub mod exports;
 pub mod invoices;

@@ -1,6 +1,8 @@
 //! API integration tests: each test runs against the real server on a random port, once on
 //! SQLite and once on PostgreSQL, each on a fresh database.
 
+#[path = "../support/einvoice_checker.rs"]
+mod einvoice_checker;
 #[path = "../support/fake_stripe.rs"]
 mod fake_stripe;
 mod support;
@@ -15,6 +17,7 @@ mod credit_notes;
 mod customers;
 mod demo;
 mod documents;
+mod einvoices;
 mod emails;
 mod exports;
 mod first_contact;

