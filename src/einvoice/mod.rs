@@ -3,6 +3,7 @@
 //! templates in `templates/einvoice/` (escaped as XML). The writers decide nothing: every
 //! figure and code comes from the model, so both syntaxes say the same.
 
+pub mod facturx;
 pub mod sample;
 
 use crate::domain::en16931::{Document, Kind};

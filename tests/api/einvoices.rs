@@ -1,5 +1,5 @@
-//! E-invoices of billed documents: `GET /v1/invoices/{id}/ubl|cii` and
-//! `/v1/credit_notes/{id}/ubl|cii` for an invoice billed through the API (23 % VAT, a 10 %
+//! E-invoices of billed documents: `GET /v1/invoices/{id}/ubl|cii`, `/pdf?format=facturx`
+//! and `/v1/credit_notes/{id}/ubl|cii` for an invoice billed through the API (23 % VAT, a 10 %
 //! coupon), a reverse-charge invoice and a credit note, validated by the same checker as the
 //! random ones; and what cannot be an e-invoice refused with its reason.
 
@@ -115,6 +115,18 @@ both! {
         assert!(ubl.contains(r#"<cbc:TaxInclusiveAmount currencyID="EUR">409.97</cbc:TaxInclusiveAmount>"#), "{ubl}");
         assert!(ubl.contains(r#"<cbc:AllowanceTotalAmount currencyID="EUR">37.04</cbc:AllowanceTotalAmount>"#));
         assert!(cii.contains("<ram:GrandTotalAmount>409.97</ram:GrandTotalAmount>"));
+        // Factur-X: the PDF as issued with the CII inside.
+        let (status, headers, pdf) = app.raw(&format!("/v1/invoices/{id}/pdf?format=facturx"), Some(&app.key)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-type"], "application/pdf");
+        assert!(headers["content-disposition"].to_str().unwrap().contains(".facturx.pdf"));
+        let embedded = pdf.windows(cii.len()).any(|w| w == cii.as_bytes());
+        assert!(embedded, "the CII served at /cii is the one embedded");
+        std::fs::write(dir.path().join("invoice.facturx.pdf"), &pdf).expect("write");
+        let plain = app.raw(&format!("/v1/invoices/{id}/pdf"), Some(&app.key)).await.2;
+        assert_eq!(plain, app.raw(&format!("/v1/invoices/{id}/pdf?format=pdf"), Some(&app.key)).await.2);
+        let r = app.get(&format!("/v1/invoices/{id}/pdf?format=xrechnung")).await;
+        assert_eq!((r.status, r.error_code()), (StatusCode::BAD_REQUEST, "parameter_invalid"));
 
         let note = app
             .post("/v1/credit_notes", json!({"invoice": id, "amount": 12_300, "reason": "order_change", "memo": "one seat <less>"}))
@@ -135,7 +147,7 @@ both! {
         fetch(&app, &format!("/v1/invoices/{}/cii", inv["id"].as_str().unwrap()), dir.path(), "reverse.cii.xml").await;
 
         if let Some(report) = einvoice_checker::validate(dir.path()) {
-            assert!(report.contains("6 documents"), "{report}");
+            assert!(report.contains("7 documents"), "{report}");
         }
     }
 }
