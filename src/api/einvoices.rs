@@ -1,5 +1,5 @@
 //! E-invoices over HTTP: a finalized invoice or credit note as Peppol BIS Billing 3.0 UBL
-//! (`/ubl`) or as the CII of Factur-X (`/cii`), `application/xml`.
+//! (`/ubl`), as the CII of Factur-X (`/cii`) or as KSeF FA(3) (`/ksef`), `application/xml`.
 
 use super::error::ApiError;
 use super::extract::Ctx;
@@ -19,6 +19,8 @@ pub fn routes() -> Router<AppState> {
         .route("/invoices/{id}/cii", get(invoice_cii))
         .route("/credit_notes/{id}/ubl", get(credit_note_ubl))
         .route("/credit_notes/{id}/cii", get(credit_note_cii))
+        .route("/invoices/{id}/ksef", get(invoice_ksef))
+        .route("/credit_notes/{id}/ksef", get(credit_note_ksef))
 }
 
 fn xml_response(x: Xml) -> Response {
@@ -100,4 +102,26 @@ pub async fn credit_note_cii(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     credit_note(&s, &ctx, &id, Syntax::Cii).await
+}
+
+#[utoipa::path(get, path = "/v1/invoices/{id}/ksef", responses(
+    (status = 200, description = "the finalized invoice as KSeF FA(3) XML (schema 1-0E), for sellers established in Poland", content_type = "application/xml"),
+    (status = 422, description = "einvoice_unavailable: a seller outside Poland, a rate Poland does not have, VAT in a currency other than PLN, or what /ubl refuses")))]
+pub async fn invoice_ksef(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    invoice(&s, &ctx, &id, Syntax::Ksef).await
+}
+
+#[utoipa::path(get, path = "/v1/credit_notes/{id}/ksef", responses(
+    (status = 200, description = "the credit note as a KSeF FA(3) correction (RodzajFaktury KOR) of its invoice", content_type = "application/xml"),
+    (status = 422, description = "einvoice_unavailable, as for the invoice")))]
+pub async fn credit_note_ksef(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    credit_note(&s, &ctx, &id, Syntax::Ksef).await
 }

@@ -182,6 +182,9 @@ pub struct Line {
     pub base_quantity: Option<Decimal>,
     /// BT-131 in minor units.
     pub net: i64,
+    /// The line's share of the document-level allowance (for formats without one, such as
+    /// KSeF FA(3), which spread it over the lines); 0 on credit notes.
+    pub discount: i64,
     /// BG-26.
     pub period: Option<(NaiveDate, NaiveDate)>,
     pub category: Category,
@@ -219,6 +222,8 @@ pub struct Document {
     pub kind: Kind,
     pub number: String,
     pub issue_date: NaiveDate,
+    /// When the document was issued (finalization, or the credit note's creation).
+    pub issued_at: DateTime<Utc>,
     pub due_date: Option<NaiveDate>,
     pub currency: Currency,
     /// BT-10 (Peppol R003): the customer's external id, else its recur id.
@@ -535,6 +540,7 @@ pub fn invoice(
             price,
             base_quantity,
             net: l.net_amount,
+            discount: l.discount_amount,
             period: Some(period(l.period_start, l.period_end)),
             category,
             percent,
@@ -577,6 +583,7 @@ pub fn invoice(
     Ok(Document {
         kind: Kind::Invoice,
         issue_date,
+        issued_at: finalized,
         due_date: Some(inv.due_date.map(date).unwrap_or(issue_date).max(issue_date)),
         currency: inv.currency,
         buyer_reference: customer_reference(customer),
@@ -723,6 +730,7 @@ pub fn credit_note(
                 price,
                 base_quantity,
                 net: g.taxable,
+                discount: 0,
                 period: invoice_period,
                 category: g.category,
                 percent: g.percent,
@@ -740,6 +748,7 @@ pub fn credit_note(
         kind: Kind::CreditNote,
         number: note.number.clone(),
         issue_date: date(note.created),
+        issued_at: note.created,
         due_date: None,
         currency: note.currency,
         buyer_reference: customer_reference(customer),

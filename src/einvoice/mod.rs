@@ -1,9 +1,11 @@
 //! Structured invoices (EN 16931): the model of `domain::en16931` written as Peppol BIS
-//! Billing 3.0 UBL and as UN/CEFACT CII for Factur-X / ZUGFeRD (profile EN 16931), from askama
-//! templates in `templates/einvoice/` (escaped as XML). The writers decide nothing: every
-//! figure and code comes from the model, so both syntaxes say the same.
+//! Billing 3.0 UBL, as UN/CEFACT CII for Factur-X / ZUGFeRD (profile EN 16931, embedded in the
+//! PDF by [`facturx`]) and as Poland's KSeF FA(3) ([`ksef`]), from askama templates in
+//! `templates/einvoice/` (escaped as XML). The writers decide nothing: every figure and code
+//! comes from the model, so every syntax says the same.
 
 pub mod facturx;
+pub mod ksef;
 pub mod sample;
 
 use crate::domain::en16931::{Document, Kind};
@@ -17,6 +19,17 @@ pub enum Syntax {
     Ubl,
     /// UN/CEFACT Cross Industry Invoice D16B, as embedded in Factur-X.
     Cii,
+    /// KSeF FA(3), for sellers established in Poland.
+    Ksef,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The document cannot be expressed in this syntax (KSeF's own limits).
+    #[error(transparent)]
+    Refused(#[from] ksef::KsefError),
+    #[error("e-invoice template: {0}")]
+    Template(#[from] askama::Error),
 }
 
 #[derive(Template)]
@@ -54,7 +67,7 @@ impl Cii<'_> {
 }
 
 /// The document as XML in `syntax`.
-pub fn write(d: &Document, syntax: Syntax) -> Result<String, askama::Error> {
+pub fn write(d: &Document, syntax: Syntax) -> Result<String, WriteError> {
     let cur = d.currency.code();
     match syntax {
         Syntax::Ubl => {
@@ -62,14 +75,15 @@ pub fn write(d: &Document, syntax: Syntax) -> Result<String, askama::Error> {
                 Kind::Invoice => ("Invoice", "InvoicedQuantity"),
                 Kind::CreditNote => ("CreditNote", "CreditedQuantity"),
             };
-            Ubl {
+            Ok(Ubl {
                 d,
                 cur,
                 root,
                 quantity_tag,
             }
-            .render()
+            .render()?)
         }
-        Syntax::Cii => Cii { d, cur }.render(),
+        Syntax::Cii => Ok(Cii { d, cur }.render()?),
+        Syntax::Ksef => Ok(ksef::write(d)?),
     }
 }

@@ -37,6 +37,7 @@ const CURRENCIES: &[&str] = &[
     "EUR", "EUR", "EUR", "PLN", "USD", "GBP", "CHF", "JPY", "HUF",
 ];
 const RATES: &[&str] = &["23", "19", "8", "7", "5", "21", "20", "7.5", "5.5", "0"];
+const POLISH_RATES: &[&str] = &["23", "8", "5", "0"];
 const COUNTRIES: &[(&str, &str, &str)] = &[
     ("DE", "DE129273398", "DE89370400440532013000"),
     ("PL", "PL5260001246", "PL61109010140000071219812874"),
@@ -85,7 +86,12 @@ fn address(rng: &mut StdRng, country: &str) -> Address {
 }
 
 fn seller(rng: &mut StdRng) -> InvoiceSettings {
-    let (country, vat, iban) = *pick(rng, &COUNTRIES[..6]);
+    // Polish sellers a third of the time, for KSeF.
+    let (country, vat, iban) = if rng.random_bool(0.35) {
+        COUNTRIES[1]
+    } else {
+        *pick(rng, &COUNTRIES[..6])
+    };
     let mut tax_ids: Vec<TaxId> = TaxId::parse("eu_vat", vat).into_iter().collect();
     if rng.random_bool(0.3) {
         tax_ids.extend(TaxId::parse("de_stn", "143/815/08154"));
@@ -142,10 +148,11 @@ struct Rate {
     inclusive: bool,
 }
 
-fn rates(rng: &mut StdRng) -> Vec<Rate> {
+fn rates(rng: &mut StdRng, polish: bool) -> Vec<Rate> {
     let mut out: Vec<Rate> = Vec::new();
     for _ in 0..rng.random_range(1..=3) {
-        let percentage: Decimal = pick(rng, RATES).parse().unwrap_or_default();
+        let choices = if polish { POLISH_RATES } else { RATES };
+        let percentage: Decimal = pick(rng, choices).parse().unwrap_or_default();
         if out.iter().all(|r| r.percentage != percentage) {
             out.push(Rate {
                 id: TaxRateId::generate(),
@@ -187,11 +194,25 @@ fn priced_line(rng: &mut StdRng, unit: i64) -> (LineKind, u64, Decimal, i64) {
     }
 }
 
-fn invoice(rng: &mut StdRng, exempt: TaxExempt, customer: &Customer) -> Option<Invoice> {
-    let code = pick::<&str>(rng, CURRENCIES);
+fn invoice(
+    rng: &mut StdRng,
+    exempt: TaxExempt,
+    customer: &Customer,
+    seller: &InvoiceSettings,
+) -> Option<Invoice> {
+    let polish = seller
+        .address
+        .as_ref()
+        .and_then(|a| a.country)
+        .is_some_and(|c| c.as_str() == "PL");
+    let code = if polish && rng.random_bool(0.7) {
+        "PLN"
+    } else {
+        pick::<&str>(rng, CURRENCIES)
+    };
     let currency = Currency::parse(code).ok()?;
     let unit = 10_i64.pow(currency.exponent());
-    let rates = rates(rng);
+    let rates = rates(rng, polish);
     let start = at(2026, rng.random_range(1..=12), rng.random_range(1..=28));
     let end = start + Duration::days(rng.random_range(1..=31));
     let count = if rng.random_bool(0.1) {
@@ -418,7 +439,7 @@ pub fn case(seed: u64) -> Case {
         };
         let customer = customer(&mut rng, exempt);
         let seller = seller(&mut rng);
-        if let Some(invoice) = invoice(&mut rng, exempt, &customer) {
+        if let Some(invoice) = invoice(&mut rng, exempt, &customer, &seller) {
             let credit_notes = credit_notes(&mut rng, &invoice);
             return Case {
                 seller,

@@ -1,11 +1,12 @@
-//! E-invoices over the API: a finalized invoice or credit note as Peppol UBL or CII, built from
+//! E-invoices over the API: a finalized invoice or credit note as Peppol UBL, CII or KSeF FA(3)
+//! (and an invoice as Factur-X), built from
 //! the stored document and the parties' current details, the same way its PDF is.
 
 use super::ServiceError;
 use super::documents::{self as docs, Pdf, file_name, load_note, parties};
 use crate::domain::en16931::{self, ModelError, SellerInput};
 use crate::domain::ids::{CreditNoteId, InvoiceId, TenantId};
-use crate::einvoice::{self, Syntax, facturx};
+use crate::einvoice::{self, Syntax, WriteError, facturx};
 use crate::store::{Db, invoices};
 use std::path::Path;
 
@@ -23,11 +24,14 @@ fn refused(e: ModelError) -> ServiceError {
 }
 
 fn xml(d: &en16931::Document, syntax: Syntax) -> Result<Xml, ServiceError> {
-    let body = einvoice::write(d, syntax)
-        .map_err(|e| ServiceError::Document(format!("e-invoice template: {e}")))?;
+    let body = einvoice::write(d, syntax).map_err(|e| match e {
+        WriteError::Refused(e) => ServiceError::unprocessable("einvoice_unavailable", None, e),
+        WriteError::Template(e) => ServiceError::Document(format!("e-invoice template: {e}")),
+    })?;
     let suffix = match syntax {
         Syntax::Ubl => "ubl.xml",
         Syntax::Cii => "cii.xml",
+        Syntax::Ksef => "fa3.xml",
     };
     Ok(Xml {
         body,

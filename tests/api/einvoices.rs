@@ -1,5 +1,5 @@
-//! E-invoices of billed documents: `GET /v1/invoices/{id}/ubl|cii`, `/pdf?format=facturx`
-//! and `/v1/credit_notes/{id}/ubl|cii` for an invoice billed through the API (23 % VAT, a 10 %
+//! E-invoices of billed documents: `GET /v1/invoices/{id}/ubl|cii|ksef`,
+//! `/pdf?format=facturx` and `/v1/credit_notes/{id}/ubl|cii|ksef` for an invoice billed through the API (23 % VAT, a 10 %
 //! coupon), a reverse-charge invoice and a credit note, validated by the same checker as the
 //! random ones; and what cannot be an e-invoice refused with its reason.
 
@@ -146,8 +146,28 @@ both! {
         assert!(rc.contains(r#"<cbc:EndpointID schemeID="9930">DE129273398</cbc:EndpointID>"#));
         fetch(&app, &format!("/v1/invoices/{}/cii", inv["id"].as_str().unwrap()), dir.path(), "reverse.cii.xml").await;
 
+        // KSeF: VAT in EUR needs PLN figures recur does not have; a reverse charge has no VAT.
+        let r = app.get(&format!("/v1/invoices/{id}/ksef")).await;
+        assert_eq!(r.error_code(), "einvoice_unavailable");
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("PLN"), "{}", r.body);
+        let fa = fetch(&app, &format!("/v1/invoices/{}/ksef", inv["id"].as_str().unwrap()), dir.path(), "reverse.fa3.xml").await;
+        assert!(fa.contains("<KodUE>DE</KodUE>") && fa.contains("<P_12>np II</P_12>"), "{fa}");
+        let pln = business(&app, "PL", "PL1234563218", "none", "PLN").await;
+        let inv = billed(&app, &pln, "PLN").await;
+        let pln_id = inv["id"].as_str().unwrap();
+        let fa = fetch(&app, &format!("/v1/invoices/{pln_id}/ksef"), dir.path(), "pln.fa3.xml").await;
+        assert!(fa.contains("<NIP>5260001246</NIP>") && fa.contains("<NIP>1234563218</NIP>"), "{fa}");
+        assert!(fa.contains("<P_13_1>333.31</P_13_1>") && fa.contains("<P_14_1>76.66</P_14_1>"), "{fa}");
+        assert!(fa.contains("<P_10>37.04</P_10>"), "the discount spread over the line: {fa}");
+        let note = app
+            .post("/v1/credit_notes", json!({"invoice": pln_id, "amount": 12_300, "reason": "order_change"}))
+            .await
+            .ok();
+        let kor = fetch(&app, &format!("/v1/credit_notes/{}/ksef", note["id"].as_str().unwrap()), dir.path(), "pln-note.fa3.xml").await;
+        assert!(kor.contains("<RodzajFaktury>KOR</RodzajFaktury>") && kor.contains("<P_15>-123.00</P_15>"), "{kor}");
+
         if let Some(report) = einvoice_checker::validate(dir.path()) {
-            assert!(report.contains("7 documents"), "{report}");
+            assert!(report.contains("10 documents"), "{report}");
         }
     }
 }
