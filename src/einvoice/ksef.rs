@@ -45,42 +45,42 @@ const EU: &[&str] = &[
 ];
 
 /// How the buyer is identified (`Podmiot2/DaneIdentyfikacyjne`).
-pub enum BuyerId {
+enum BuyerId {
     Nip(String),
     Eu { country: String, number: String },
     Other { country: String, number: String },
     None,
 }
 
-pub struct Sum {
-    pub net_field: &'static str,
-    pub tax_field: Option<&'static str>,
-    pub net: String,
-    pub tax: String,
+struct Sum {
+    net_field: &'static str,
+    tax_field: Option<&'static str>,
+    net: String,
+    tax: String,
 }
 
-pub struct Row {
-    pub number: usize,
-    pub name: String,
-    pub quantity: Decimal,
-    pub price: Decimal,
-    pub discount: Option<String>,
-    pub net: String,
-    pub code: &'static str,
+struct Row {
+    number: usize,
+    name: String,
+    quantity: Decimal,
+    price: Decimal,
+    discount: Option<String>,
+    net: String,
+    code: &'static str,
 }
 
-pub struct Correction {
-    pub reason: String,
-    pub invoice_number: String,
-    pub invoice_date: String,
+struct Correction {
+    reason: String,
+    invoice_number: String,
+    invoice_date: String,
 }
 
-pub struct Payment {
-    pub due: Option<String>,
+struct Payment {
+    due: Option<String>,
     /// 6 bank transfer, 2 card.
-    pub form: &'static str,
-    pub account: Option<String>,
-    pub swift: Option<String>,
+    form: &'static str,
+    account: Option<String>,
+    swift: Option<String>,
 }
 
 #[derive(Template)]
